@@ -1,1 +1,19 @@
-//! gateway
+//! ZT Gateway daemon library: joins clusters with WireGuard.
+//!
+//! Layers: [`core`] decides (pure, no IO, no clock); [`source`], [`device`], [`http`] and
+//! [`metrics`] are thin adapters; [`driver`] sequences them. The `gateway` binary only parses
+//! the command line and calls [`run`].
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod core;
+pub mod device;
+pub mod driver;
+pub mod http;
+pub mod metrics;
+pub mod run;
+pub mod source;
+pub mod telemetry;
+
+pub use run::run;

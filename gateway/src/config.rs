@@ -1,0 +1,371 @@
+//! The validated configuration: `Cli` → [`Config::load`] → `run(config)`.
+//!
+//! Keys are those of SPEC section 4. A bad value stops start-up with one line naming the key,
+//! the value and what is expected. Unknown keys are errors, so a typo never silently falls
+//! back to a default.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::cli::Overrides;
+use crate::device::InterfaceSettings;
+
+/// Which WireGuard implementation runs the tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// boringtun in the gateway process over a TUN device.
+    Userspace,
+    /// The Linux kernel module.
+    Kernel,
+}
+
+/// Where the private key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyConfig {
+    /// A base64 key file, mode 0600.
+    File {
+        /// Its path.
+        path: PathBuf,
+    },
+}
+
+/// Where the declared peers come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeersConfig {
+    /// A directory of `*.yaml` files with `WireGuardPeer` documents.
+    Directory {
+        /// Its path.
+        path: PathBuf,
+    },
+}
+
+/// The `[http]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Health and metrics listener.
+    pub listen: SocketAddr,
+    /// Admin socket path (used by `peerctl`).
+    pub admin_socket: PathBuf,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `[interface]` except the backend.
+    pub interface: InterfaceSettings,
+    /// `interface.backend`.
+    pub backend: Backend,
+    /// `cluster.name`.
+    pub cluster_name: String,
+    /// `cluster.trust_domain`.
+    pub trust_domain: Option<String>,
+    /// `[key]`.
+    pub key: KeyConfig,
+    /// `[peers]`.
+    pub peers: PeersConfig,
+    /// `[http]`.
+    pub http: HttpConfig,
+}
+
+/// A configuration problem, worded as one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {reason}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The OS error.
+        reason: String,
+    },
+    /// The file is not valid TOML or has an unknown key.
+    #[error("configuration file {path}: {reason}")]
+    Syntax {
+        /// The path.
+        path: String,
+        /// What is wrong, with the line number.
+        reason: String,
+    },
+    /// A key has an invalid value.
+    #[error("{key} = {value}: {expected}")]
+    Value {
+        /// `section.key`.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// What is expected.
+        expected: String,
+    },
+}
+
+fn bad(key: &str, value: impl std::fmt::Display, expected: &str) -> ConfigError {
+    ConfigError::Value {
+        key: key.to_owned(),
+        value: format!("{:?}", value.to_string()),
+        expected: expected.to_owned(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    interface: RawInterface,
+    #[serde(default)]
+    cluster: RawCluster,
+    #[serde(default)]
+    key: RawKey,
+    #[serde(default)]
+    peers: RawPeers,
+    #[serde(default)]
+    http: RawHttp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInterface {
+    name: Option<String>,
+    listen_port: Option<i64>,
+    address: Option<String>,
+    mtu: Option<i64>,
+    backend: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    name: Option<String>,
+    trust_domain: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    source: Option<String>,
+    path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeers {
+    source: Option<String>,
+    path: Option<String>,
+    namespace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
+    admin_socket: Option<String>,
+}
+
+const NUMERIC_KEYS: [&str; 2] = ["interface.listen_port", "interface.mtu"];
+
+impl Config {
+    /// Reads the file at `path`, applies `overrides`, and validates everything.
+    ///
+    /// # Errors
+    /// The first problem found, as one line.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text, &path.display().to_string(), overrides)
+    }
+
+    /// Parses configuration text; `origin` names it in errors.
+    ///
+    /// # Errors
+    /// The first problem found, as one line.
+    pub fn parse(text: &str, origin: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let syntax = |reason: String| ConfigError::Syntax {
+            path: origin.to_owned(),
+            reason,
+        };
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| syntax(one_line(&e, text)))?;
+        for (key, value) in overrides.pairs() {
+            let (section, field) = key.split_once('.').unwrap_or((key, ""));
+            let value = if NUMERIC_KEYS.contains(&key) {
+                toml::Value::Integer(value.parse().map_err(|_| bad(key, value, "expected a whole number"))?)
+            } else {
+                toml::Value::String(value.to_owned())
+            };
+            let entry = table
+                .entry(section.to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(section_table) = entry {
+                section_table.insert(field.to_owned(), value);
+            } else {
+                return Err(bad(section, "(not a table)", "expected a [section]"));
+            }
+        }
+        let raw: RawConfig = RawConfig::deserialize(table).map_err(|e| syntax(e.message().replace('\n', " ")))?;
+        validate(raw)
+    }
+}
+
+fn one_line(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {message}")
+        }
+        None => message,
+    }
+}
+
+fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let name = raw.interface.name.unwrap_or_else(|| "wg0".to_owned());
+    let name_ok = !name.is_empty()
+        && name.len() <= 15
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !name_ok {
+        return Err(bad(
+            "interface.name",
+            &name,
+            "expected 1 to 15 characters from letters, digits, '-', '_' and '.'",
+        ));
+    }
+    let listen_port = raw.interface.listen_port.unwrap_or(51820);
+    let listen_port = u16::try_from(listen_port)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| bad("interface.listen_port", listen_port, "expected a UDP port from 1 to 65535"))?;
+    let address_text = raw.interface.address.ok_or_else(|| {
+        bad(
+            "interface.address",
+            "",
+            "is required: the gateway's tunnel address with prefix length, e.g. 10.10.0.1/24",
+        )
+    })?;
+    let address: IpNet = address_text.parse().map_err(|_| {
+        bad(
+            "interface.address",
+            &address_text,
+            "expected an IP address with prefix length, e.g. 10.10.0.1/24",
+        )
+    })?;
+    if address.addr() == address.network() && address.prefix_len() < address.max_prefix_len() {
+        return Err(bad(
+            "interface.address",
+            &address_text,
+            "is a network address; give the gateway's own address in it, e.g. 10.10.0.1/24",
+        ));
+    }
+    let mtu = raw.interface.mtu.unwrap_or(1420);
+    let mtu_min = if address.addr().is_ipv6() { 1280 } else { 576 };
+    let mtu = u32::try_from(mtu)
+        .ok()
+        .filter(|m| (mtu_min..=65535).contains(m))
+        .ok_or_else(|| bad("interface.mtu", mtu, &format!("expected {mtu_min} to 65535")))?;
+    let backend = match raw.interface.backend.as_deref().unwrap_or("userspace") {
+        "userspace" => Backend::Userspace,
+        "kernel" => Backend::Kernel,
+        other => return Err(bad("interface.backend", other, "expected \"userspace\" or \"kernel\"")),
+    };
+
+    let cluster_name = raw
+        .cluster
+        .name
+        .ok_or_else(|| bad("cluster.name", "", "is required: this cluster's name, a DNS label"))?;
+    let label_ok = !cluster_name.is_empty()
+        && cluster_name.len() <= 63
+        && cluster_name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !cluster_name.starts_with('-')
+        && !cluster_name.ends_with('-');
+    if !label_ok {
+        return Err(bad(
+            "cluster.name",
+            &cluster_name,
+            "expected a DNS label (1 to 63 lowercase letters, digits and '-')",
+        ));
+    }
+
+    let key = match raw.key.source.as_deref().unwrap_or("file") {
+        "file" => KeyConfig::File {
+            path: non_empty_path("key.path", raw.key.path, "/etc/zt-gateway/private.key")?,
+        },
+        "kms" => {
+            return Err(bad(
+                "key.source",
+                "kms",
+                "is not available in this build yet; use \"file\"",
+            ));
+        }
+        other => return Err(bad("key.source", other, "expected \"file\" or \"kms\"")),
+    };
+    let peers = match raw.peers.source.as_deref().unwrap_or("directory") {
+        "directory" => {
+            if raw.peers.namespace.is_some() {
+                return Err(bad(
+                    "peers.namespace",
+                    raw.peers.namespace.unwrap_or_default(),
+                    "only applies to source = \"kubernetes\"",
+                ));
+            }
+            PeersConfig::Directory {
+                path: non_empty_path("peers.path", raw.peers.path, "/etc/zt-gateway/peers")?,
+            }
+        }
+        "kubernetes" => {
+            return Err(bad(
+                "peers.source",
+                "kubernetes",
+                "is not available in this build yet; use \"directory\"",
+            ));
+        }
+        other => return Err(bad("peers.source", other, "expected \"directory\" or \"kubernetes\"")),
+    };
+
+    let listen_text = raw.http.listen.unwrap_or_else(|| "127.0.0.1:8055".to_owned());
+    let listen: SocketAddr = listen_text
+        .parse()
+        .map_err(|_| bad("http.listen", &listen_text, "expected IP:port, e.g. 127.0.0.1:8055"))?;
+    let admin_socket = non_empty_path("http.admin_socket", raw.http.admin_socket, "/run/zt-gateway/admin.sock")?;
+
+    Ok(Config {
+        interface: InterfaceSettings {
+            name,
+            listen_port,
+            address,
+            mtu,
+        },
+        backend,
+        cluster_name,
+        trust_domain: raw.cluster.trust_domain,
+        key,
+        peers,
+        http: HttpConfig {
+            listen,
+            admin_socket,
+        },
+    })
+}
+
+fn non_empty_path(key: &str, value: Option<String>, default: &str) -> Result<PathBuf, ConfigError> {
+    let value = value.unwrap_or_else(|| default.to_owned());
+    if value.trim().is_empty() {
+        return Err(bad(key, &value, "expected a path"));
+    }
+    Ok(PathBuf::from(value))
+}
+
+impl Config {
+    /// Returns the gateway's own tunnel address.
+    pub fn tunnel_address(&self) -> IpAddr {
+        self.interface.address.addr()
+    }
+}
+
+#[cfg(test)]
+mod tests;

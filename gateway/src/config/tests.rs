@@ -1,0 +1,132 @@
+use super::*;
+
+const EMBEDDED: &str = r#"
+[interface]
+name = "wg0"
+listen_port = 51820
+address = "10.10.0.1/24"
+mtu = 1420
+backend = "userspace"
+
+[cluster]
+name = "hanzo-k8s"
+
+[key]
+source = "file"
+path = "/etc/zt-gateway/private.key"   # base64, as `wg genkey` writes it; mode 0600
+
+[peers]
+source = "directory"
+path = "/etc/zt-gateway/peers"          # *.yaml, one or more WireGuardPeer documents each
+
+[http]
+listen = "127.0.0.1:8055"
+admin_socket = "/run/zt-gateway/admin.sock"
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "gateway.toml", &Overrides::default())
+}
+
+#[test]
+fn embedded_default_parses() {
+    let config = parse(EMBEDDED).expect("valid");
+    assert_eq!(config.interface.name, "wg0");
+    assert_eq!(config.interface.listen_port, 51820);
+    assert_eq!(config.interface.mtu, 1420);
+    assert_eq!(config.backend, Backend::Userspace);
+    assert_eq!(config.cluster_name, "hanzo-k8s");
+    assert_eq!(
+        config.key,
+        KeyConfig::File {
+            path: "/etc/zt-gateway/private.key".into()
+        }
+    );
+    assert_eq!(config.http.listen, "127.0.0.1:8055".parse().expect("addr"));
+    assert_eq!(config.tunnel_address(), "10.10.0.1".parse::<IpAddr>().expect("ip"));
+}
+
+#[test]
+fn invalid_address_names_key_and_value() {
+    let err = parse(&EMBEDDED.replace("10.10.0.1/24", "10.10.0.300/24")).expect_err("bad");
+    let msg = err.to_string();
+    assert!(msg.starts_with("interface.address = \"10.10.0.300/24\""), "{msg}");
+    assert!(!msg.contains('\n'));
+}
+
+#[test]
+fn network_address_is_not_a_gateway_address() {
+    let err = parse(&EMBEDDED.replace("10.10.0.1/24", "10.10.0.0/24")).expect_err("bad");
+    assert!(err.to_string().contains("network address"));
+}
+
+#[test]
+fn unknown_key_is_an_error_on_one_line() {
+    let err = parse(&EMBEDDED.replace("mtu = 1420", "mtu = 1420\nmtuu = 1")).expect_err("bad");
+    let msg = err.to_string();
+    assert!(msg.contains("unknown field `mtuu`"), "{msg}");
+    assert!(!msg.contains('\n'), "{msg}");
+}
+
+#[test]
+fn syntax_error_reports_the_line() {
+    let err = parse("[interface\nname = 1").expect_err("bad");
+    let msg = err.to_string();
+    assert!(msg.contains("line 1"), "{msg}");
+    assert!(!msg.contains('\n'), "{msg}");
+}
+
+#[test]
+fn port_out_of_range_is_rejected() {
+    let err = parse(&EMBEDDED.replace("51820", "70000")).expect_err("bad");
+    assert!(err.to_string().starts_with("interface.listen_port = \"70000\""));
+}
+
+#[test]
+fn overrides_win_over_the_file() {
+    let overrides = Overrides {
+        interface_name: Some("zt7".to_owned()),
+        interface_listen_port: Some("51999".to_owned()),
+        peers_path: Some("/tmp/peers".to_owned()),
+        ..Overrides::default()
+    };
+    let config = Config::parse(EMBEDDED, "gateway.toml", &overrides).expect("valid");
+    assert_eq!(config.interface.name, "zt7");
+    assert_eq!(config.interface.listen_port, 51999);
+    assert_eq!(
+        config.peers,
+        PeersConfig::Directory {
+            path: "/tmp/peers".into()
+        }
+    );
+}
+
+#[test]
+fn non_numeric_port_override_is_rejected() {
+    let overrides = Overrides {
+        interface_listen_port: Some("http".to_owned()),
+        ..Overrides::default()
+    };
+    let err = Config::parse(EMBEDDED, "gateway.toml", &overrides).expect_err("bad");
+    assert!(err.to_string().starts_with("interface.listen_port = \"http\""));
+}
+
+#[test]
+fn missing_required_keys_are_named() {
+    let err = parse("[cluster]\nname = \"a\"\n").expect_err("bad");
+    assert!(err.to_string().starts_with("interface.address"));
+    let err = parse("[interface]\naddress = \"10.10.0.1/24\"\n").expect_err("bad");
+    assert!(err.to_string().starts_with("cluster.name"));
+}
+
+#[test]
+fn sources_not_in_this_build_are_refused_honestly() {
+    let err = parse(&EMBEDDED.replace("source = \"file\"", "source = \"kms\"")).expect_err("bad");
+    assert!(err.to_string().contains("not available"));
+}
+
+#[test]
+fn bad_interface_name_is_rejected() {
+    let err = parse(&EMBEDDED.replace("name = \"wg0\"", "name = \"a-name-far-too-long\"")).expect_err("bad");
+    assert!(err.to_string().starts_with("interface.name"));
+}

@@ -1,0 +1,15 @@
+//! The sans-IO core: validated peer model, the reconcile plan, UAPI text, health rules.
+//!
+//! Nothing in here performs IO, reads a clock, or depends on tokio, kube, sockets or a
+//! WireGuard implementation; a test (`core_boundary`) checks the imports.
+#![warn(missing_docs)]
+
+pub mod health;
+pub mod key;
+pub mod peer;
+pub mod plan;
+pub mod uapi;
+pub mod validate;
+
+#[cfg(test)]
+mod boundary_tests;

@@ -1,0 +1,127 @@
+//! WireGuard devices behind one trait. The driver does not know which backend it drives.
+//!
+//! Backends: [`userspace`] (boringtun in this process over a TUN device; what runs here and in
+//! CI) and [`kernel`] (the Linux module over netlink; needs the module). Both share the
+//! [`netlink`] adapter for the interface address, MTU, link state and one route per allowed IP.
+
+pub mod kernel;
+pub mod netlink;
+pub mod uapi_client;
+pub mod userspace;
+
+use std::net::SocketAddr;
+
+use ipnet::IpNet;
+
+use crate::core::peer::PeerConfig;
+use crate::core::plan::Op;
+use crate::core::uapi::DeviceReport;
+
+/// What a device needs to come up (everything but the key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceSettings {
+    /// Interface name (at most 15 bytes).
+    pub name: String,
+    /// UDP listen port.
+    pub listen_port: u16,
+    /// The gateway's tunnel address with prefix.
+    pub address: IpNet,
+    /// Interface MTU.
+    pub mtu: u32,
+}
+
+/// Device failures. Messages name the interface and what failed, never key material.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Another live process already serves this interface's UAPI socket.
+    #[error("interface {name} is already served by a running WireGuard process (its UAPI socket {socket} answers)")]
+    InUse {
+        /// Interface name.
+        name: String,
+        /// Socket path.
+        socket: String,
+    },
+    /// The UDP port is taken.
+    #[error("interface.listen_port {port} is already in use")]
+    PortInUse {
+        /// The port.
+        port: u16,
+    },
+    /// Creating the device failed.
+    #[error("cannot create WireGuard interface {name}: {reason}")]
+    Create {
+        /// Interface name.
+        name: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Talking to the device over its UAPI failed.
+    #[error("UAPI request to interface {name} failed")]
+    Uapi {
+        /// Interface name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: uapi_client::Error,
+    },
+    /// A netlink request failed.
+    #[error("netlink: {what} on {name} failed")]
+    Netlink {
+        /// Interface name.
+        name: String,
+        /// The operation, e.g. "add route 10.2.0.0/16".
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel backend failed.
+    #[error("kernel WireGuard on {name}: {reason}")]
+    Kernel {
+        /// Interface name.
+        name: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// A WireGuard device the driver can reconcile.
+#[allow(async_fn_in_trait)]
+pub trait Device {
+    /// Returns the interface name.
+    fn name(&self) -> &str;
+
+    /// Reads the device's peers and counters.
+    ///
+    /// # Errors
+    /// When the device cannot be queried.
+    async fn report(&mut self) -> Result<DeviceReport, Error>;
+
+    /// Applies one operation, including the routes for the peer's allowed IPs. `previous` is
+    /// the peer's configuration before the operation, if the device had it.
+    ///
+    /// # Errors
+    /// When the device or the routing table refused the change.
+    async fn apply(&mut self, op: &Op, previous: Option<&PeerConfig>) -> Result<(), Error>;
+
+    /// Removes the interface and its UAPI socket.
+    ///
+    /// # Errors
+    /// When cleanup failed; the caller logs it and exits anyway.
+    async fn shutdown(self) -> Result<(), Error>;
+}
+
+/// Resolves an endpoint given as IP literal or DNS name. DNS lookups go through the system
+/// resolver.
+///
+/// # Errors
+/// When the name does not resolve.
+pub async fn resolve(host: &str, port: u16) -> std::io::Result<SocketAddr> {
+    let mut addrs = tokio::net::lookup_host((host, port)).await?;
+    addrs.next().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{host} has no address"),
+        )
+    })
+}

@@ -1,0 +1,178 @@
+//! The `kernel` backend: the Linux WireGuard module, driven over generic netlink through
+//! `defguard_wireguard_rs`. Needs the module (`ip link add type wireguard` must work); the
+//! machines this project is tested on do not have it, so only the conversions and the
+//! failure path are exercised there.
+//!
+//! A peer update is an in-place `SetDevice` with `REPLACE_ALLOWEDIPS`, which keeps the
+//! peer's session.
+
+use std::collections::BTreeSet;
+use std::time::UNIX_EPOCH;
+
+use defguard_wireguard_rs::host::Host;
+use defguard_wireguard_rs::key::Key;
+use defguard_wireguard_rs::net::IpAddrMask;
+use defguard_wireguard_rs::peer::Peer;
+use defguard_wireguard_rs::{InterfaceConfiguration, Kernel, WGApi, WireguardInterfaceApi as _};
+use ipnet::IpNet;
+use kms_client::PrivateKey;
+use zeroize::Zeroize as _;
+
+use super::netlink::Netlink;
+use super::{Device, Error, InterfaceSettings};
+use crate::core::key::PublicKey;
+use crate::core::peer::PeerConfig;
+use crate::core::plan::Op;
+use crate::core::uapi::{DeviceReport, PeerReport};
+
+/// A kernel WireGuard interface.
+pub struct KernelDevice {
+    name: String,
+    index: u32,
+    api: WGApi<Kernel>,
+    netlink: Netlink,
+}
+
+impl std::fmt::Debug for KernelDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelDevice")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KernelDevice {
+    /// Creates the interface with key and port, then MTU, address and link up.
+    ///
+    /// # Errors
+    /// [`Error::Kernel`] when the module is missing or refuses; netlink failures.
+    pub async fn create(settings: &InterfaceSettings, key: &PrivateKey) -> Result<Self, Error> {
+        let name = settings.name.clone();
+        let kernel_err = |reason: String| Error::Kernel {
+            name: name.clone(),
+            reason,
+        };
+        let netlink = Netlink::open().map_err(|e| kernel_err(format!("cannot open netlink: {e}")))?;
+        let mut api = WGApi::<Kernel>::new(name.clone()).map_err(|e| kernel_err(e.to_string()))?;
+        api.create_interface().map_err(|e| {
+            kernel_err(format!(
+                "cannot create the interface ({e}); is the wireguard kernel module loaded?"
+            ))
+        })?;
+        let mut config = InterfaceConfiguration {
+            name: name.clone(),
+            prvkey: key.to_base64().to_string(),
+            addresses: Vec::new(),
+            port: settings.listen_port,
+            peers: Vec::new(),
+            mtu: None,
+            fwmark: None,
+        };
+        let configured = api.configure_interface(&config);
+        config.prvkey.zeroize();
+        if let Err(e) = configured {
+            let _ = api.remove_interface();
+            return Err(kernel_err(e.to_string()));
+        }
+        let index = netlink
+            .index(&name)
+            .await?
+            .ok_or_else(|| kernel_err("the interface vanished after creation".to_owned()))?;
+        netlink
+            .configure(&name, index, settings.mtu, settings.address)
+            .await?;
+        Ok(Self {
+            name,
+            index,
+            api,
+            netlink,
+        })
+    }
+}
+
+impl Device for KernelDevice {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn report(&mut self) -> Result<DeviceReport, Error> {
+        let host = self.api.read_interface_data().map_err(|e| Error::Kernel {
+            name: self.name.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(report_from_host(&host))
+    }
+
+    async fn apply(&mut self, op: &Op, previous: Option<&PeerConfig>) -> Result<(), Error> {
+        let result = match op {
+            Op::RemovePeer(key) => self.api.remove_peer(&Key::new(*key.as_bytes())),
+            Op::UpsertPeer(config) => self.api.configure_peer(&peer_from_config(config)),
+        };
+        result.map_err(|e| Error::Kernel {
+            name: self.name.clone(),
+            reason: e.to_string(),
+        })?;
+        let empty = BTreeSet::new();
+        let before = previous.map_or(&empty, |p| &p.allowed_ips);
+        let after = match op {
+            Op::RemovePeer(_) => &empty,
+            Op::UpsertPeer(config) => &config.allowed_ips,
+        };
+        self.netlink
+            .sync_routes(&self.name, self.index, before, after)
+            .await
+    }
+
+    async fn shutdown(self) -> Result<(), Error> {
+        self.api.remove_interface().map_err(|e| Error::Kernel {
+            name: self.name.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Converts our peer configuration to defguard's.
+pub fn peer_from_config(config: &PeerConfig) -> Peer {
+    let mut peer = Peer::new(Key::new(*config.public_key.as_bytes()));
+    peer.endpoint = config.endpoint;
+    peer.persistent_keepalive_interval =
+        Some(config.persistent_keepalive).filter(|k| *k != 0);
+    peer.allowed_ips = config
+        .allowed_ips
+        .iter()
+        .map(|net| IpAddrMask::new(net.network(), net.prefix_len()))
+        .collect();
+    peer
+}
+
+/// Converts defguard's host dump to our report, ordered by public key.
+pub fn report_from_host(host: &Host) -> DeviceReport {
+    let mut peers: Vec<PeerReport> = host
+        .peers
+        .values()
+        .map(|peer| PeerReport {
+            public_key: PublicKey::from_bytes(peer.public_key.as_array()),
+            endpoint: peer.endpoint,
+            allowed_ips: peer
+                .allowed_ips
+                .iter()
+                .filter_map(|m| IpNet::new(m.address, m.cidr).ok())
+                .collect(),
+            persistent_keepalive: peer.persistent_keepalive_interval.unwrap_or(0),
+            last_handshake: peer
+                .last_handshake
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .filter(|d| !d.is_zero()),
+            rx_bytes: peer.rx_bytes,
+            tx_bytes: peer.tx_bytes,
+        })
+        .collect();
+    peers.sort_by_key(|p| p.public_key);
+    DeviceReport {
+        listen_port: Some(host.listen_port),
+        peers,
+    }
+}
+
+#[cfg(test)]
+mod tests;

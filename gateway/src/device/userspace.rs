@@ -1,0 +1,223 @@
+//! The `userspace` backend: boringtun's device running in this process over a TUN device,
+//! configured through its standard UAPI socket `/var/run/wireguard/<name>.sock` (which is
+//! also what `wg show` reads).
+//!
+//! boringtun asserts when a `set` names a peer it already has, so a changed peer is removed
+//! and added again in two transactions: its session restarts, every other peer is untouched.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use defguard_boringtun::device::{DeviceConfig, DeviceHandle};
+use kms_client::PrivateKey;
+use zeroize::Zeroizing;
+
+use super::netlink::Netlink;
+use super::{Device, Error, InterfaceSettings, uapi_client};
+use crate::core::peer::PeerConfig;
+use crate::core::plan::Op;
+use crate::core::uapi::{self, DeviceReport, UpsertStyle};
+
+const EADDRINUSE: i64 = 98;
+
+/// A running userspace WireGuard interface.
+pub struct UserspaceDevice {
+    name: String,
+    index: u32,
+    socket: PathBuf,
+    netlink: Netlink,
+    handle: Option<DeviceHandle>,
+}
+
+impl std::fmt::Debug for UserspaceDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserspaceDevice")
+            .field("name", &self.name)
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserspaceDevice {
+    /// Creates the interface, sets key and port, then MTU, address and link up. A stale
+    /// socket or interface left by a crashed run is removed first; a live one is an error.
+    /// On failure nothing is left behind.
+    ///
+    /// # Errors
+    /// [`Error::InUse`], [`Error::PortInUse`], [`Error::Create`] and netlink failures.
+    pub async fn create(settings: &InterfaceSettings, key: &PrivateKey) -> Result<Self, Error> {
+        let name = settings.name.clone();
+        let socket = uapi_client::socket_path(&name);
+        let netlink = Netlink::open().map_err(|e| Error::Create {
+            name: name.clone(),
+            reason: format!("cannot open netlink: {e}"),
+        })?;
+        recover_stale(&netlink, &name, &socket).await?;
+
+        // boringtun blocks SIGINT/SIGTERM in the thread that creates the device (and the
+        // threads it spawns) to read them from a signalfd. Creating it on a short-lived thread
+        // keeps the runtime's threads free to receive signals for our own shutdown.
+        let config = DeviceConfig {
+            n_threads: 1,
+            use_connected_socket: true,
+            use_multi_queue: false,
+            uapi_fd: -1,
+        };
+        let create_name = name.clone();
+        let handle = tokio::task::spawn_blocking(move || DeviceHandle::new(&create_name, config))
+            .await
+            .map_err(|e| Error::Create {
+                name: name.clone(),
+                reason: format!("device thread failed: {e}"),
+            })?
+            .map_err(|e| Error::Create {
+                name: name.clone(),
+                reason: e.to_string(),
+            })?;
+        let mut device = Self {
+            name: name.clone(),
+            index: 0,
+            socket,
+            netlink,
+            handle: Some(handle),
+        };
+        match device.bring_up(settings, key).await {
+            Ok(()) => Ok(device),
+            Err(e) => {
+                if let Err(cleanup) = device.teardown().await {
+                    tracing::warn!(interface = %name, error = %cleanup, "cleanup after failed start-up failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn bring_up(&mut self, settings: &InterfaceSettings, key: &PrivateKey) -> Result<(), Error> {
+        let mut body = Zeroizing::new(String::with_capacity(128));
+        body.push_str("private_key=");
+        body.push_str(&key.to_hex());
+        body.push('\n');
+        body.push_str(&format!("listen_port={}\n", settings.listen_port));
+        let socket = self.socket.clone();
+        let result = tokio::task::spawn_blocking(move || uapi_client::set(&socket, &body))
+            .await
+            .map_err(|e| self.create_error(format!("UAPI thread failed: {e}")))?;
+        match result {
+            Ok(()) => {}
+            Err(e) if e.errno() == Some(EADDRINUSE) => {
+                return Err(Error::PortInUse {
+                    port: settings.listen_port,
+                });
+            }
+            Err(source) => {
+                return Err(Error::Uapi {
+                    name: self.name.clone(),
+                    source,
+                });
+            }
+        }
+        self.index = self
+            .netlink
+            .index(&self.name)
+            .await?
+            .ok_or_else(|| self.create_error("the TUN device vanished after creation".to_owned()))?;
+        self.netlink
+            .configure(&self.name, self.index, settings.mtu, settings.address)
+            .await
+    }
+
+    fn create_error(&self, reason: String) -> Error {
+        Error::Create {
+            name: self.name.clone(),
+            reason,
+        }
+    }
+
+    async fn teardown(&mut self) -> Result<(), Error> {
+        if let Some(handle) = self.handle.take() {
+            // Dropping the handle stops the device threads and removes the socket; the TUN
+            // device disappears when its last descriptor closes.
+            tokio::task::spawn_blocking(move || drop(handle))
+                .await
+                .map_err(|e| self.create_error(format!("device thread failed: {e}")))?;
+        }
+        let _ = std::fs::remove_file(&self.socket);
+        for _ in 0..50 {
+            if self.netlink.index(&self.name).await?.is_none() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if let Some(index) = self.netlink.index(&self.name).await? {
+            self.netlink.delete_link(&self.name, index).await?;
+        }
+        Ok(())
+    }
+
+    async fn uapi_set(&self, body: String) -> Result<(), Error> {
+        let socket = self.socket.clone();
+        tokio::task::spawn_blocking(move || uapi_client::set(&socket, &body))
+            .await
+            .map_err(|e| self.create_error(format!("UAPI thread failed: {e}")))?
+            .map_err(|source| Error::Uapi {
+                name: self.name.clone(),
+                source,
+            })
+    }
+}
+
+impl Device for UserspaceDevice {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn report(&mut self) -> Result<DeviceReport, Error> {
+        let socket = self.socket.clone();
+        tokio::task::spawn_blocking(move || uapi_client::get(&socket))
+            .await
+            .map_err(|e| self.create_error(format!("UAPI thread failed: {e}")))?
+            .map_err(|source| Error::Uapi {
+                name: self.name.clone(),
+                source,
+            })
+    }
+
+    async fn apply(&mut self, op: &Op, previous: Option<&PeerConfig>) -> Result<(), Error> {
+        for body in uapi::transactions(op, previous.is_some(), UpsertStyle::RemoveThenAdd) {
+            self.uapi_set(body).await?;
+        }
+        let empty = Default::default();
+        let before = previous.map_or(&empty, |p| &p.allowed_ips);
+        let after = match op {
+            Op::RemovePeer(_) => &empty,
+            Op::UpsertPeer(config) => &config.allowed_ips,
+        };
+        self.netlink
+            .sync_routes(&self.name, self.index, before, after)
+            .await
+    }
+
+    async fn shutdown(mut self) -> Result<(), Error> {
+        self.teardown().await
+    }
+}
+
+/// Removes what a crashed run left: a socket nobody answers on, and an interface of our
+/// name without a live socket. A live socket means another process serves the interface.
+async fn recover_stale(netlink: &Netlink, name: &str, socket: &std::path::Path) -> Result<(), Error> {
+    if socket.exists() {
+        if uapi_client::is_live(socket) {
+            return Err(Error::InUse {
+                name: name.to_owned(),
+                socket: socket.display().to_string(),
+            });
+        }
+        tracing::warn!(interface = %name, socket = %socket.display(), "removing stale UAPI socket left by an earlier run");
+        let _ = std::fs::remove_file(socket);
+    }
+    if let Some(index) = netlink.index(name).await? {
+        tracing::warn!(interface = %name, "removing stale interface left by an earlier run");
+        netlink.delete_link(name, index).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! The `gateway` binary: parse the command line, load the configuration, run.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use gateway::cli::Cli;
+use gateway::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    gateway::telemetry::init(&cli.log);
+    let config = match Config::load(&cli.config, &cli.overrides) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("invalid configuration: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(gateway::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Prometheus metrics. Per-peer values are read from the device by the driver and exported as
+//! they are at the last reconcile; counters come straight from the device's counters (a peer
+//! re-created by the device starts again from zero, which Prometheus reads as a reset).
+
+use std::sync::{Arc, Mutex};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::{IntCounter, Registry};
+
+/// One peer's values at the last reconcile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerSample {
+    /// The peer's cluster name (the only label).
+    pub cluster: String,
+    /// Whether it counts as connected (see `core::health::is_peer_up`).
+    pub up: bool,
+    /// Unix time of the last handshake; 0 when there was none.
+    pub last_handshake_seconds: f64,
+    /// Bytes received from the peer.
+    pub rx_bytes: u64,
+    /// Bytes sent to the peer.
+    pub tx_bytes: u64,
+}
+
+/// The gateway's metrics.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    peers: Arc<PeerCollector>,
+    /// Reconcile passes or operations that failed.
+    pub reconcile_errors: IntCounter,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    ///
+    /// # Errors
+    /// Only on a programming error (a name registered twice).
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let peers = Arc::new(PeerCollector::new()?);
+        registry.register(Box::new(PeerCollectorRef(peers.clone())))?;
+        let reconcile_errors = IntCounter::new(
+            "zt_wireguard_reconcile_errors_total",
+            "Reconcile passes or peer operations that failed.",
+        )?;
+        registry.register(Box::new(reconcile_errors.clone()))?;
+        Ok(Self {
+            registry,
+            peers,
+            reconcile_errors,
+        })
+    }
+
+    /// Replaces the per-peer samples.
+    pub fn set_peers(&self, samples: Vec<PeerSample>) {
+        if let Ok(mut guard) = self.peers.samples.lock() {
+            *guard = samples;
+        }
+    }
+
+    /// Renders the text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let encoder = prometheus::TextEncoder::new();
+        if let Err(e) = encoder.encode_utf8(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+struct PeerCollector {
+    descs: Vec<Desc>,
+    samples: Mutex<Vec<PeerSample>>,
+}
+
+const PEER_UP: (&str, &str) = (
+    "zt_wireguard_peer_up",
+    "Whether the peer had a handshake within 180 s plus its keepalive interval (1) or not (0).",
+);
+const PEER_HANDSHAKE: (&str, &str) = (
+    "zt_wireguard_peer_last_handshake_timestamp_seconds",
+    "Unix time of the peer's last completed handshake; 0 if none.",
+);
+const PEER_RX: (&str, &str) = (
+    "zt_wireguard_peer_receive_bytes_total",
+    "Bytes received from the peer through the tunnel.",
+);
+const PEER_TX: (&str, &str) = (
+    "zt_wireguard_peer_transmit_bytes_total",
+    "Bytes sent to the peer through the tunnel.",
+);
+
+impl PeerCollector {
+    fn new() -> prometheus::Result<Self> {
+        let descs = [PEER_UP, PEER_HANDSHAKE, PEER_RX, PEER_TX]
+            .into_iter()
+            .map(|(name, help)| Desc::new(name.to_owned(), help.to_owned(), vec!["cluster".to_owned()], Default::default()))
+            .collect::<prometheus::Result<Vec<_>>>()?;
+        Ok(Self {
+            descs,
+            samples: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+impl std::fmt::Debug for PeerCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerCollector").finish_non_exhaustive()
+    }
+}
+
+struct PeerCollectorRef(Arc<PeerCollector>);
+
+impl Collector for PeerCollectorRef {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let samples = self.0.samples.lock().map(|s| s.clone()).unwrap_or_default();
+        let gauge = |value: f64| {
+            let mut g = Gauge::default();
+            g.set_value(value);
+            g
+        };
+        let counter = |value: u64| {
+            let mut c = Counter::default();
+            #[allow(clippy::cast_precision_loss, reason = "byte counters fit f64 exactly up to 2^53")]
+            c.set_value(value as f64);
+            c
+        };
+        let family = |(name, help): (&str, &str), kind: MetricType, fill: &dyn Fn(&PeerSample, &mut Metric)| {
+            let mut mf = MetricFamily::default();
+            mf.set_name(name.to_owned());
+            mf.set_help(help.to_owned());
+            mf.set_field_type(kind);
+            for sample in &samples {
+                let mut label = LabelPair::default();
+                label.set_name("cluster".to_owned());
+                label.set_value(sample.cluster.clone());
+                let mut metric = Metric::default();
+                metric.set_label(vec![label].into());
+                fill(sample, &mut metric);
+                mf.mut_metric().push(metric);
+            }
+            mf
+        };
+        vec![
+            family(PEER_UP, MetricType::GAUGE, &|s, m| {
+                m.set_gauge(gauge(if s.up { 1.0 } else { 0.0 }));
+            }),
+            family(PEER_HANDSHAKE, MetricType::GAUGE, &|s, m| {
+                m.set_gauge(gauge(s.last_handshake_seconds));
+            }),
+            family(PEER_RX, MetricType::COUNTER, &|s, m| m.set_counter(counter(s.rx_bytes))),
+            family(PEER_TX, MetricType::COUNTER, &|s, m| m.set_counter(counter(s.tx_bytes))),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_samples_render_with_types_and_cluster_label() {
+        let metrics = Metrics::new().expect("metrics");
+        metrics.set_peers(vec![PeerSample {
+            cluster: "lux-k8s".to_owned(),
+            up: true,
+            last_handshake_seconds: 1_763_900_000.0,
+            rx_bytes: 42,
+            tx_bytes: 7,
+        }]);
+        let text = metrics.render();
+        assert!(text.contains("# TYPE zt_wireguard_peer_up gauge"), "{text}");
+        assert!(text.contains("zt_wireguard_peer_up{cluster=\"lux-k8s\"} 1"), "{text}");
+        assert!(text.contains("# TYPE zt_wireguard_peer_receive_bytes_total counter"), "{text}");
+        assert!(text.contains("zt_wireguard_peer_receive_bytes_total{cluster=\"lux-k8s\"} 42"), "{text}");
+        assert!(text.contains("zt_wireguard_peer_last_handshake_timestamp_seconds{cluster=\"lux-k8s\"} 1763900000"), "{text}");
+        assert!(text.contains("zt_wireguard_reconcile_errors_total 0"), "{text}");
+    }
+}

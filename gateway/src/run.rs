@@ -1,0 +1,144 @@
+//! Start-up, the main loop and shutdown.
+//!
+//! Every check that can fail runs before anything is created (key, peers directory, UDP
+//! port, HTTP listener), so a failed start leaves no interface and no socket behind.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::{Arc, RwLock};
+
+use anyhow::{Context as _, bail};
+use kms_client::{FileKeySource, KeySource as _, LoadedKey};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config::{Backend, Config, KeyConfig, PeersConfig};
+use crate::core::health::Readiness;
+use crate::core::key::PublicKey;
+use crate::device::kernel::KernelDevice;
+use crate::device::userspace::UserspaceDevice;
+use crate::device::{Device, InterfaceSettings};
+use crate::driver::{Driver, INTERVAL};
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::source::directory::DirectorySource;
+
+/// Runs the gateway until SIGTERM or SIGINT.
+///
+/// # Errors
+/// A start-up check failed, or the device could not be created.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+
+    let loaded = load_key(&config.key)?;
+    let public_key = PublicKey::from_bytes(loaded.key.public_key());
+    tracing::info!(public_key = %public_key, origin = loaded.origin.as_str(), "private key loaded");
+
+    let PeersConfig::Directory { path: peers_path } = &config.peers;
+    if !peers_path.is_dir() {
+        bail!("peers.path {} is not a directory", peers_path.display());
+    }
+    check_udp_port(config.interface.listen_port)?;
+    let listener = TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("http.listen {} cannot be bound", config.http.listen))?;
+
+    let readiness = Arc::new(RwLock::new(Readiness {
+        key_loaded: true,
+        ..Readiness::default()
+    }));
+    let metrics = Metrics::new().context("cannot register metrics")?;
+    let state = AppState {
+        readiness: readiness.clone(),
+        metrics: metrics.clone(),
+    };
+    tokio::spawn(async move {
+        if let Err(e) = http::serve(listener, state).await {
+            tracing::warn!(error = %e, "HTTP server stopped");
+        }
+    });
+
+    let source = DirectorySource::new(peers_path.clone());
+    let own_address = config.tunnel_address();
+    match config.backend {
+        Backend::Userspace => {
+            let device = UserspaceDevice::create(&config.interface, &loaded.key).await?;
+            drop(loaded);
+            serve(device, &config.interface, source, public_key, own_address, metrics, readiness, (&mut sigterm, &mut sigint)).await
+        }
+        Backend::Kernel => {
+            let device = KernelDevice::create(&config.interface, &loaded.key).await?;
+            drop(loaded);
+            serve(device, &config.interface, source, public_key, own_address, metrics, readiness, (&mut sigterm, &mut sigint)).await
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments, reason = "start-up wiring, called twice")]
+async fn serve<D: Device>(
+    device: D,
+    settings: &InterfaceSettings,
+    source: DirectorySource,
+    public_key: PublicKey,
+    own_address: std::net::IpAddr,
+    metrics: Metrics,
+    readiness: Arc<RwLock<Readiness>>,
+    signals: (&mut tokio::signal::unix::Signal, &mut tokio::signal::unix::Signal),
+) -> anyhow::Result<()> {
+    if let Ok(mut r) = readiness.write() {
+        r.device_up = true;
+    }
+    tracing::info!(
+        interface = %settings.name,
+        listen_port = settings.listen_port,
+        address = %settings.address,
+        mtu = settings.mtu,
+        "interface up"
+    );
+    let mut driver = Driver::new(device, source, public_key, own_address, metrics, readiness);
+    let mut ticker = tokio::time::interval(INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (sigterm, sigint) = signals;
+    let reason = loop {
+        tokio::select! {
+            _ = ticker.tick() => driver.tick(crate::clock::now()).await,
+            _ = sigterm.recv() => break "SIGTERM",
+            _ = sigint.recv() => break "SIGINT",
+        }
+    };
+    tracing::info!(signal = reason, "shutting down");
+    let device = driver.into_device();
+    let name = device.name().to_owned();
+    device
+        .shutdown()
+        .await
+        .with_context(|| format!("cannot remove interface {name}"))?;
+    tracing::info!(interface = %name, "interface removed");
+    Ok(())
+}
+
+fn load_key(config: &KeyConfig) -> anyhow::Result<LoadedKey> {
+    match config {
+        KeyConfig::File { path } => FileKeySource::new(path)
+            .load()
+            .context("cannot load the private key"),
+    }
+}
+
+/// Fails with a clear message when the UDP port is taken, before the device binds it.
+fn check_udp_port(port: u16) -> anyhow::Result<()> {
+    let addrs = [
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+        SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
+    ];
+    for addr in addrs {
+        // Each probe socket is dropped before the next bind: a dual-stack IPv6 bind would
+        // otherwise collide with our own IPv4 probe.
+        if let Err(e) = UdpSocket::bind(addr)
+            && e.kind() == std::io::ErrorKind::AddrInUse
+        {
+            bail!("interface.listen_port {port} is already in use");
+        }
+    }
+    Ok(())
+}

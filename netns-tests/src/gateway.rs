@@ -1,0 +1,427 @@
+//! Launching our `gateway` binary in a cluster's gateway namespace, with a config directory of
+//! its own, and talking to it: peer files, HTTP endpoints, logs, signals.
+
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use nix::sys::signal::Signal;
+use tempfile::TempDir;
+
+use crate::http::http_get;
+use crate::peer::PeerSpec;
+use crate::process::Proc;
+use crate::topology::{Cluster, LISTEN_PORT};
+use crate::uapi::{WgDump, wg_dump};
+use crate::wait::eventually;
+
+/// Where the gateway listens for HTTP inside its namespace, unless a test changes it.
+pub const HTTP_LISTEN: &str = "127.0.0.1:8055";
+
+/// The contents of `gateway.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// `[interface].name`.
+    pub iface: String,
+    /// `[interface].listen_port`.
+    pub listen_port: u16,
+    /// `[interface].address`, e.g. `10.10.0.1/24`.
+    pub address: String,
+    /// `[interface].mtu`.
+    pub mtu: u32,
+    /// `[interface].backend`.
+    pub backend: String,
+    /// `[cluster].name`.
+    pub cluster: String,
+    /// `[key].path` (source `file`).
+    pub key_path: PathBuf,
+    /// `[peers].path` (source `directory`).
+    pub peers_path: PathBuf,
+    /// `[http].listen`.
+    pub http_listen: String,
+    /// `[http].admin_socket`.
+    pub admin_socket: PathBuf,
+}
+
+impl GatewayConfig {
+    /// Renders the config file.
+    pub fn to_toml(&self) -> String {
+        format!(
+            "[interface]\n\
+             name = {iface}\n\
+             listen_port = {port}\n\
+             address = {address}\n\
+             mtu = {mtu}\n\
+             backend = {backend}\n\
+             \n\
+             [cluster]\n\
+             name = {cluster}\n\
+             \n\
+             [key]\n\
+             source = \"file\"\n\
+             path = {key}\n\
+             \n\
+             [peers]\n\
+             source = \"directory\"\n\
+             path = {peers}\n\
+             \n\
+             [http]\n\
+             listen = {listen}\n\
+             admin_socket = {admin}\n",
+            iface = quote(&self.iface),
+            port = self.listen_port,
+            address = quote(&self.address),
+            mtu = self.mtu,
+            backend = quote(&self.backend),
+            cluster = quote(&self.cluster),
+            key = quote(&self.key_path.to_string_lossy()),
+            peers = quote(&self.peers_path.to_string_lossy()),
+            listen = quote(&self.http_listen),
+            admin = quote(&self.admin_socket.to_string_lossy()),
+        )
+    }
+}
+
+/// A gateway's config directory, prepared but not started: `private.key` (mode 0600),
+/// `peers/`, and a [`GatewayConfig`] that the test may still change.
+#[derive(Debug)]
+pub struct GatewaySetup<'c> {
+    cluster: &'c Cluster,
+    dir: TempDir,
+    /// The config that [`GatewaySetup::start`] writes to `gateway.toml`.
+    pub config: GatewayConfig,
+}
+
+impl<'c> GatewaySetup<'c> {
+    /// Prepares the config directory for `cluster`'s gateway, with the cluster's key and
+    /// interface name, the standard addresses, and an empty peers directory.
+    ///
+    /// # Errors
+    /// Fails when the directory or key file cannot be written.
+    pub fn new(cluster: &'c Cluster) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("ztgw-config-{}-", cluster.name))
+            .tempdir()
+            .context("failed to create a config directory")?;
+        let key_path = dir.path().join("private.key");
+        let mut key_file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_path)
+            .context("failed to create private.key")?;
+        writeln!(key_file, "{}", cluster.key.to_base64().as_str())
+            .context("failed to write private.key")?;
+        let peers_path = dir.path().join("peers");
+        std::fs::create_dir(&peers_path).context("failed to create peers/")?;
+        let config = GatewayConfig {
+            iface: cluster.iface.clone(),
+            listen_port: LISTEN_PORT,
+            address: cluster.tunnel_address(),
+            mtu: 1420,
+            backend: "userspace".to_owned(),
+            cluster: cluster.name.clone(),
+            key_path,
+            peers_path,
+            http_listen: HTTP_LISTEN.to_owned(),
+            admin_socket: dir.path().join("admin.sock"),
+        };
+        Ok(Self {
+            cluster,
+            dir,
+            config,
+        })
+    }
+
+    /// Returns the config directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `peers/<cluster name>.yaml` for each cluster, as [`Cluster::peer`] describes it.
+    ///
+    /// # Errors
+    /// Fails when a file cannot be written.
+    pub fn with_peers(self, peers: &[&Cluster]) -> Result<Self> {
+        for peer in peers {
+            write_peer_file(
+                &self.config.peers_path,
+                &format!("{}.yaml", peer.name),
+                &peer.peer().to_yaml(),
+            )?;
+        }
+        Ok(self)
+    }
+
+    /// Writes `gateway.toml` and starts the gateway in the cluster's gateway namespace. It does
+    /// not wait for readiness (see [`Gateway::wait_ready`]).
+    ///
+    /// # Errors
+    /// Fails when the gateway binary is missing or cannot be started.
+    pub fn start(self) -> Result<Gateway<'c>> {
+        let bin = gateway_bin()?;
+        let config_path = self.dir.path().join("gateway.toml");
+        std::fs::write(&config_path, self.config.to_toml())
+            .context("failed to write gateway.toml")?;
+        let bin = bin.to_string_lossy();
+        let config_arg = config_path.to_string_lossy();
+        let proc = self.cluster.gw.spawn(
+            &[&bin, "--config", &config_arg],
+            &[("RUST_LOG", "info"), ("ZTGW_LOG", "info"), ("NO_COLOR", "1")],
+        )?;
+        Ok(Gateway {
+            cluster: self.cluster,
+            dir: self.dir,
+            config: self.config,
+            proc,
+        })
+    }
+}
+
+/// A running (or exited) gateway process. On drop it is killed, its leftover UAPI socket is
+/// removed, and, if the test is failing, its log is printed.
+#[derive(Debug)]
+pub struct Gateway<'c> {
+    cluster: &'c Cluster,
+    dir: TempDir,
+    config: GatewayConfig,
+    proc: Proc,
+}
+
+impl Gateway<'_> {
+    /// Prepares a gateway for `cluster`; shorthand for [`GatewaySetup::new`].
+    ///
+    /// # Errors
+    /// See [`GatewaySetup::new`].
+    pub fn setup(cluster: &Cluster) -> Result<GatewaySetup<'_>> {
+        GatewaySetup::new(cluster)
+    }
+
+    /// Returns the config the gateway was started with.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    /// Returns the config directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Returns the WireGuard interface name.
+    pub fn iface(&self) -> &str {
+        &self.config.iface
+    }
+
+    /// Returns the UAPI socket path, `/var/run/wireguard/<iface>.sock`.
+    pub fn socket_path(&self) -> PathBuf {
+        socket_path(&self.config.iface)
+    }
+
+    /// Writes (or replaces, atomically) `peers/<stem>.yaml` with the given documents.
+    ///
+    /// # Errors
+    /// Fails when the file cannot be written.
+    pub fn write_peer(&self, stem: &str, specs: &[PeerSpec]) -> Result<()> {
+        let text = match specs {
+            [single] => single.to_yaml(),
+            many => PeerSpec::to_yaml_documents(many),
+        };
+        self.write_peer_file(&format!("{stem}.yaml"), &text)
+    }
+
+    /// Writes (or replaces, atomically) `peers/<file_name>` with arbitrary text.
+    ///
+    /// # Errors
+    /// Fails when the file cannot be written.
+    pub fn write_peer_file(&self, file_name: &str, text: &str) -> Result<()> {
+        write_peer_file(&self.config.peers_path, file_name, text)
+    }
+
+    /// Removes `peers/<file_name>`.
+    ///
+    /// # Errors
+    /// Fails when the file cannot be removed.
+    pub fn remove_peer_file(&self, file_name: &str) -> Result<()> {
+        let path = self.config.peers_path.join(file_name);
+        std::fs::remove_file(&path).with_context(|| format!("failed to remove {}", path.display()))
+    }
+
+    /// Waits until `GET /readyz` answers 200.
+    ///
+    /// # Errors
+    /// Fails when the gateway exits, or is not ready within `timeout` (with its log).
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let outcome = eventually(timeout, || {
+            if let Some(status) = self.proc.try_status()? {
+                return Ok(Some(status));
+            }
+            let (code, body) = self.http("/readyz")?;
+            if code != 200 {
+                bail!("/readyz answered {code}: {body}");
+            }
+            Ok(None)
+        });
+        match outcome {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => bail!(
+                "gateway {} exited ({status}) before it was ready; log:\n{}",
+                self.cluster.name,
+                self.log()
+            ),
+            Err(error) => Err(error.context(format!(
+                "gateway {} not ready; log:\n{}",
+                self.cluster.name,
+                self.log()
+            ))),
+        }
+    }
+
+    /// Sends `GET <path>` to the gateway's HTTP listener.
+    ///
+    /// # Errors
+    /// Fails when the request fails (not on a non-200 status).
+    pub fn http(&self, path: &str) -> Result<(u16, String)> {
+        http_get(&self.cluster.gw, &self.config.http_listen, path)
+    }
+
+    /// Returns the `/metrics` text.
+    ///
+    /// # Errors
+    /// Fails when the request fails or does not answer 200.
+    pub fn metrics(&self) -> Result<String> {
+        let (code, body) = self.http("/metrics")?;
+        if code != 200 {
+            bail!("/metrics answered {code}: {body}");
+        }
+        Ok(body)
+    }
+
+    /// Returns the device state through its UAPI socket (`wg show <iface> dump`).
+    ///
+    /// # Errors
+    /// Fails when `wg` cannot read the device.
+    pub fn dump(&self) -> Result<WgDump> {
+        wg_dump(&self.cluster.gw, &self.config.iface)
+    }
+
+    /// Returns everything the gateway has logged so far (stderr, then any stdout).
+    pub fn log(&self) -> String {
+        let mut log = self.proc.stderr();
+        let stdout = self.proc.stdout();
+        if !stdout.is_empty() {
+            log.push_str("--- stdout ---\n");
+            log.push_str(&stdout);
+        }
+        log
+    }
+
+    /// Returns only what the gateway wrote to stderr.
+    pub fn stderr(&self) -> String {
+        self.proc.stderr()
+    }
+
+    /// Returns whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.proc.is_running()
+    }
+
+    /// Sends a signal to the gateway.
+    ///
+    /// # Errors
+    /// Fails when the signal cannot be delivered.
+    pub fn signal(&mut self, signal: Signal) -> Result<()> {
+        self.proc.signal(signal)
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit status.
+    ///
+    /// # Errors
+    /// Fails when it has not exited within `timeout`.
+    pub fn stop(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        self.signal(Signal::SIGTERM)?;
+        self.wait_exit(timeout)
+    }
+
+    /// Waits up to `timeout` for the gateway to exit by itself.
+    ///
+    /// # Errors
+    /// Fails when it is still running after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        self.proc.wait_timeout(timeout)
+    }
+}
+
+impl Drop for Gateway<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "----- gateway {} ({}) log -----\n{}----- end of gateway {} log -----",
+                self.cluster.name,
+                self.config.iface,
+                self.log(),
+                self.cluster.name
+            );
+        }
+        self.proc.kill();
+        // A killed gateway cannot remove its socket, and the directory outlives namespaces.
+        let _ = std::fs::remove_file(self.socket_path());
+    }
+}
+
+/// Returns the gateway binary to test: `$ZTGW_GATEWAY_BIN`, else `gateway` next to the
+/// running executable (for `demo`), else one directory up (test binaries live in `deps/`).
+///
+/// # Errors
+/// Fails with a hint to build the workspace when no binary exists there.
+pub fn gateway_bin() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("ZTGW_GATEWAY_BIN") {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!(
+                "gateway binary not found at {} (from ZTGW_GATEWAY_BIN)",
+                path.display()
+            );
+        }
+        return Ok(path);
+    }
+    let exe = std::env::current_exe().context("failed to locate the running executable")?;
+    let dir = exe.parent().context("executable has no directory")?;
+    let beside = dir.join("gateway");
+    let above = dir.join("..").join("gateway");
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    if above.is_file() {
+        return Ok(above);
+    }
+    let expected = if dir.ends_with("deps") { above } else { beside };
+    bail!(
+        "gateway binary not found at {}; run `cargo build --workspace` first",
+        expected.display()
+    )
+}
+
+/// Returns the UAPI socket path of an interface.
+pub(crate) fn socket_path(iface: &str) -> PathBuf {
+    Path::new("/var/run/wireguard").join(format!("{iface}.sock"))
+}
+
+/// Writes a peer file atomically: a temporary name that is not `*.yaml`, then a rename, so the
+/// gateway never reads half a file.
+fn write_peer_file(peers: &Path, file_name: &str, text: &str) -> Result<()> {
+    let path = peers.join(file_name);
+    let temporary = peers.join(format!(".{file_name}.tmp"));
+    std::fs::write(&temporary, text)
+        .with_context(|| format!("failed to write {}", temporary.display()))?;
+    std::fs::rename(&temporary, &path)
+        .with_context(|| format!("failed to rename to {}", path.display()))
+}
+
+/// Quotes a TOML basic string; JSON escapes are valid TOML escapes for these values.
+fn quote(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}

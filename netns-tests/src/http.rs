@@ -1,0 +1,51 @@
+//! A minimal blocking HTTP/1.0 GET from inside a namespace, for the gateway's health and
+//! metrics endpoints (which listen on the namespace's own loopback).
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+
+use crate::netns::Netns;
+
+/// Connect, read and write timeout of one request.
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Sends `GET <path>` to `addr` from inside `ns` and returns the status code and body.
+///
+/// # Errors
+/// Fails when the connection fails, times out, or the response has no HTTP status line.
+pub fn http_get(ns: &Netns, addr: &str, path: &str) -> Result<(u16, String)> {
+    let addr: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("bad address {addr}"))?;
+    let response = ns
+        .run_in(|| {
+            let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)
+                .with_context(|| format!("failed to connect to {addr}"))?;
+            stream.set_read_timeout(Some(TIMEOUT))?;
+            stream.set_write_timeout(Some(TIMEOUT))?;
+            write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .context("failed to send request")?;
+            let mut response = Vec::new();
+            stream
+                .read_to_end(&mut response)
+                .context("failed to read response")?;
+            Ok(response)
+        })
+        .with_context(|| format!("GET http://{addr}{path} in {}", ns.name()))?;
+    parse_response(&String::from_utf8_lossy(&response))
+        .with_context(|| format!("bad response from http://{addr}{path}"))
+}
+
+fn parse_response(text: &str) -> Result<(u16, String)> {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+    let status_line = head.lines().next().context("empty response")?;
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("no status code in {status_line:?}"))?;
+    Ok((status, body.to_owned()))
+}
