@@ -7,6 +7,7 @@
 pub mod kernel;
 pub mod netlink;
 pub mod uapi_client;
+pub mod uapi_server;
 pub mod userspace;
 
 use std::net::SocketAddr;

@@ -226,3 +226,36 @@ fn redact(line: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Returns the first peer that a `set` body would change in place: a `public_key` section
+/// for a peer in `existing` that does not say `remove=true`. Devices that cannot update a
+/// peer in place must refuse such a request.
+pub fn modifies_existing_peer(body: &str, existing: &BTreeSet<PublicKey>) -> Option<PublicKey> {
+    let mut current: Option<(PublicKey, bool)> = None;
+    let mut found = None;
+    let close = |section: Option<(PublicKey, bool)>, found: &mut Option<PublicKey>| {
+        if let Some((key, removed)) = section
+            && !removed
+            && existing.contains(&key)
+            && found.is_none()
+        {
+            *found = Some(key);
+        }
+    };
+    for line in body.lines() {
+        match line.split_once('=') {
+            Some(("public_key", value)) => {
+                close(current.take(), &mut found);
+                current = PublicKey::from_hex(value).ok().map(|k| (k, false));
+            }
+            Some(("remove", "true")) => {
+                if let Some((_, removed)) = current.as_mut() {
+                    *removed = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    close(current, &mut found);
+    found
+}

@@ -1,9 +1,16 @@
-//! A client for the WireGuard UAPI unix socket: one request per connection, bounded by a
-//! timeout, buffers wiped after use (a `get` answer carries the private key).
+//! The in-process UAPI channel to the boringtun device: one socket pair, one request at a
+//! time, bounded by a timeout, buffers wiped after use (a `get` answer carries the private
+//! key).
+//!
+//! The device is started with the far end of the pair as its `uapi_fd`. That keeps boringtun
+//! from creating the public socket itself, and from installing its own SIGINT/SIGTERM
+//! handling, which would stop its event loop instead of letting the gateway shut down.
 
 use std::io::{Read as _, Write as _};
+use std::os::fd::{IntoRawFd as _, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use zeroize::Zeroizing;
@@ -11,20 +18,14 @@ use zeroize::Zeroizing;
 use crate::core::uapi::{self, DeviceReport, UapiError};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
-const MAX_ANSWER: u64 = 4 * 1024 * 1024;
+const MAX_ANSWER: usize = 4 * 1024 * 1024;
 
-/// UAPI client failures.
+/// UAPI channel failures.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The socket could not be reached or the exchange failed.
-    #[error("socket {}", path.display())]
-    Io {
-        /// The socket path.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The exchange with the device failed.
+    #[error("device channel")]
+    Io(#[source] std::io::Error),
     /// The device answered with an error or garbage.
     #[error("device answer")]
     Answer(#[from] UapiError),
@@ -45,61 +46,100 @@ pub fn socket_path(interface: &str) -> PathBuf {
     Path::new("/var/run/wireguard").join(format!("{interface}.sock"))
 }
 
-/// Sends `get=1` and parses the answer.
-///
-/// # Errors
-/// IO failures and device errors.
-pub fn get(path: &Path) -> Result<DeviceReport, Error> {
-    let answer = exchange(path, b"get=1\n\n")?;
-    Ok(uapi::parse_get(&answer)?)
-}
-
-/// Sends one `set=1` transaction whose body is `body` (lines ending in `\n`).
-///
-/// # Errors
-/// IO failures and a missing or non-zero errno.
-pub fn set(path: &Path, body: &str) -> Result<(), Error> {
-    let mut request = Zeroizing::new(String::with_capacity(body.len() + 8));
-    request.push_str("set=1\n");
-    request.push_str(body);
-    request.push('\n');
-    let answer = exchange(path, request.as_bytes())?;
-    Ok(uapi::parse_errno(&answer)?)
-}
-
-fn exchange(path: &Path, request: &[u8]) -> Result<Zeroizing<String>, Error> {
-    let io = |source| Error::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let mut stream = UnixStream::connect(path).map_err(io)?;
-    stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
-    stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
-    stream.write_all(request).map_err(io)?;
-    let mut answer = Zeroizing::new(String::new());
-    // The device keeps the connection open after answering; stop at the blank line that ends
-    // every answer.
-    let mut buf = Zeroizing::new([0u8; 4096]);
-    let mut raw = Zeroizing::new(Vec::new());
-    loop {
-        let n = stream.read(buf.as_mut()).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        raw.extend_from_slice(&buf[..n]);
-        if raw.ends_with(b"\n\n") && raw.windows(6).any(|w| w == b"errno=") {
-            break;
-        }
-        if raw.len() as u64 > MAX_ANSWER {
-            return Err(io(std::io::Error::other("answer too large")));
-        }
-    }
-    answer.push_str(&String::from_utf8_lossy(&raw));
-    Ok(answer)
-}
-
 /// Returns whether a live process answers on the socket (a refused or missing socket is not
 /// live).
 pub fn is_live(path: &Path) -> bool {
     UnixStream::connect(path).is_ok()
+}
+
+/// Our end of the device's UAPI socket pair.
+#[derive(Debug)]
+pub struct Channel {
+    stream: Mutex<UnixStream>,
+}
+
+impl Channel {
+    /// Creates the pair; returns our channel and the raw descriptor to hand to the device,
+    /// which takes ownership of it.
+    ///
+    /// # Errors
+    /// When the pair cannot be created.
+    pub fn pair() -> std::io::Result<(Self, RawFd)> {
+        let (ours, theirs) = UnixStream::pair()?;
+        ours.set_read_timeout(Some(TIMEOUT))?;
+        ours.set_write_timeout(Some(TIMEOUT))?;
+        Ok((
+            Self {
+                stream: Mutex::new(ours),
+            },
+            theirs.into_raw_fd(),
+        ))
+    }
+
+    /// Sends `get=1` and parses the answer.
+    ///
+    /// # Errors
+    /// IO failures and device errors.
+    pub fn get(&self) -> Result<DeviceReport, Error> {
+        let answer = self.exchange_raw(b"get=1\n")?;
+        Ok(uapi::parse_get(&answer)?)
+    }
+
+    /// Sends one `set=1` transaction whose body is `body` (lines ending in `\n`).
+    ///
+    /// # Errors
+    /// IO failures and a missing or non-zero errno.
+    pub fn set(&self, body: &str) -> Result<(), Error> {
+        let answer = self.exchange_raw(set_request(body).as_bytes())?;
+        Ok(uapi::parse_errno(&answer)?)
+    }
+
+    /// Sends a complete request (`get=1\n`, or `set=1\n…\n\n`) and returns the raw answer,
+    /// which ends with `errno=N\n\n`.
+    ///
+    /// # Errors
+    /// IO failures; the answer is not interpreted.
+    pub fn exchange_raw(&self, request: &[u8]) -> Result<Zeroizing<String>, Error> {
+        let mut stream = self
+            .stream
+            .lock()
+            .map_err(|_| Error::Io(std::io::Error::other("device channel lock poisoned")))?;
+        stream.write_all(request).map_err(Error::Io)?;
+        let mut raw = Zeroizing::new(Vec::new());
+        let mut buf = Zeroizing::new([0u8; 4096]);
+        loop {
+            let n = stream.read(buf.as_mut()).map_err(Error::Io)?;
+            if n == 0 {
+                return Err(Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the device closed its UAPI channel",
+                )));
+            }
+            raw.extend_from_slice(&buf[..n]);
+            if is_complete(&raw) {
+                break;
+            }
+            if raw.len() > MAX_ANSWER {
+                return Err(Error::Io(std::io::Error::other("device answer too large")));
+            }
+        }
+        Ok(Zeroizing::new(String::from_utf8_lossy(&raw).into_owned()))
+    }
+}
+
+/// Builds a `set=1` request around a body.
+pub fn set_request(body: &str) -> Zeroizing<String> {
+    let mut request = Zeroizing::new(String::with_capacity(body.len() + 8));
+    request.push_str("set=1\n");
+    request.push_str(body);
+    request.push('\n');
+    request
+}
+
+/// An answer is complete once its `errno=N` line is followed by the blank line.
+fn is_complete(raw: &[u8]) -> bool {
+    raw.ends_with(b"\n\n")
+        && raw
+            .split(|b| *b == b'\n')
+            .any(|line| line.starts_with(b"errno="))
 }

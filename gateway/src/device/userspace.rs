@@ -1,11 +1,12 @@
-//! The `userspace` backend: boringtun's device running in this process over a TUN device,
-//! configured through its standard UAPI socket `/var/run/wireguard/<name>.sock` (which is
-//! also what `wg show` reads).
+//! The `userspace` backend: boringtun's device running in this process over a TUN device.
+//! The gateway talks to it over a private UAPI channel and serves the standard socket
+//! `/var/run/wireguard/<name>.sock` itself, so `wg show` works against it.
 //!
 //! boringtun asserts when a `set` names a peer it already has, so a changed peer is removed
 //! and added again in two transactions: its session restarts, every other peer is untouched.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use defguard_boringtun::device::{DeviceConfig, DeviceHandle};
@@ -13,6 +14,8 @@ use kms_client::PrivateKey;
 use zeroize::Zeroizing;
 
 use super::netlink::Netlink;
+use super::uapi_client::Channel;
+use super::uapi_server::Server;
 use super::{Device, Error, InterfaceSettings, uapi_client};
 use crate::core::peer::PeerConfig;
 use crate::core::plan::Op;
@@ -26,6 +29,8 @@ pub struct UserspaceDevice {
     index: u32,
     socket: PathBuf,
     netlink: Netlink,
+    channel: Arc<Channel>,
+    server: Option<Server>,
     handle: Option<DeviceHandle>,
 }
 
@@ -54,14 +59,17 @@ impl UserspaceDevice {
         })?;
         recover_stale(&netlink, &name, &socket).await?;
 
-        // boringtun blocks SIGINT/SIGTERM in the thread that creates the device (and the
-        // threads it spawns) to read them from a signalfd. Creating it on a short-lived thread
-        // keeps the runtime's threads free to receive signals for our own shutdown.
+        let (channel, device_fd) = Channel::pair().map_err(|e| Error::Create {
+            name: name.clone(),
+            reason: format!("cannot create the UAPI channel: {e}"),
+        })?;
+        // One event thread: several would reorder a flow's packets across threads, which TCP
+        // reads as loss.
         let config = DeviceConfig {
             n_threads: 1,
             use_connected_socket: true,
             use_multi_queue: false,
-            uapi_fd: -1,
+            uapi_fd: device_fd,
         };
         let create_name = name.clone();
         let handle = tokio::task::spawn_blocking(move || DeviceHandle::new(&create_name, config))
@@ -79,6 +87,8 @@ impl UserspaceDevice {
             index: 0,
             socket,
             netlink,
+            channel: Arc::new(channel),
+            server: None,
             handle: Some(handle),
         };
         match device.bring_up(settings, key).await {
@@ -98,8 +108,8 @@ impl UserspaceDevice {
         body.push_str(&key.to_hex());
         body.push('\n');
         body.push_str(&format!("listen_port={}\n", settings.listen_port));
-        let socket = self.socket.clone();
-        let result = tokio::task::spawn_blocking(move || uapi_client::set(&socket, &body))
+        let channel = self.channel.clone();
+        let result = tokio::task::spawn_blocking(move || channel.set(&body))
             .await
             .map_err(|e| self.create_error(format!("UAPI thread failed: {e}")))?;
         match result {
@@ -123,7 +133,11 @@ impl UserspaceDevice {
             .ok_or_else(|| self.create_error("the TUN device vanished after creation".to_owned()))?;
         self.netlink
             .configure(&self.name, self.index, settings.mtu, settings.address)
-            .await
+            .await?;
+        let server = Server::start(&self.socket, self.channel.clone())
+            .map_err(|e| self.create_error(format!("cannot serve the UAPI socket {}: {e}", self.socket.display())))?;
+        self.server = Some(server);
+        Ok(())
     }
 
     fn create_error(&self, reason: String) -> Error {
@@ -134,6 +148,7 @@ impl UserspaceDevice {
     }
 
     async fn teardown(&mut self) -> Result<(), Error> {
+        drop(self.server.take());
         if let Some(handle) = self.handle.take() {
             // Dropping the handle stops the device threads and removes the socket; the TUN
             // device disappears when its last descriptor closes.
@@ -155,8 +170,8 @@ impl UserspaceDevice {
     }
 
     async fn uapi_set(&self, body: String) -> Result<(), Error> {
-        let socket = self.socket.clone();
-        tokio::task::spawn_blocking(move || uapi_client::set(&socket, &body))
+        let channel = self.channel.clone();
+        tokio::task::spawn_blocking(move || channel.set(&body))
             .await
             .map_err(|e| self.create_error(format!("UAPI thread failed: {e}")))?
             .map_err(|source| Error::Uapi {
@@ -172,8 +187,8 @@ impl Device for UserspaceDevice {
     }
 
     async fn report(&mut self) -> Result<DeviceReport, Error> {
-        let socket = self.socket.clone();
-        tokio::task::spawn_blocking(move || uapi_client::get(&socket))
+        let channel = self.channel.clone();
+        tokio::task::spawn_blocking(move || channel.get())
             .await
             .map_err(|e| self.create_error(format!("UAPI thread failed: {e}")))?
             .map_err(|source| Error::Uapi {

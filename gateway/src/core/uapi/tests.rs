@@ -116,3 +116,20 @@ proptest::proptest! {
         proptest::prop_assert_eq!(report.peers[0].config(), config);
     }
 }
+
+#[test]
+fn set_naming_an_existing_peer_without_remove_is_detected() {
+    let existing = BTreeSet::from([key(1)]);
+    let body = format!("public_key={}\nallowed_ip=10.9.0.0/16\n", key(1).to_hex());
+    assert_eq!(modifies_existing_peer(&body, &existing), Some(key(1)));
+}
+
+#[test]
+fn removing_an_existing_peer_or_adding_a_new_one_is_allowed() {
+    let existing = BTreeSet::from([key(1)]);
+    let remove = format!("public_key={}\nremove=true\n", key(1).to_hex());
+    let add = format!("public_key={}\nallowed_ip=10.9.0.0/16\n", key(2).to_hex());
+    assert_eq!(modifies_existing_peer(&remove, &existing), None);
+    assert_eq!(modifies_existing_peer(&add, &existing), None);
+    assert_eq!(modifies_existing_peer("listen_port=1\n", &existing), None);
+}
