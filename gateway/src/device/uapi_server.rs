@@ -19,8 +19,9 @@ use super::uapi_client::{Channel, set_request};
 use crate::core::key::PublicKey;
 use crate::core::uapi;
 
-const EOPNOTSUPP: i32 = 95;
-const EPROTO: i32 = 71;
+// Negative, as wireguard-go answers and `wg` expects.
+const EOPNOTSUPP: i32 = -95;
+const EPROTO: i32 = -71;
 /// Longest request accepted from a client (lines × bytes), far above any real configuration.
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -114,7 +114,7 @@ impl UserspaceDevice {
             .map_err(|e| self.create_error(format!("UAPI thread failed: {e}")))?;
         match result {
             Ok(()) => {}
-            Err(e) if e.errno() == Some(EADDRINUSE) => {
+            Err(e) if e.errno().map(i64::abs) == Some(EADDRINUSE) => {
                 return Err(Error::PortInUse {
                     port: settings.listen_port,
                 });

@@ -1,0 +1,42 @@
+//! Subcommands, one module each.
+
+mod keygen;
+mod pubkey;
+
+use clap::{Parser, Subcommand};
+
+/// Operator CLI for ZT Gateway.
+#[derive(Debug, Parser)]
+#[command(name = "peerctl", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a private key (base64, as `wg genkey` writes it).
+    Keygen(keygen::Args),
+    /// Read a private key on stdin and print its public key (as `wg pubkey`).
+    Pubkey,
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Keygen(args) => keygen::run(&args),
+        Command::Pubkey => pubkey::run(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
