@@ -11,7 +11,11 @@ use clap::Parser;
 #[command(name = "gateway", version, about)]
 pub struct Cli {
     /// Configuration file (TOML).
-    #[arg(long, env = "ZTGW_CONFIG", default_value = "/etc/zt-gateway/gateway.toml")]
+    #[arg(
+        long,
+        env = "ZTGW_CONFIG",
+        default_value = "/etc/zt-gateway/gateway.toml"
+    )]
     pub config: PathBuf,
 
     /// Log filter (`error`, `warn`, `info`, `debug`, or a tracing directive list).

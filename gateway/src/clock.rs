@@ -3,7 +3,10 @@
 use std::time::SystemTime;
 
 /// Returns the current wall-clock time.
-#[allow(clippy::disallowed_methods, reason = "clock.rs is the one place that reads time")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "clock.rs is the one place that reads time"
+)]
 pub fn now() -> SystemTime {
     SystemTime::now()
 }

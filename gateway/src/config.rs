@@ -187,11 +187,16 @@ impl Config {
             path: origin.to_owned(),
             reason,
         };
-        let mut table: toml::Table = toml::from_str(text).map_err(|e| syntax(one_line(&e, text)))?;
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| syntax(one_line(&e, text)))?;
         for (key, value) in overrides.pairs() {
             let (section, field) = key.split_once('.').unwrap_or((key, ""));
             let value = if NUMERIC_KEYS.contains(&key) {
-                toml::Value::Integer(value.parse().map_err(|_| bad(key, value, "expected a whole number"))?)
+                toml::Value::Integer(
+                    value
+                        .parse()
+                        .map_err(|_| bad(key, value, "expected a whole number"))?,
+                )
             } else {
                 toml::Value::String(value.to_owned())
             };
@@ -204,7 +209,8 @@ impl Config {
                 return Err(bad(section, "(not a table)", "expected a [section]"));
             }
         }
-        let raw: RawConfig = RawConfig::deserialize(table).map_err(|e| syntax(e.message().replace('\n', " ")))?;
+        let raw: RawConfig =
+            RawConfig::deserialize(table).map_err(|e| syntax(e.message().replace('\n', " ")))?;
         validate(raw)
     }
 }
@@ -238,7 +244,13 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let listen_port = u16::try_from(listen_port)
         .ok()
         .filter(|p| *p != 0)
-        .ok_or_else(|| bad("interface.listen_port", listen_port, "expected a UDP port from 1 to 65535"))?;
+        .ok_or_else(|| {
+            bad(
+                "interface.listen_port",
+                listen_port,
+                "expected a UDP port from 1 to 65535",
+            )
+        })?;
     let address_text = raw.interface.address.ok_or_else(|| {
         bad(
             "interface.address",
@@ -265,17 +277,32 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let mtu = u32::try_from(mtu)
         .ok()
         .filter(|m| (mtu_min..=65535).contains(m))
-        .ok_or_else(|| bad("interface.mtu", mtu, &format!("expected {mtu_min} to 65535")))?;
+        .ok_or_else(|| {
+            bad(
+                "interface.mtu",
+                mtu,
+                &format!("expected {mtu_min} to 65535"),
+            )
+        })?;
     let backend = match raw.interface.backend.as_deref().unwrap_or("userspace") {
         "userspace" => Backend::Userspace,
         "kernel" => Backend::Kernel,
-        other => return Err(bad("interface.backend", other, "expected \"userspace\" or \"kernel\"")),
+        other => {
+            return Err(bad(
+                "interface.backend",
+                other,
+                "expected \"userspace\" or \"kernel\"",
+            ));
+        }
     };
 
-    let cluster_name = raw
-        .cluster
-        .name
-        .ok_or_else(|| bad("cluster.name", "", "is required: this cluster's name, a DNS label"))?;
+    let cluster_name = raw.cluster.name.ok_or_else(|| {
+        bad(
+            "cluster.name",
+            "",
+            "is required: this cluster's name, a DNS label",
+        )
+    })?;
     let label_ok = !cluster_name.is_empty()
         && cluster_name.len() <= 63
         && cluster_name
@@ -324,14 +351,31 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 "is not available in this build yet; use \"directory\"",
             ));
         }
-        other => return Err(bad("peers.source", other, "expected \"directory\" or \"kubernetes\"")),
+        other => {
+            return Err(bad(
+                "peers.source",
+                other,
+                "expected \"directory\" or \"kubernetes\"",
+            ));
+        }
     };
 
-    let listen_text = raw.http.listen.unwrap_or_else(|| "127.0.0.1:8055".to_owned());
-    let listen: SocketAddr = listen_text
-        .parse()
-        .map_err(|_| bad("http.listen", &listen_text, "expected IP:port, e.g. 127.0.0.1:8055"))?;
-    let admin_socket = non_empty_path("http.admin_socket", raw.http.admin_socket, "/run/zt-gateway/admin.sock")?;
+    let listen_text = raw
+        .http
+        .listen
+        .unwrap_or_else(|| "127.0.0.1:8055".to_owned());
+    let listen: SocketAddr = listen_text.parse().map_err(|_| {
+        bad(
+            "http.listen",
+            &listen_text,
+            "expected IP:port, e.g. 127.0.0.1:8055",
+        )
+    })?;
+    let admin_socket = non_empty_path(
+        "http.admin_socket",
+        raw.http.admin_socket,
+        "/run/zt-gateway/admin.sock",
+    )?;
 
     Ok(Config {
         interface: InterfaceSettings {

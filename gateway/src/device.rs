@@ -35,7 +35,9 @@ pub struct InterfaceSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Another live process already serves this interface's UAPI socket.
-    #[error("interface {name} is already served by a running WireGuard process (its UAPI socket {socket} answers)")]
+    #[error(
+        "interface {name} is already served by a running WireGuard process (its UAPI socket {socket} answers)"
+    )]
     InUse {
         /// Interface name.
         name: String,

@@ -156,7 +156,11 @@ impl<D: Device> Driver<D> {
             .peers
             .iter()
             .map(|p| {
-                let config = self.applied.get(&p.public_key).cloned().unwrap_or_else(|| p.config());
+                let config = self
+                    .applied
+                    .get(&p.public_key)
+                    .cloned()
+                    .unwrap_or_else(|| p.config());
                 (p.public_key, config)
             })
             .collect()
@@ -171,7 +175,8 @@ impl<D: Device> Driver<D> {
                 Some(Endpoint::Host { host, port }) => match device::resolve(host, *port).await {
                     Ok(addr) => Some(addr),
                     Err(e) => {
-                        let kept: Option<SocketAddr> = observed.get(&spec.public_key).and_then(|c| c.endpoint);
+                        let kept: Option<SocketAddr> =
+                            observed.get(&spec.public_key).and_then(|c| c.endpoint);
                         tracing::warn!(peer = %spec.name, endpoint = %format!("{host}:{port}"), error = %e, kept = ?kept, "cannot resolve endpoint; keeping the previous address");
                         kept
                     }

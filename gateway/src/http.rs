@@ -44,14 +44,20 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if failing.is_empty() {
         (StatusCode::OK, "ready\n".to_owned())
     } else {
-        let body: String = failing.iter().map(|check| format!("not ready: {check}\n")).collect();
+        let body: String = failing
+            .iter()
+            .map(|check| format!("not ready: {check}\n"))
+            .collect();
         (StatusCode::SERVICE_UNAVAILABLE, body)
     }
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
 }

@@ -97,7 +97,14 @@ impl PeerCollector {
     fn new() -> prometheus::Result<Self> {
         let descs = [PEER_UP, PEER_HANDSHAKE, PEER_RX, PEER_TX]
             .into_iter()
-            .map(|(name, help)| Desc::new(name.to_owned(), help.to_owned(), vec!["cluster".to_owned()], Default::default()))
+            .map(|(name, help)| {
+                Desc::new(
+                    name.to_owned(),
+                    help.to_owned(),
+                    vec!["cluster".to_owned()],
+                    Default::default(),
+                )
+            })
             .collect::<prometheus::Result<Vec<_>>>()?;
         Ok(Self {
             descs,
@@ -128,11 +135,16 @@ impl Collector for PeerCollectorRef {
         };
         let counter = |value: u64| {
             let mut c = Counter::default();
-            #[allow(clippy::cast_precision_loss, reason = "byte counters fit f64 exactly up to 2^53")]
+            #[allow(
+                clippy::cast_precision_loss,
+                reason = "byte counters fit f64 exactly up to 2^53"
+            )]
             c.set_value(value as f64);
             c
         };
-        let family = |(name, help): (&str, &str), kind: MetricType, fill: &dyn Fn(&PeerSample, &mut Metric)| {
+        let family = |(name, help): (&str, &str),
+                      kind: MetricType,
+                      fill: &dyn Fn(&PeerSample, &mut Metric)| {
             let mut mf = MetricFamily::default();
             mf.set_name(name.to_owned());
             mf.set_help(help.to_owned());
@@ -142,7 +154,7 @@ impl Collector for PeerCollectorRef {
                 label.set_name("cluster".to_owned());
                 label.set_value(sample.cluster.clone());
                 let mut metric = Metric::default();
-                metric.set_label(vec![label].into());
+                metric.set_label(vec![label]);
                 fill(sample, &mut metric);
                 mf.mut_metric().push(metric);
             }
@@ -155,8 +167,12 @@ impl Collector for PeerCollectorRef {
             family(PEER_HANDSHAKE, MetricType::GAUGE, &|s, m| {
                 m.set_gauge(gauge(s.last_handshake_seconds));
             }),
-            family(PEER_RX, MetricType::COUNTER, &|s, m| m.set_counter(counter(s.rx_bytes))),
-            family(PEER_TX, MetricType::COUNTER, &|s, m| m.set_counter(counter(s.tx_bytes))),
+            family(PEER_RX, MetricType::COUNTER, &|s, m| {
+                m.set_counter(counter(s.rx_bytes))
+            }),
+            family(PEER_TX, MetricType::COUNTER, &|s, m| {
+                m.set_counter(counter(s.tx_bytes))
+            }),
         ]
     }
 }
@@ -177,10 +193,27 @@ mod tests {
         }]);
         let text = metrics.render();
         assert!(text.contains("# TYPE zt_wireguard_peer_up gauge"), "{text}");
-        assert!(text.contains("zt_wireguard_peer_up{cluster=\"lux-k8s\"} 1"), "{text}");
-        assert!(text.contains("# TYPE zt_wireguard_peer_receive_bytes_total counter"), "{text}");
-        assert!(text.contains("zt_wireguard_peer_receive_bytes_total{cluster=\"lux-k8s\"} 42"), "{text}");
-        assert!(text.contains("zt_wireguard_peer_last_handshake_timestamp_seconds{cluster=\"lux-k8s\"} 1763900000"), "{text}");
-        assert!(text.contains("zt_wireguard_reconcile_errors_total 0"), "{text}");
+        assert!(
+            text.contains("zt_wireguard_peer_up{cluster=\"lux-k8s\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE zt_wireguard_peer_receive_bytes_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("zt_wireguard_peer_receive_bytes_total{cluster=\"lux-k8s\"} 42"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "zt_wireguard_peer_last_handshake_timestamp_seconds{cluster=\"lux-k8s\"} 1763900000"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("zt_wireguard_reconcile_errors_total 0"),
+            "{text}"
+        );
     }
 }

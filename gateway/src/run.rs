@@ -27,8 +27,10 @@ use crate::source::directory::DirectorySource;
 /// # Errors
 /// A start-up check failed, or the device could not be created.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
 
     let loaded = load_key(&config.key)?;
     let public_key = PublicKey::from_bytes(loaded.key.public_key());
@@ -64,12 +66,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Backend::Userspace => {
             let device = UserspaceDevice::create(&config.interface, &loaded.key).await?;
             drop(loaded);
-            serve(device, &config.interface, source, public_key, own_address, metrics, readiness, (&mut sigterm, &mut sigint)).await
+            serve(
+                device,
+                &config.interface,
+                source,
+                public_key,
+                own_address,
+                metrics,
+                readiness,
+                (&mut sigterm, &mut sigint),
+            )
+            .await
         }
         Backend::Kernel => {
             let device = KernelDevice::create(&config.interface, &loaded.key).await?;
             drop(loaded);
-            serve(device, &config.interface, source, public_key, own_address, metrics, readiness, (&mut sigterm, &mut sigint)).await
+            serve(
+                device,
+                &config.interface,
+                source,
+                public_key,
+                own_address,
+                metrics,
+                readiness,
+                (&mut sigterm, &mut sigint),
+            )
+            .await
         }
     }
 }
@@ -83,7 +105,10 @@ async fn serve<D: Device>(
     own_address: std::net::IpAddr,
     metrics: Metrics,
     readiness: Arc<RwLock<Readiness>>,
-    signals: (&mut tokio::signal::unix::Signal, &mut tokio::signal::unix::Signal),
+    signals: (
+        &mut tokio::signal::unix::Signal,
+        &mut tokio::signal::unix::Signal,
+    ),
 ) -> anyhow::Result<()> {
     if let Ok(mut r) = readiness.write() {
         r.device_up = true;

@@ -45,12 +45,13 @@ impl KeySource for FileKeySource {
                 mode,
             });
         }
-        let text = Zeroizing::new(fs::read_to_string(path).map_err(|source| {
-            Error::Unreadable {
-                path: path.clone(),
-                source,
-            }
-        })?);
+        let text =
+            Zeroizing::new(
+                fs::read_to_string(path).map_err(|source| Error::Unreadable {
+                    path: path.clone(),
+                    source,
+                })?,
+            );
         let key = PrivateKey::from_base64(&text).map_err(|reason| Error::Malformed {
             origin: format!("key file {}", path.display()),
             reason,

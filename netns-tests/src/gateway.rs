@@ -1,6 +1,8 @@
 //! Launching our `gateway` binary in a cluster's gateway namespace, with a config directory of
 //! its own, and talking to it: peer files, HTTP endpoints, logs, signals.
 
+mod config;
+
 use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -12,6 +14,8 @@ use anyhow::{Context as _, Result, bail};
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
+pub use config::GatewayConfig;
+
 use crate::http::http_get;
 use crate::peer::PeerSpec;
 use crate::process::Proc;
@@ -22,69 +26,8 @@ use crate::wait::eventually;
 /// Where the gateway listens for HTTP inside its namespace, unless a test changes it.
 pub const HTTP_LISTEN: &str = "127.0.0.1:8055";
 
-/// The contents of `gateway.toml`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GatewayConfig {
-    /// `[interface].name`.
-    pub iface: String,
-    /// `[interface].listen_port`.
-    pub listen_port: u16,
-    /// `[interface].address`, e.g. `10.10.0.1/24`.
-    pub address: String,
-    /// `[interface].mtu`.
-    pub mtu: u32,
-    /// `[interface].backend`.
-    pub backend: String,
-    /// `[cluster].name`.
-    pub cluster: String,
-    /// `[key].path` (source `file`).
-    pub key_path: PathBuf,
-    /// `[peers].path` (source `directory`).
-    pub peers_path: PathBuf,
-    /// `[http].listen`.
-    pub http_listen: String,
-    /// `[http].admin_socket`.
-    pub admin_socket: PathBuf,
-}
-
-impl GatewayConfig {
-    /// Renders the config file.
-    pub fn to_toml(&self) -> String {
-        format!(
-            "[interface]\n\
-             name = {iface}\n\
-             listen_port = {port}\n\
-             address = {address}\n\
-             mtu = {mtu}\n\
-             backend = {backend}\n\
-             \n\
-             [cluster]\n\
-             name = {cluster}\n\
-             \n\
-             [key]\n\
-             source = \"file\"\n\
-             path = {key}\n\
-             \n\
-             [peers]\n\
-             source = \"directory\"\n\
-             path = {peers}\n\
-             \n\
-             [http]\n\
-             listen = {listen}\n\
-             admin_socket = {admin}\n",
-            iface = quote(&self.iface),
-            port = self.listen_port,
-            address = quote(&self.address),
-            mtu = self.mtu,
-            backend = quote(&self.backend),
-            cluster = quote(&self.cluster),
-            key = quote(&self.key_path.to_string_lossy()),
-            peers = quote(&self.peers_path.to_string_lossy()),
-            listen = quote(&self.http_listen),
-            admin = quote(&self.admin_socket.to_string_lossy()),
-        )
-    }
-}
+/// How long [`Gateway::launch`] waits for `/readyz`.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A gateway's config directory, prepared but not started: `private.key` (mode 0600),
 /// `peers/`, and a [`GatewayConfig`] that the test may still change.
@@ -157,6 +100,18 @@ impl<'c> GatewaySetup<'c> {
         Ok(self)
     }
 
+    /// Writes (or replaces, atomically) `peers/<stem>.yaml` with one document.
+    ///
+    /// # Errors
+    /// Fails when the file cannot be written.
+    pub fn write_peer(&self, stem: &str, spec: &PeerSpec) -> Result<()> {
+        write_peer_file(
+            &self.config.peers_path,
+            &format!("{stem}.yaml"),
+            &spec.to_yaml(),
+        )
+    }
+
     /// Writes `gateway.toml` and starts the gateway in the cluster's gateway namespace. It does
     /// not wait for readiness (see [`Gateway::wait_ready`]).
     ///
@@ -171,7 +126,11 @@ impl<'c> GatewaySetup<'c> {
         let config_arg = config_path.to_string_lossy();
         let proc = self.cluster.gw.spawn(
             &[&bin, "--config", &config_arg],
-            &[("RUST_LOG", "info"), ("ZTGW_LOG", "info"), ("NO_COLOR", "1")],
+            &[
+                ("RUST_LOG", "info"),
+                ("ZTGW_LOG", "info"),
+                ("NO_COLOR", "1"),
+            ],
         )?;
         Ok(Gateway {
             cluster: self.cluster,
@@ -201,6 +160,17 @@ impl Gateway<'_> {
         GatewaySetup::new(cluster)
     }
 
+    /// Starts `cluster`'s gateway with a peer file for each of `peers` and waits (up to
+    /// [`READY_TIMEOUT`]) until it is ready.
+    ///
+    /// # Errors
+    /// Fails when it cannot be started or does not become ready (the error holds its log).
+    pub fn launch<'c>(cluster: &'c Cluster, peers: &[&Cluster]) -> Result<Gateway<'c>> {
+        let mut gateway = GatewaySetup::new(cluster)?.with_peers(peers)?.start()?;
+        gateway.wait_ready(READY_TIMEOUT)?;
+        Ok(gateway)
+    }
+
     /// Returns the config the gateway was started with.
     pub fn config(&self) -> &GatewayConfig {
         &self.config
@@ -221,16 +191,20 @@ impl Gateway<'_> {
         socket_path(&self.config.iface)
     }
 
-    /// Writes (or replaces, atomically) `peers/<stem>.yaml` with the given documents.
+    /// Writes (or replaces, atomically) `peers/<stem>.yaml` with one document.
     ///
     /// # Errors
     /// Fails when the file cannot be written.
-    pub fn write_peer(&self, stem: &str, specs: &[PeerSpec]) -> Result<()> {
-        let text = match specs {
-            [single] => single.to_yaml(),
-            many => PeerSpec::to_yaml_documents(many),
-        };
-        self.write_peer_file(&format!("{stem}.yaml"), &text)
+    pub fn write_peer(&self, stem: &str, spec: &PeerSpec) -> Result<()> {
+        self.write_peer_file(&format!("{stem}.yaml"), &spec.to_yaml())
+    }
+
+    /// Writes (or replaces, atomically) `peers/<stem>.yaml` with several documents.
+    ///
+    /// # Errors
+    /// Fails when the file cannot be written.
+    pub fn write_peers(&self, stem: &str, specs: &[PeerSpec]) -> Result<()> {
+        self.write_peer_file(&format!("{stem}.yaml"), &PeerSpec::to_yaml_documents(specs))
     }
 
     /// Writes (or replaces, atomically) `peers/<file_name>` with arbitrary text.
@@ -419,9 +393,4 @@ fn write_peer_file(peers: &Path, file_name: &str, text: &str) -> Result<()> {
         .with_context(|| format!("failed to write {}", temporary.display()))?;
     std::fs::rename(&temporary, &path)
         .with_context(|| format!("failed to rename to {}", path.display()))
-}
-
-/// Quotes a TOML basic string; JSON escapes are valid TOML escapes for these values.
-fn quote(text: &str) -> String {
-    serde_json::Value::from(text).to_string()
 }

@@ -26,7 +26,9 @@ pub fn http_get(ns: &Netns, addr: &str, path: &str) -> Result<(u16, String)> {
                 .with_context(|| format!("failed to connect to {addr}"))?;
             stream.set_read_timeout(Some(TIMEOUT))?;
             stream.set_write_timeout(Some(TIMEOUT))?;
-            write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+            let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+            stream
+                .write_all(request.as_bytes())
                 .context("failed to send request")?;
             let mut response = Vec::new();
             stream

@@ -16,10 +16,8 @@
 //!     require_root!();
 //!     let topo = Topology::clusters(2).expect("build topology");
 //!     let (a, b) = (&topo.clusters[0], &topo.clusters[1]);
-//!     let gw_a = Gateway::setup(a).expect("setup a").with_peers(&[b]).start().expect("start a");
-//!     let gw_b = Gateway::setup(b).expect("setup b").with_peers(&[a]).start().expect("start b");
-//!     gw_a.wait_ready(Duration::from_secs(10)).expect("a ready");
-//!     gw_b.wait_ready(Duration::from_secs(10)).expect("b ready");
+//!     let _gw_a = Gateway::launch(a, &[b]).expect("gateway a ready");
+//!     let _gw_b = Gateway::launch(b, &[a]).expect("gateway b ready");
 //!     netns_tests::wait_reachable(&a.pod, b.pod_ip(), Duration::from_secs(10)).expect("ping");
 //! }
 //! ```
@@ -37,7 +35,7 @@ mod wait;
 mod wggo;
 mod xfer;
 
-pub use gateway::{Gateway, GatewayConfig, GatewaySetup, HTTP_LISTEN, gateway_bin};
+pub use gateway::{Gateway, GatewayConfig, GatewaySetup, HTTP_LISTEN, READY_TIMEOUT, gateway_bin};
 pub use http::http_get;
 pub use metric::metric_value;
 pub use netns::{Netns, veth};
@@ -46,7 +44,7 @@ pub use ping::{PingStats, SteadyPing, ping, wait_reachable};
 pub use process::Proc;
 pub use topology::{Cluster, LISTEN_PORT, TUNNEL_PREFIX, Topology, unique_iface};
 pub use uapi::{WgDump, WgPeer, wg_dump};
-pub use wait::eventually;
+pub use wait::{eventually, unix_time};
 pub use wggo::WgGo;
 pub use xfer::tcp_transfer;
 

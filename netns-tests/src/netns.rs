@@ -142,9 +142,12 @@ impl Netns {
     /// Fails when `ip route` fails.
     pub fn has_route(&self, prefix: &str, dev: &str) -> Result<bool> {
         let routes = self.ip(&["-4", "route", "show", "exact", prefix])?;
-        Ok(routes
-            .lines()
-            .any(|line| line.split_whitespace().collect::<Vec<_>>().windows(2).any(|w| w == ["dev", dev])))
+        Ok(routes.lines().any(|line| {
+            line.split_whitespace()
+                .collect::<Vec<_>>()
+                .windows(2)
+                .any(|w| w == ["dev", dev])
+        }))
     }
 }
 
@@ -229,7 +232,10 @@ fn reap_stale() {
     let Ok(list) = run_command(Command::new("ip").args(["netns", "list"])) else {
         return;
     };
-    for name in list.lines().filter_map(|line| line.split_whitespace().next()) {
+    for name in list
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+    {
         if let Some(pid) = owner_pid(name.strip_prefix("ztgw-"))
             && !is_alive(pid)
         {

@@ -8,7 +8,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -54,7 +54,8 @@ impl PingStats {
 /// Fails when the raw socket cannot be opened or used (not when packets are lost).
 pub fn ping(ns: &Netns, dst: Ipv4Addr, count: u32) -> Result<PingStats> {
     let never = AtomicBool::new(false);
-    ns.run_in(|| run(dst, Duration::from_millis(20), Some(count), &never))
+    let sent = AtomicU32::new(0);
+    ns.run_in(|| run(dst, Duration::from_millis(20), Some(count), &never, &sent))
 }
 
 /// Pings `dst` from inside `ns` until one reply comes back, for at most `timeout`.
@@ -76,6 +77,7 @@ pub fn wait_reachable(ns: &Netns, dst: Ipv4Addr, timeout: Duration) -> Result<()
 pub struct SteadyPing {
     dst: Ipv4Addr,
     stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU32>,
     worker: Option<JoinHandle<Result<PingStats>>>,
 }
 
@@ -88,18 +90,26 @@ impl SteadyPing {
         let stop = Arc::new(AtomicBool::new(false));
         let name = ns.name().to_owned();
         let flag = Arc::clone(&stop);
+        let sent = Arc::new(AtomicU32::new(0));
+        let progress = Arc::clone(&sent);
         let worker = std::thread::Builder::new()
             .name(format!("steady-ping-{dst}"))
             .spawn(move || {
                 enter(&name)?;
-                run(dst, interval, None, &flag)
+                run(dst, interval, None, &flag, &progress)
             })
             .context("failed to start the ping thread")?;
         Ok(Self {
             dst,
             stop,
+            sent,
             worker: Some(worker),
         })
+    }
+
+    /// Returns how many echo requests have been sent so far.
+    pub fn sent(&self) -> u32 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// Stops sending, waits (bounded) for replies in flight, and returns the totals.
@@ -128,17 +138,25 @@ impl Drop for SteadyPing {
 }
 
 /// Sends echo requests every `interval` until `count` are sent or `stop` is set, then waits
-/// up to [`GRACE`] for the remaining replies. Must run inside the target namespace.
+/// up to [`GRACE`] for the remaining replies, publishing the number sent in `sent`. Must run
+/// inside the target namespace.
 #[allow(
     clippy::disallowed_methods,
     reason = "pacing a ping stream needs the clock; waiting is done by socket timeouts"
 )]
-fn run(dst: Ipv4Addr, interval: Duration, count: Option<u32>, stop: &AtomicBool) -> Result<PingStats> {
+fn run(
+    dst: Ipv4Addr,
+    interval: Duration,
+    count: Option<u32>,
+    stop: &AtomicBool,
+    sent: &AtomicU32,
+) -> Result<PingStats> {
     let mut pinger = Pinger::open(dst)?;
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) && count.is_none_or(|count| pinger.sent() < count) {
         if Instant::now() >= next {
             pinger.send()?;
+            sent.store(pinger.sent(), Ordering::Relaxed);
             next += interval;
         }
         pinger.receive()?;
@@ -204,7 +222,9 @@ impl Pinger {
             // No route or a full queue is packet loss, not a harness failure.
             Ok(_)
             | Err(Errno::ENETUNREACH | Errno::EHOSTUNREACH | Errno::ENOBUFS | Errno::EAGAIN) => {}
-            Err(error) => return Err(error).with_context(|| format!("failed to ping {}", self.dst)),
+            Err(error) => {
+                return Err(error).with_context(|| format!("failed to ping {}", self.dst));
+            }
         }
         self.replied.push(false);
         Ok(())
@@ -274,7 +294,12 @@ impl Pinger {
 fn internet_checksum(data: &[u8]) -> u16 {
     let mut sum: u32 = data
         .chunks(2)
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], pair.get(1).copied().unwrap_or(0)])))
+        .map(|pair| {
+            u32::from(u16::from_be_bytes([
+                pair[0],
+                pair.get(1).copied().unwrap_or(0),
+            ]))
+        })
         .sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);

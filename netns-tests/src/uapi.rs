@@ -74,7 +74,16 @@ pub fn wg_dump(ns: &Netns, iface: &str) -> Result<WgDump> {
 
 fn parse_peer(line: &str) -> Result<WgPeer> {
     let fields: Vec<&str> = line.split('\t').collect();
-    let [public_key, _psk, endpoint, allowed_ips, handshake, rx, tx, keepalive] = fields[..]
+    let [
+        public_key,
+        _psk,
+        endpoint,
+        allowed_ips,
+        handshake,
+        rx,
+        tx,
+        keepalive,
+    ] = fields[..]
     else {
         bail!("bad peer line {line:?}");
     };
@@ -94,3 +103,6 @@ fn parse_peer(line: &str) -> Result<WgPeer> {
         },
     })
 }
+
+#[cfg(test)]
+mod tests;

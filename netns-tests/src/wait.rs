@@ -36,3 +36,13 @@ pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Result<T>) ->
     }
 }
 
+/// Returns the wall-clock time since the Unix epoch, to compare with handshake timestamps.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests compare the device's wall-clock handshake times with now"
+)]
+pub fn unix_time() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}

@@ -2,6 +2,7 @@
 //! tests and for checking the harness itself without our gateway.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
@@ -37,12 +38,39 @@ impl<'c> WgGo<'c> {
         let key_path = dir.path().join("private.key");
         std::fs::write(&key_path, cluster.key.to_base64().as_str())
             .context("failed to write the private key")?;
-        let iface = cluster.iface.as_str();
-        let mut proc = cluster.gw.spawn(
-            &["wireguard-go", iface],
+        let proc = cluster.gw.spawn(
+            &["wireguard-go", &cluster.iface],
             &[("WG_PROCESS_FOREGROUND", "1")],
         )?;
+        // From here on, dropping `device` on an error also kills it and removes its socket.
+        let mut device = Self {
+            cluster,
+            proc,
+            _dir: dir,
+        };
+        device.configure(&key_path, peers)?;
+        Ok(device)
+    }
+
+    /// Returns the device state (`wg show <iface> dump`).
+    ///
+    /// # Errors
+    /// Fails when `wg` cannot read the device.
+    pub fn dump(&self) -> Result<WgDump> {
+        wg_dump(&self.cluster.gw, &self.cluster.iface)
+    }
+
+    /// Returns what `wireguard-go` has logged so far.
+    pub fn log(&self) -> String {
+        format!("{}{}", self.proc.stdout(), self.proc.stderr())
+    }
+}
+
+impl WgGo<'_> {
+    fn configure(&mut self, key_path: &Path, peers: &[PeerSpec]) -> Result<()> {
+        let (gw, iface) = (&self.cluster.gw, self.cluster.iface.as_str());
         let socket = socket_path(iface);
+        let proc = &mut self.proc;
         eventually(Duration::from_secs(5), || {
             if let Some(status) = proc.try_status()? {
                 bail!("wireguard-go exited ({status}): {}", proc.stderr());
@@ -73,38 +101,17 @@ impl<'c> WgGo<'c> {
             }
         }
         let set: Vec<&str> = set.iter().map(String::as_str).collect();
-        cluster.gw.run(&set)?;
+        gw.run(&set)?;
 
-        cluster
-            .gw
-            .ip(&["addr", "add", &cluster.tunnel_address(), "dev", iface])?;
-        cluster
-            .gw
-            .ip(&["link", "set", iface, "mtu", "1420", "up"])?;
-        let tunnel = (cluster.tunnel_ip(), TUNNEL_PREFIX);
+        gw.ip(&["addr", "add", &self.cluster.tunnel_address(), "dev", iface])?;
+        gw.ip(&["link", "set", iface, "mtu", "1420", "up"])?;
+        let tunnel = (self.cluster.tunnel_ip(), TUNNEL_PREFIX);
         for cidr in peers.iter().flat_map(|peer| &peer.allowed_ips) {
             if !is_within(cidr, tunnel)? {
-                cluster.gw.ip(&["route", "add", cidr, "dev", iface])?;
+                gw.ip(&["route", "add", cidr, "dev", iface])?;
             }
         }
-        Ok(Self {
-            cluster,
-            proc,
-            _dir: dir,
-        })
-    }
-
-    /// Returns the device state (`wg show <iface> dump`).
-    ///
-    /// # Errors
-    /// Fails when `wg` cannot read the device.
-    pub fn dump(&self) -> Result<WgDump> {
-        wg_dump(&self.cluster.gw, &self.cluster.iface)
-    }
-
-    /// Returns what `wireguard-go` has logged so far.
-    pub fn log(&self) -> String {
-        format!("{}{}", self.proc.stdout(), self.proc.stderr())
+        Ok(())
     }
 }
 
@@ -128,8 +135,12 @@ fn is_within(cidr: &str, (net, prefix): (Ipv4Addr, u8)) -> Result<bool> {
     let (addr, len) = cidr
         .split_once('/')
         .with_context(|| format!("{cidr} is not a CIDR"))?;
-    let addr: Ipv4Addr = addr.parse().with_context(|| format!("bad address in {cidr}"))?;
-    let len: u8 = len.parse().with_context(|| format!("bad prefix in {cidr}"))?;
+    let addr: Ipv4Addr = addr
+        .parse()
+        .with_context(|| format!("bad address in {cidr}"))?;
+    let len: u8 = len
+        .parse()
+        .with_context(|| format!("bad prefix in {cidr}"))?;
     let mask = |bits: u8| u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
     Ok(len >= prefix && (u32::from(addr) & mask(prefix)) == (u32::from(net) & mask(prefix)))
 }

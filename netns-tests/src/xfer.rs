@@ -39,7 +39,10 @@ pub fn tcp_transfer(
         }
         Ok(())
     })?;
-    let sender = from.spawn(&[&bin, "send", &listen, &bytes.to_string(), &seed.to_string()], &[])?;
+    let sender = from.spawn(
+        &[&bin, "send", &listen, &bytes.to_string(), &seed.to_string()],
+        &[],
+    )?;
     let sent = sender
         .finish(timeout)
         .with_context(|| format!("sending {bytes} bytes to {listen}"))?;

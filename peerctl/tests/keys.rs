@@ -29,7 +29,9 @@ fn wg(args: &[&str], stdin: &str) -> Option<String> {
         .ok()?;
     child.stdin.take()?.write_all(stdin.as_bytes()).ok()?;
     let out = child.wait_with_output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[test]
@@ -53,7 +55,10 @@ fn pubkey_matches_wg_pubkey() {
 
 #[test]
 fn pubkey_of_the_wg_man_page_example() {
-    let out = peerctl(&["pubkey"], "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\n");
+    let out = peerctl(
+        &["pubkey"],
+        "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\n",
+    );
     assert_eq!(
         String::from_utf8(out.stdout).expect("utf8"),
         "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=\n"
@@ -89,7 +94,11 @@ fn keygen_output_file_is_0600_and_never_overwritten() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("private.key");
     let path_str = path.to_str().expect("utf8 path");
-    assert!(peerctl(&["keygen", "--output", path_str], "").status.success());
+    assert!(
+        peerctl(&["keygen", "--output", path_str], "")
+            .status
+            .success()
+    );
     let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let again = peerctl(&["keygen", "--output", path_str], "");

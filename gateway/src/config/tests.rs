@@ -43,14 +43,20 @@ fn embedded_default_parses() {
         }
     );
     assert_eq!(config.http.listen, "127.0.0.1:8055".parse().expect("addr"));
-    assert_eq!(config.tunnel_address(), "10.10.0.1".parse::<IpAddr>().expect("ip"));
+    assert_eq!(
+        config.tunnel_address(),
+        "10.10.0.1".parse::<IpAddr>().expect("ip")
+    );
 }
 
 #[test]
 fn invalid_address_names_key_and_value() {
     let err = parse(&EMBEDDED.replace("10.10.0.1/24", "10.10.0.300/24")).expect_err("bad");
     let msg = err.to_string();
-    assert!(msg.starts_with("interface.address = \"10.10.0.300/24\""), "{msg}");
+    assert!(
+        msg.starts_with("interface.address = \"10.10.0.300/24\""),
+        "{msg}"
+    );
     assert!(!msg.contains('\n'));
 }
 
@@ -79,7 +85,10 @@ fn syntax_error_reports_the_line() {
 #[test]
 fn port_out_of_range_is_rejected() {
     let err = parse(&EMBEDDED.replace("51820", "70000")).expect_err("bad");
-    assert!(err.to_string().starts_with("interface.listen_port = \"70000\""));
+    assert!(
+        err.to_string()
+            .starts_with("interface.listen_port = \"70000\"")
+    );
 }
 
 #[test]
@@ -108,7 +117,10 @@ fn non_numeric_port_override_is_rejected() {
         ..Overrides::default()
     };
     let err = Config::parse(EMBEDDED, "gateway.toml", &overrides).expect_err("bad");
-    assert!(err.to_string().starts_with("interface.listen_port = \"http\""));
+    assert!(
+        err.to_string()
+            .starts_with("interface.listen_port = \"http\"")
+    );
 }
 
 #[test]
@@ -127,6 +139,7 @@ fn sources_not_in_this_build_are_refused_honestly() {
 
 #[test]
 fn bad_interface_name_is_rejected() {
-    let err = parse(&EMBEDDED.replace("name = \"wg0\"", "name = \"a-name-far-too-long\"")).expect_err("bad");
+    let err = parse(&EMBEDDED.replace("name = \"wg0\"", "name = \"a-name-far-too-long\""))
+        .expect_err("bad");
     assert!(err.to_string().starts_with("interface.name"));
 }

@@ -6,9 +6,22 @@ use std::path::Path;
 #[test]
 fn core_imports_no_io_crates() {
     let forbidden = [
-        "tokio::", "kube::", "reqwest::", "defguard_", "boringtun::", "rtnetlink::", "axum::",
-        "UdpSocket", "TcpStream", "UnixStream", "std::fs", "std::process", "Instant::now",
-        "SystemTime::now", "std::os::unix", "std::env",
+        "tokio::",
+        "kube::",
+        "reqwest::",
+        "defguard_",
+        "boringtun::",
+        "rtnetlink::",
+        "axum::",
+        "UdpSocket",
+        "TcpStream",
+        "UnixStream",
+        "std::fs",
+        "std::process",
+        "Instant::now",
+        "SystemTime::now",
+        "std::os::unix",
+        "std::env",
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/core");
     let mut files = vec![dir.with_extension("rs")];

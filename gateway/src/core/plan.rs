@@ -32,7 +32,11 @@ pub fn plan(desired: &PeerMap, observed: &PeerMap) -> Vec<Op> {
     ops.extend(
         desired
             .values()
-            .filter(|want| !observed.get(&want.public_key).is_some_and(|have| matches(want, have)))
+            .filter(|want| {
+                !observed
+                    .get(&want.public_key)
+                    .is_some_and(|have| matches(want, have))
+            })
             .cloned()
             .map(Op::UpsertPeer),
     );

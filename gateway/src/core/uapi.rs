@@ -198,7 +198,9 @@ pub fn parse_get(answer: &str) -> Result<DeviceReport, UapiError> {
                     "persistent_keepalive_interval" => {
                         peer.persistent_keepalive = value.parse().map_err(|_| bad())?;
                     }
-                    "last_handshake_time_sec" => handshake_sec = value.parse().map_err(|_| bad())?,
+                    "last_handshake_time_sec" => {
+                        handshake_sec = value.parse().map_err(|_| bad())?
+                    }
                     "last_handshake_time_nsec" => {
                         handshake_nsec = value.parse().map_err(|_| bad())?;
                     }

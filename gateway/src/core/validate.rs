@@ -173,7 +173,9 @@ fn check_peer(raw: &RawPeer, ctx: &Context) -> Result<PeerSpec, String> {
     check_name(&raw.name)?;
     check_dns_label(&raw.cluster).map_err(|why| format!("spec.cluster {:?} {why}", raw.cluster))?;
     let public_key = PublicKey::from_base64(&raw.public_key).map_err(|e| match e {
-        KeyError::Length(n) => format!("spec.publicKey decodes to {n} bytes; a WireGuard key has 32"),
+        KeyError::Length(n) => {
+            format!("spec.publicKey decodes to {n} bytes; a WireGuard key has 32")
+        }
         other => format!("spec.publicKey {other}"),
     })?;
     if public_key == ctx.own_public_key {
@@ -276,7 +278,9 @@ pub fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
             .split('.')
             .all(|label| check_dns_label(&label.to_ascii_lowercase()).is_ok());
     if !host_ok || host.parse::<IpAddr>().is_ok() {
-        return Err(format!("{text:?} is not host:port with a valid DNS name or IP"));
+        return Err(format!(
+            "{text:?} is not host:port with a valid DNS name or IP"
+        ));
     }
     Ok(Endpoint::Host {
         host: host.to_owned(),

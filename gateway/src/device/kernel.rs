@@ -52,7 +52,8 @@ impl KernelDevice {
             name: name.clone(),
             reason,
         };
-        let netlink = Netlink::open().map_err(|e| kernel_err(format!("cannot open netlink: {e}")))?;
+        let netlink =
+            Netlink::open().map_err(|e| kernel_err(format!("cannot open netlink: {e}")))?;
         let mut api = WGApi::<Kernel>::new(name.clone()).map_err(|e| kernel_err(e.to_string()))?;
         api.create_interface().map_err(|e| {
             kernel_err(format!(
@@ -135,8 +136,7 @@ impl Device for KernelDevice {
 pub fn peer_from_config(config: &PeerConfig) -> Peer {
     let mut peer = Peer::new(Key::new(*config.public_key.as_bytes()));
     peer.endpoint = config.endpoint;
-    peer.persistent_keepalive_interval =
-        Some(config.persistent_keepalive).filter(|k| *k != 0);
+    peer.persistent_keepalive_interval = Some(config.persistent_keepalive).filter(|k| *k != 0);
     peer.allowed_ips = config
         .allowed_ips
         .iter()

@@ -38,7 +38,12 @@ impl Netlink {
     /// # Errors
     /// Netlink failures other than "no such device".
     pub async fn index(&self, name: &str) -> Result<Option<u32>, Error> {
-        let mut links = self.handle.link().get().match_name(name.to_owned()).execute();
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
         match links.try_next().await {
             Ok(Some(link)) => Ok(Some(link.header.index)),
             Ok(None) => Ok(None),
@@ -51,7 +56,13 @@ impl Netlink {
     ///
     /// # Errors
     /// When any step is refused.
-    pub async fn configure(&self, name: &str, index: u32, mtu: u32, address: IpNet) -> Result<(), Error> {
+    pub async fn configure(
+        &self,
+        name: &str,
+        index: u32,
+        mtu: u32,
+        address: IpNet,
+    ) -> Result<(), Error> {
         self.handle
             .link()
             .set(LinkUnspec::new_with_index(index).mtu(mtu).build())

@@ -102,7 +102,11 @@ impl UserspaceDevice {
         }
     }
 
-    async fn bring_up(&mut self, settings: &InterfaceSettings, key: &PrivateKey) -> Result<(), Error> {
+    async fn bring_up(
+        &mut self,
+        settings: &InterfaceSettings,
+        key: &PrivateKey,
+    ) -> Result<(), Error> {
         let mut body = Zeroizing::new(String::with_capacity(128));
         body.push_str("private_key=");
         body.push_str(&key.to_hex());
@@ -126,16 +130,18 @@ impl UserspaceDevice {
                 });
             }
         }
-        self.index = self
-            .netlink
-            .index(&self.name)
-            .await?
-            .ok_or_else(|| self.create_error("the TUN device vanished after creation".to_owned()))?;
+        self.index = self.netlink.index(&self.name).await?.ok_or_else(|| {
+            self.create_error("the TUN device vanished after creation".to_owned())
+        })?;
         self.netlink
             .configure(&self.name, self.index, settings.mtu, settings.address)
             .await?;
-        let server = Server::start(&self.socket, self.channel.clone())
-            .map_err(|e| self.create_error(format!("cannot serve the UAPI socket {}: {e}", self.socket.display())))?;
+        let server = Server::start(&self.socket, self.channel.clone()).map_err(|e| {
+            self.create_error(format!(
+                "cannot serve the UAPI socket {}: {e}",
+                self.socket.display()
+            ))
+        })?;
         self.server = Some(server);
         Ok(())
     }
@@ -219,7 +225,11 @@ impl Device for UserspaceDevice {
 
 /// Removes what a crashed run left: a socket nobody answers on, and an interface of our
 /// name without a live socket. A live socket means another process serves the interface.
-async fn recover_stale(netlink: &Netlink, name: &str, socket: &std::path::Path) -> Result<(), Error> {
+async fn recover_stale(
+    netlink: &Netlink,
+    name: &str,
+    socket: &std::path::Path,
+) -> Result<(), Error> {
     if socket.exists() {
         if uapi_client::is_live(socket) {
             return Err(Error::InUse {

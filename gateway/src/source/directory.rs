@@ -50,7 +50,9 @@ impl DirectorySource {
             .map_err(list_error)?
             .filter_map(Result::ok)
             .filter_map(|entry| entry.file_name().into_string().ok())
-            .filter(|name| !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml")))
+            .filter(|name| {
+                !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml"))
+            })
             .collect();
         names.sort();
         let mut declarations = Vec::new();
@@ -59,7 +61,10 @@ impl DirectorySource {
             match read_small(&path) {
                 Ok(Some(text)) => declarations.extend(parse_file(&name, &text)),
                 Ok(None) => {}
-                Err(reason) => declarations.push(Declaration::Unreadable { origin: name, reason }),
+                Err(reason) => declarations.push(Declaration::Unreadable {
+                    origin: name,
+                    reason,
+                }),
             }
         }
         Ok(declarations)
@@ -74,7 +79,10 @@ fn read_small(path: &Path) -> Result<Option<String>, String> {
         return Ok(None);
     }
     if meta.len() > MAX_FILE_BYTES {
-        return Err(format!("file is {} bytes; the limit is {MAX_FILE_BYTES}", meta.len()));
+        return Err(format!(
+            "file is {} bytes; the limit is {MAX_FILE_BYTES}",
+            meta.len()
+        ));
     }
     let bytes = fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
     String::from_utf8(bytes)

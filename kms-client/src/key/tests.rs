@@ -39,7 +39,10 @@ fn bad_base64_is_rejected() {
         PrivateKey::from_base64("not base64!").err(),
         Some(KeyFormatError::Base64)
     );
-    assert_eq!(PrivateKey::from_base64("  \n").err(), Some(KeyFormatError::Empty));
+    assert_eq!(
+        PrivateKey::from_base64("  \n").err(),
+        Some(KeyFormatError::Empty)
+    );
 }
 
 #[test]
@@ -56,5 +59,8 @@ fn hex_form_is_lowercase_64_chars() {
     let key = PrivateKey::from_base64(SAMPLE).expect("valid key");
     let hex = key.to_hex();
     assert_eq!(hex.len(), 64);
-    assert!(hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
+    assert!(
+        hex.chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    );
 }

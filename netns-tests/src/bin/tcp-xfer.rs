@@ -84,7 +84,9 @@ fn send(addr: SocketAddr, bytes: u64, seed: u64) -> Result<()> {
         hasher.update(&buf[..n]);
         left -= n as u64;
     }
-    stream.shutdown(Shutdown::Write).context("failed to shut down")?;
+    stream
+        .shutdown(Shutdown::Write)
+        .context("failed to shut down")?;
     // Wait for the receiver to close, so every byte was read before this reports success.
     stream.set_read_timeout(Some(STALL))?;
     let mut rest = Vec::new();

@@ -11,13 +11,22 @@ const TEXT: &str = "# HELP zt_wireguard_peer_up Whether the peer is up.\n\
 
 #[test]
 fn finds_sample_by_label_subset() {
-    assert_eq!(metric_value(TEXT, "zt_wireguard_peer_up", &[("cluster", "b")]), Some(1.0));
-    assert_eq!(metric_value(TEXT, "zt_wireguard_peer_up", &[("cluster", "c")]), Some(0.0));
+    assert_eq!(
+        metric_value(TEXT, "zt_wireguard_peer_up", &[("cluster", "b")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(TEXT, "zt_wireguard_peer_up", &[("cluster", "c")]),
+        Some(0.0)
+    );
 }
 
 #[test]
 fn does_not_match_a_longer_metric_name() {
-    assert_eq!(metric_value(TEXT, "zt_wireguard_peer_up", &[("cluster", "d")]), None);
+    assert_eq!(
+        metric_value(TEXT, "zt_wireguard_peer_up", &[("cluster", "d")]),
+        None
+    );
     assert_eq!(metric_value(TEXT, "zt_wireguard_peer", &[]), None);
 }
 

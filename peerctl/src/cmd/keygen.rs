@@ -28,7 +28,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 .create_new(true)
                 .mode(0o600)
                 .open(path)
-                .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
+                .with_context(|| {
+                    format!("cannot create {} (it must not exist yet)", path.display())
+                })?;
             file.write_all(line.as_bytes())
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }

@@ -72,7 +72,10 @@ fn zero_handshake_time_means_none() {
         "public_key={}\nlast_handshake_time_sec=0\nlast_handshake_time_nsec=0\nerrno=0\n\n",
         key(1).to_hex()
     );
-    assert_eq!(parse_get(&answer).expect("parses").peers[0].last_handshake, None);
+    assert_eq!(
+        parse_get(&answer).expect("parses").peers[0].last_handshake,
+        None
+    );
 }
 
 #[test]

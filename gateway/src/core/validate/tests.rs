@@ -44,7 +44,10 @@ fn one_rejection(peer: RawPeer) -> String {
 #[test]
 fn valid_peer_is_accepted_with_default_keepalive() {
     let outcome = validate(
-        vec![Declaration::Peer(raw("b", &["10.10.0.2/32", "10.2.0.0/16"]))],
+        vec![Declaration::Peer(raw(
+            "b",
+            &["10.10.0.2/32", "10.2.0.0/16"],
+        ))],
         &ctx(),
     );
     assert!(outcome.rejected.is_empty(), "{outcome:?}");
@@ -69,7 +72,10 @@ fn wrong_key_length_is_rejected() {
     let mut peer = raw("b", &["10.2.0.0/16"]);
     peer.public_key = "AAAAAAAAAAAAAAAAAAAAAA==".to_owned();
     let reason = one_rejection(peer);
-    assert!(reason.contains("16 bytes") && reason.contains("32"), "{reason}");
+    assert!(
+        reason.contains("16 bytes") && reason.contains("32"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -88,7 +94,10 @@ fn empty_allowed_ips_are_rejected() {
 #[test]
 fn allowed_ip_containing_the_local_tunnel_address_is_rejected() {
     let reason = one_rejection(raw("b", &["10.10.0.0/24"]));
-    assert!(reason.contains("overlaps the local tunnel address"), "{reason}");
+    assert!(
+        reason.contains("overlaps the local tunnel address"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -182,8 +191,14 @@ fn secret_ref_needs_the_kubernetes_source() {
 
 #[test]
 fn endpoints_parse_in_every_accepted_form() {
-    assert!(matches!(parse_endpoint("192.0.2.1:51820"), Ok(Endpoint::Addr(_))));
-    assert!(matches!(parse_endpoint("[2001:db8::1]:51820"), Ok(Endpoint::Addr(_))));
+    assert!(matches!(
+        parse_endpoint("192.0.2.1:51820"),
+        Ok(Endpoint::Addr(_))
+    ));
+    assert!(matches!(
+        parse_endpoint("[2001:db8::1]:51820"),
+        Ok(Endpoint::Addr(_))
+    ));
     assert_eq!(
         parse_endpoint("gw.lux.example:51820"),
         Ok(Endpoint::Host {
@@ -191,7 +206,14 @@ fn endpoints_parse_in_every_accepted_form() {
             port: 51820
         })
     );
-    for bad in ["gw.example", "gw.example:0", "gw.example:99999", "bad host:1", ":1", "1.2.3.4:0"] {
+    for bad in [
+        "gw.example",
+        "gw.example:0",
+        "gw.example:99999",
+        "bad host:1",
+        ":1",
+        "1.2.3.4:0",
+    ] {
         assert!(parse_endpoint(bad).is_err(), "{bad}");
     }
 }

@@ -40,7 +40,9 @@ fn keepalive_zero_means_off() {
 
 #[tokio::test]
 async fn missing_module_is_a_clear_error() {
-    if nix::unistd::Uid::effective().is_root() && std::path::Path::new("/sys/module/wireguard").exists() {
+    if nix::unistd::Uid::effective().is_root()
+        && std::path::Path::new("/sys/module/wireguard").exists()
+    {
         eprintln!("skipping: the wireguard module is present");
         return;
     }

@@ -28,7 +28,9 @@ fn reads_yaml_files_in_name_order_and_skips_others() {
 #[test]
 fn missing_directory_is_an_error() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let err = DirectorySource::new(dir.path().join("absent")).scan().expect_err("missing");
+    let err = DirectorySource::new(dir.path().join("absent"))
+        .scan()
+        .expect_err("missing");
     assert!(err.to_string().contains("peers.path"));
 }
 

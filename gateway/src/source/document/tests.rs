@@ -42,7 +42,10 @@ fn several_documents_are_numbered() {
 
 #[test]
 fn unknown_spec_field_is_named() {
-    let text = GOOD.replace("persistentKeepalive: 25", "persistentKeepalive: 25\n  colour: blue");
+    let text = GOOD.replace(
+        "persistentKeepalive: 25",
+        "persistentKeepalive: 25\n  colour: blue",
+    );
     let Declaration::Unreadable { reason, .. } = only(parse_file("x.yaml", &text)) else {
         panic!("accepted");
     };
@@ -51,7 +54,9 @@ fn unknown_spec_field_is_named() {
 
 #[test]
 fn broken_yaml_is_unreadable_in_one_line() {
-    let Declaration::Unreadable { reason, origin } = only(parse_file("bad.yaml", "spec: [unclosed\n  x: {")) else {
+    let Declaration::Unreadable { reason, origin } =
+        only(parse_file("bad.yaml", "spec: [unclosed\n  x: {"))
+    else {
         panic!("accepted");
     };
     assert_eq!(origin, "bad.yaml");
@@ -65,7 +70,10 @@ fn wrong_kind_is_rejected() {
     let Declaration::Unreadable { reason, .. } = only(parse_file("x.yaml", &text)) else {
         panic!("accepted");
     };
-    assert!(reason.contains("expected zt.hanzo.ai/v1alpha1/WireGuardPeer"), "{reason}");
+    assert!(
+        reason.contains("expected zt.hanzo.ai/v1alpha1/WireGuardPeer"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -74,7 +82,10 @@ fn kubectl_metadata_is_tolerated() {
         "metadata: { name: lux-k8s, namespace: zt-system }",
         "metadata: { name: lux-k8s, uid: abc, resourceVersion: \"7\", generation: 3 }",
     );
-    assert!(matches!(only(parse_file("x.yaml", &text)), Declaration::Peer(_)));
+    assert!(matches!(
+        only(parse_file("x.yaml", &text)),
+        Declaration::Peer(_)
+    ));
 }
 
 #[test]

@@ -1,0 +1,72 @@
+//! `gateway.toml`: the configuration file our gateway is started with.
+
+use std::path::PathBuf;
+
+/// The contents of `gateway.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// `[interface].name`.
+    pub iface: String,
+    /// `[interface].listen_port`.
+    pub listen_port: u16,
+    /// `[interface].address`, e.g. `10.10.0.1/24`.
+    pub address: String,
+    /// `[interface].mtu`.
+    pub mtu: u32,
+    /// `[interface].backend`.
+    pub backend: String,
+    /// `[cluster].name`.
+    pub cluster: String,
+    /// `[key].path` (source `file`).
+    pub key_path: PathBuf,
+    /// `[peers].path` (source `directory`).
+    pub peers_path: PathBuf,
+    /// `[http].listen`.
+    pub http_listen: String,
+    /// `[http].admin_socket`.
+    pub admin_socket: PathBuf,
+}
+
+impl GatewayConfig {
+    /// Renders the config file.
+    pub fn to_toml(&self) -> String {
+        format!(
+            "[interface]\n\
+             name = {iface}\n\
+             listen_port = {port}\n\
+             address = {address}\n\
+             mtu = {mtu}\n\
+             backend = {backend}\n\
+             \n\
+             [cluster]\n\
+             name = {cluster}\n\
+             \n\
+             [key]\n\
+             source = \"file\"\n\
+             path = {key}\n\
+             \n\
+             [peers]\n\
+             source = \"directory\"\n\
+             path = {peers}\n\
+             \n\
+             [http]\n\
+             listen = {listen}\n\
+             admin_socket = {admin}\n",
+            iface = quote(&self.iface),
+            port = self.listen_port,
+            address = quote(&self.address),
+            mtu = self.mtu,
+            backend = quote(&self.backend),
+            cluster = quote(&self.cluster),
+            key = quote(&self.key_path.to_string_lossy()),
+            peers = quote(&self.peers_path.to_string_lossy()),
+            listen = quote(&self.http_listen),
+            admin = quote(&self.admin_socket.to_string_lossy()),
+        )
+    }
+}
+
+/// Quotes a TOML basic string; JSON escapes are valid TOML escapes for these values.
+fn quote(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}

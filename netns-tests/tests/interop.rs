@@ -1,0 +1,83 @@
+//! Interoperability: our gateway in cluster a, `wireguard-go` configured by `wg` in cluster b.
+//! Traffic must flow both ways whichever side sends the first packet (and so initiates the
+//! handshake).
+
+use std::net::SocketAddrV4;
+use std::path::Path;
+use std::time::Duration;
+
+use netns_tests::{
+    Cluster, Gateway, READY_TIMEOUT, Topology, WgGo, ping, require_root, tcp_transfer,
+    wait_reachable,
+};
+
+const XFER: &str = env!("CARGO_BIN_EXE_tcp-xfer");
+const REACH: Duration = Duration::from_secs(10);
+const TRANSFER_BYTES: u64 = 20 * 1024 * 1024;
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[test]
+fn traffic_flows_both_ways_when_our_gateway_sends_first() {
+    require_root!();
+    let topo = Topology::clusters(2).expect("build topology");
+    let (a, b) = (&topo.clusters[0], &topo.clusters[1]);
+    // Without keepalive wireguard-go stays silent until it has something to send.
+    let mut a_for_b = a.peer();
+    a_for_b.persistent_keepalive = None;
+    let _wg_b = WgGo::start(b, &[a_for_b]).expect("start wireguard-go b");
+    let _gw_a = Gateway::launch(a, &[b]).expect("gateway a ready");
+
+    wait_reachable(&a.pod, b.pod_ip(), REACH).expect("pod a reaches pod b (a first)");
+    wait_reachable(&b.pod, a.pod_ip(), REACH).expect("pod b reaches pod a");
+    traffic_both_ways(a, b);
+}
+
+#[test]
+fn traffic_flows_both_ways_when_wireguard_go_sends_first() {
+    require_root!();
+    let topo = Topology::clusters(2).expect("build topology");
+    let (a, b) = (&topo.clusters[0], &topo.clusters[1]);
+    // Keepalive 0 (off) keeps our gateway from initiating before b does.
+    let mut b_for_a = b.peer();
+    b_for_a.persistent_keepalive = Some(0);
+    let setup = Gateway::setup(a).expect("set up gateway a");
+    setup.write_peer("b", &b_for_a).expect("write peer b");
+    let mut gw_a = setup.start().expect("start gateway a");
+    gw_a.wait_ready(READY_TIMEOUT).expect("gateway a ready");
+    let _wg_b = WgGo::start(b, &[a.peer()]).expect("start wireguard-go b");
+
+    wait_reachable(&b.pod, a.pod_ip(), REACH).expect("pod b reaches pod a (b first)");
+    wait_reachable(&a.pod, b.pod_ip(), REACH).expect("pod a reaches pod b");
+    traffic_both_ways(a, b);
+}
+
+fn traffic_both_ways(a: &Cluster, b: &Cluster) {
+    let a_to_b = ping(&a.pod, b.pod_ip(), 20).expect("ping a -> b");
+    let b_to_a = ping(&b.pod, a.pod_ip(), 20).expect("ping b -> a");
+    assert_eq!(a_to_b.received, 20, "pod a -> pod b: {a_to_b:?}");
+    assert_eq!(b_to_a.received, 20, "pod b -> pod a: {b_to_a:?}");
+
+    let xfer = Path::new(XFER);
+    let at_b = SocketAddrV4::new(b.pod_ip(), 5001);
+    tcp_transfer(
+        xfer,
+        &a.pod,
+        &b.pod,
+        at_b,
+        TRANSFER_BYTES,
+        1,
+        TRANSFER_TIMEOUT,
+    )
+    .expect("20 MB pod a -> pod b");
+    let at_a = SocketAddrV4::new(a.pod_ip(), 5001);
+    tcp_transfer(
+        xfer,
+        &b.pod,
+        &a.pod,
+        at_a,
+        TRANSFER_BYTES,
+        2,
+        TRANSFER_TIMEOUT,
+    )
+    .expect("20 MB pod b -> pod a");
+}
