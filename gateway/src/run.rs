@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use anyhow::{Context as _, bail};
 use kms_client::{FileKeySource, KeySource as _, LoadedKey};
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::config::{Backend, Config, KeyConfig, PeersConfig};
 use crate::core::health::Readiness;
@@ -60,86 +60,85 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     });
 
-    let source = DirectorySource::new(peers_path.clone());
-    let own_address = config.tunnel_address();
+    let wiring = Wiring {
+        settings: config.interface.clone(),
+        source: DirectorySource::new(peers_path.clone()),
+        public_key,
+        own_address: config.tunnel_address(),
+        metrics,
+        readiness,
+    };
+    // The key is dropped (and wiped) as soon as the device holds it.
     match config.backend {
         Backend::Userspace => {
-            let device = UserspaceDevice::create(&config.interface, &loaded.key).await?;
+            let device = UserspaceDevice::create(&config.interface, &loaded.key).await;
             drop(loaded);
-            serve(
-                device,
-                &config.interface,
-                source,
-                public_key,
-                own_address,
-                metrics,
-                readiness,
-                (&mut sigterm, &mut sigint),
-            )
-            .await
+            wiring.serve(device?, &mut sigterm, &mut sigint).await
         }
         Backend::Kernel => {
-            let device = KernelDevice::create(&config.interface, &loaded.key).await?;
+            let device = KernelDevice::create(&config.interface, &loaded.key).await;
             drop(loaded);
-            serve(
-                device,
-                &config.interface,
-                source,
-                public_key,
-                own_address,
-                metrics,
-                readiness,
-                (&mut sigterm, &mut sigint),
-            )
-            .await
+            wiring.serve(device?, &mut sigterm, &mut sigint).await
         }
     }
 }
 
-#[allow(clippy::too_many_arguments, reason = "start-up wiring, called twice")]
-async fn serve<D: Device>(
-    device: D,
-    settings: &InterfaceSettings,
+/// What the main loop needs besides the device.
+struct Wiring {
+    settings: InterfaceSettings,
     source: DirectorySource,
     public_key: PublicKey,
     own_address: std::net::IpAddr,
     metrics: Metrics,
     readiness: Arc<RwLock<Readiness>>,
-    signals: (
-        &mut tokio::signal::unix::Signal,
-        &mut tokio::signal::unix::Signal,
-    ),
-) -> anyhow::Result<()> {
-    if let Ok(mut r) = readiness.write() {
-        r.device_up = true;
-    }
-    tracing::info!(
-        interface = %settings.name,
-        listen_port = settings.listen_port,
-        address = %settings.address,
-        mtu = settings.mtu,
-        "interface up"
-    );
-    let mut driver = Driver::new(device, source, public_key, own_address, metrics, readiness);
-    let mut ticker = tokio::time::interval(INTERVAL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (sigterm, sigint) = signals;
-    let reason = loop {
-        tokio::select! {
-            _ = ticker.tick() => driver.tick(crate::clock::now()).await,
-            _ = sigterm.recv() => break "SIGTERM",
-            _ = sigint.recv() => break "SIGINT",
+}
+
+impl Wiring {
+    /// Runs the driver on `device` until a signal, then removes the interface.
+    async fn serve<D: Device>(
+        self,
+        device: D,
+        sigterm: &mut Signal,
+        sigint: &mut Signal,
+    ) -> anyhow::Result<()> {
+        let settings = self.settings;
+        if let Ok(mut r) = self.readiness.write() {
+            r.device_up = true;
         }
-    };
-    tracing::info!(signal = reason, "shutting down");
-    let device = driver.into_device();
-    let name = device.name().to_owned();
-    device
-        .shutdown()
-        .await
-        .with_context(|| format!("cannot remove interface {name}"))?;
-    tracing::info!(interface = %name, "interface removed");
-    Ok(())
+        tracing::info!(
+            interface = %settings.name,
+            listen_port = settings.listen_port,
+            address = %settings.address,
+            mtu = settings.mtu,
+            "interface up"
+        );
+        let mut driver = Driver::new(
+            device,
+            self.source,
+            self.public_key,
+            self.own_address,
+            self.metrics,
+            self.readiness,
+        );
+        let mut ticker = tokio::time::interval(INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let reason = loop {
+            tokio::select! {
+                _ = ticker.tick() => driver.tick(crate::clock::now()).await,
+                _ = sigterm.recv() => break "SIGTERM",
+                _ = sigint.recv() => break "SIGINT",
+            }
+        };
+        tracing::info!(signal = reason, "shutting down");
+        let device = driver.into_device();
+        let name = device.name().to_owned();
+        device
+            .shutdown()
+            .await
+            .with_context(|| format!("cannot remove interface {name}"))?;
+        tracing::info!(interface = %name, "interface removed");
+        Ok(())
+    }
 }
 
 fn load_key(config: &KeyConfig) -> anyhow::Result<LoadedKey> {

@@ -46,7 +46,7 @@ pub use topology::{Cluster, LISTEN_PORT, TUNNEL_PREFIX, Topology, unique_iface};
 pub use uapi::{WgDump, WgPeer, wg_dump};
 pub use wait::{eventually, unix_time};
 pub use wggo::WgGo;
-pub use xfer::tcp_transfer;
+pub use xfer::{TRANSFER_BYTES, tcp_transfer, traffic_both_ways};
 
 /// Skips the calling test unless it runs as root; fails instead when
 /// `ZTGW_NETNS_TESTS=required` (the privileged CI job), so a skip there is a failure.

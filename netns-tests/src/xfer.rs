@@ -60,3 +60,38 @@ pub fn tcp_transfer(
     }
     Ok(())
 }
+
+/// Bytes each direction carries in the standard two-cluster traffic check.
+pub const TRANSFER_BYTES: u64 = 20 * 1024 * 1024;
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);
+const PINGS: u32 = 20;
+
+/// Checks traffic between two clusters' pods in both directions: 20 pings each way with no
+/// loss, then a 20 MB TCP transfer each way whose SHA-256 must match (`bin` is `tcp-xfer`).
+///
+/// # Panics
+/// When any packet or byte goes missing: this is a test assertion.
+pub fn traffic_both_ways(bin: &Path, a: &crate::Cluster, b: &crate::Cluster) {
+    for (from, to) in [(a, b), (b, a)] {
+        let stats = crate::ping(&from.pod, to.pod_ip(), PINGS)
+            .unwrap_or_else(|e| panic!("ping {} -> {}: {e:#}", from.name, to.name));
+        assert_eq!(
+            stats.received, PINGS,
+            "pod {} -> pod {}: {stats:?}",
+            from.name, to.name
+        );
+    }
+    for (seed, (from, to)) in [(a, b), (b, a)].into_iter().enumerate() {
+        let listen = SocketAddrV4::new(to.pod_ip(), 5001);
+        tcp_transfer(
+            bin,
+            &from.pod,
+            &to.pod,
+            listen,
+            TRANSFER_BYTES,
+            seed as u64,
+            TRANSFER_TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("20 MB pod {} -> pod {}: {e:#}", from.name, to.name));
+    }
+}

@@ -2,19 +2,15 @@
 //! Traffic must flow both ways whichever side sends the first packet (and so initiates the
 //! handshake).
 
-use std::net::SocketAddrV4;
 use std::path::Path;
 use std::time::Duration;
 
 use netns_tests::{
-    Cluster, Gateway, READY_TIMEOUT, Topology, WgGo, ping, require_root, tcp_transfer,
-    wait_reachable,
+    Gateway, READY_TIMEOUT, Topology, WgGo, require_root, traffic_both_ways, wait_reachable,
 };
 
 const XFER: &str = env!("CARGO_BIN_EXE_tcp-xfer");
 const REACH: Duration = Duration::from_secs(10);
-const TRANSFER_BYTES: u64 = 20 * 1024 * 1024;
-const TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[test]
 fn traffic_flows_both_ways_when_our_gateway_sends_first() {
@@ -29,7 +25,7 @@ fn traffic_flows_both_ways_when_our_gateway_sends_first() {
 
     wait_reachable(&a.pod, b.pod_ip(), REACH).expect("pod a reaches pod b (a first)");
     wait_reachable(&b.pod, a.pod_ip(), REACH).expect("pod b reaches pod a");
-    traffic_both_ways(a, b);
+    traffic_both_ways(Path::new(XFER), a, b);
 }
 
 #[test]
@@ -48,36 +44,5 @@ fn traffic_flows_both_ways_when_wireguard_go_sends_first() {
 
     wait_reachable(&b.pod, a.pod_ip(), REACH).expect("pod b reaches pod a (b first)");
     wait_reachable(&a.pod, b.pod_ip(), REACH).expect("pod a reaches pod b");
-    traffic_both_ways(a, b);
-}
-
-fn traffic_both_ways(a: &Cluster, b: &Cluster) {
-    let a_to_b = ping(&a.pod, b.pod_ip(), 20).expect("ping a -> b");
-    let b_to_a = ping(&b.pod, a.pod_ip(), 20).expect("ping b -> a");
-    assert_eq!(a_to_b.received, 20, "pod a -> pod b: {a_to_b:?}");
-    assert_eq!(b_to_a.received, 20, "pod b -> pod a: {b_to_a:?}");
-
-    let xfer = Path::new(XFER);
-    let at_b = SocketAddrV4::new(b.pod_ip(), 5001);
-    tcp_transfer(
-        xfer,
-        &a.pod,
-        &b.pod,
-        at_b,
-        TRANSFER_BYTES,
-        1,
-        TRANSFER_TIMEOUT,
-    )
-    .expect("20 MB pod a -> pod b");
-    let at_a = SocketAddrV4::new(a.pod_ip(), 5001);
-    tcp_transfer(
-        xfer,
-        &b.pod,
-        &a.pod,
-        at_a,
-        TRANSFER_BYTES,
-        2,
-        TRANSFER_TIMEOUT,
-    )
-    .expect("20 MB pod b -> pod a");
+    traffic_both_ways(Path::new(XFER), a, b);
 }

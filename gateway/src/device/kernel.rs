@@ -6,7 +6,6 @@
 //! A peer update is an in-place `SetDevice` with `REPLACE_ALLOWEDIPS`, which keeps the
 //! peer's session.
 
-use std::collections::BTreeSet;
 use std::time::UNIX_EPOCH;
 
 use defguard_wireguard_rs::host::Host;
@@ -113,14 +112,8 @@ impl Device for KernelDevice {
             name: self.name.clone(),
             reason: e.to_string(),
         })?;
-        let empty = BTreeSet::new();
-        let before = previous.map_or(&empty, |p| &p.allowed_ips);
-        let after = match op {
-            Op::RemovePeer(_) => &empty,
-            Op::UpsertPeer(config) => &config.allowed_ips,
-        };
         self.netlink
-            .sync_routes(&self.name, self.index, before, after)
+            .route_peer(&self.name, self.index, op, previous)
             .await
     }
 

@@ -10,6 +10,8 @@ use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 use super::Error;
+use crate::core::peer::PeerConfig;
+use crate::core::plan::Op;
 
 /// A netlink handle bound to the network namespace of the process that opened it.
 #[derive(Debug, Clone)]
@@ -98,6 +100,27 @@ impl Netlink {
             Err(e) if errno(&e) == Some(ENODEV) => Ok(()),
             Err(e) => Err(failed(name, "delete link", e)),
         }
+    }
+
+    /// Moves the routes of the peer that `op` changes from its `previous` allowed IPs to the
+    /// ones `op` gives it (none for a removal).
+    ///
+    /// # Errors
+    /// See [`Netlink::sync_routes`].
+    pub async fn route_peer(
+        &self,
+        name: &str,
+        index: u32,
+        op: &Op,
+        previous: Option<&PeerConfig>,
+    ) -> Result<(), Error> {
+        static NONE: BTreeSet<IpNet> = BTreeSet::new();
+        let before = previous.map_or(&NONE, |p| &p.allowed_ips);
+        let after = match op {
+            Op::RemovePeer(_) => &NONE,
+            Op::UpsertPeer(config) => &config.allowed_ips,
+        };
+        self.sync_routes(name, index, before, after).await
     }
 
     /// Makes the routes via the interface go from `previous` to `next`: stale routes are

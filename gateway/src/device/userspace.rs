@@ -207,14 +207,8 @@ impl Device for UserspaceDevice {
         for body in uapi::transactions(op, previous.is_some(), UpsertStyle::RemoveThenAdd) {
             self.uapi_set(body).await?;
         }
-        let empty = Default::default();
-        let before = previous.map_or(&empty, |p| &p.allowed_ips);
-        let after = match op {
-            Op::RemovePeer(_) => &empty,
-            Op::UpsertPeer(config) => &config.allowed_ips,
-        };
         self.netlink
-            .sync_routes(&self.name, self.index, before, after)
+            .route_peer(&self.name, self.index, op, previous)
             .await
     }
 
