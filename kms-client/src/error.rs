@@ -2,25 +2,25 @@
 
 use std::path::PathBuf;
 
-/// What went wrong while loading a key.
+/// What went wrong while loading a key or talking to a KMS.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The key file does not exist.
-    #[error("key file {} does not exist", path.display())]
+    #[error("{} does not exist", path.display())]
     NotFound {
         /// The configured path.
         path: PathBuf,
     },
-    /// The key file can be read by group or others.
-    #[error("key file {} has mode {mode:04o}; it must be 0600 (readable by its owner only): run `chmod 600 {}`", path.display(), path.display())]
+    /// A secret file can be read by group or others.
+    #[error("{} has mode {mode:04o}; it must be 0600 (readable by its owner only): run `chmod 600 {}`", path.display(), path.display())]
     InsecureMode {
         /// The configured path.
         path: PathBuf,
         /// The permission bits found.
         mode: u32,
     },
-    /// The key file exists but could not be read.
-    #[error("key file {} cannot be read", path.display())]
+    /// A file exists but could not be read.
+    #[error("{} cannot be read", path.display())]
     Unreadable {
         /// The configured path.
         path: PathBuf,
@@ -36,6 +36,70 @@ pub enum Error {
         /// What was wrong with it, never the value.
         reason: KeyFormatError,
     },
+    /// The KMS could not be reached (connect error, timeout, truncated answer), after retries.
+    #[error("KMS at {url} unreachable ({operation}, {attempts} attempts)")]
+    Unreachable {
+        /// The base URL.
+        url: String,
+        /// The operation.
+        operation: &'static str,
+        /// Attempts made.
+        attempts: u32,
+        /// The last transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The KMS answered with an error status that is not one of the specific cases below.
+    #[error("KMS {operation} failed with HTTP {status}: {message}")]
+    Status {
+        /// The operation.
+        operation: &'static str,
+        /// The HTTP status.
+        status: u16,
+        /// The KMS's error message.
+        message: String,
+    },
+    /// The machine identity was rejected (HTTP 401, or 403 `TokenError` after a fresh login).
+    #[error(
+        "KMS rejected the machine identity (HTTP {status}: {message}); check key.client_id_file and key.client_secret_file"
+    )]
+    Unauthorized {
+        /// The HTTP status.
+        status: u16,
+        /// The KMS's error message.
+        message: String,
+    },
+    /// The identity may not read or write the secret (HTTP 403 `PermissionDenied`).
+    #[error("KMS denied access to secret {secret} (HTTP 403: {message})")]
+    Denied {
+        /// The secret name.
+        secret: String,
+        /// The KMS's error message.
+        message: String,
+    },
+    /// The secret does not exist where it was looked for.
+    #[error("secret {secret} not found in {project}/{environment}{path}")]
+    SecretNotFound {
+        /// The secret name.
+        secret: String,
+        /// The project id.
+        project: String,
+        /// The environment slug.
+        environment: String,
+        /// The secret path.
+        path: String,
+    },
+    /// The KMS answered something that does not have the documented shape.
+    #[error("KMS {operation} answer is malformed: {what}")]
+    MalformedResponse {
+        /// The operation.
+        operation: &'static str,
+        /// What was missing or wrong (never a secret value).
+        what: String,
+    },
+    /// The client could not be set up (bad URL, CA bundle, credentials file).
+    #[error("KMS client configuration: {0}")]
+    Config(String),
 }
 
 impl Error {
@@ -46,6 +110,23 @@ impl Error {
             Error::InsecureMode { .. } => "insecure_mode",
             Error::Unreadable { .. } => "unreadable",
             Error::Malformed { .. } => "malformed",
+            Error::Unreachable { .. } => "unreachable",
+            Error::Status { .. } => "status",
+            Error::Unauthorized { .. } => "unauthorized",
+            Error::Denied { .. } => "denied",
+            Error::SecretNotFound { .. } => "secret_not_found",
+            Error::MalformedResponse { .. } => "malformed_response",
+            Error::Config(_) => "config",
+        }
+    }
+
+    /// Returns whether trying the same thing later can succeed (the KMS was unreachable or
+    /// overloaded), as opposed to a answer that will not change by itself.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Unreachable { .. } => true,
+            Error::Status { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The `file` key source: a base64 key in a file readable by its owner only.
+//! The `file` key source: a base64 key in a file readable by its owner only, and the same
+//! check for other small secret files (KMS credentials, the cache's key-encryption key).
 
 use std::fs;
 use std::io::ErrorKind;
@@ -7,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use crate::{Error, KeySource, LoadedKey, Origin, PrivateKey};
+use crate::{Error, KeyFormatError, KeySource, LoadedKey, Origin, PrivateKey};
 
 /// Reads the key from a file that must not be accessible to group or others (mode 0600 or
 /// stricter), as `wg genkey` output is kept.
@@ -31,27 +32,7 @@ impl FileKeySource {
 impl KeySource for FileKeySource {
     fn load(&self) -> Result<LoadedKey, Error> {
         let path = &self.path;
-        let meta = fs::metadata(path).map_err(|source| match source.kind() {
-            ErrorKind::NotFound => Error::NotFound { path: path.clone() },
-            _ => Error::Unreadable {
-                path: path.clone(),
-                source,
-            },
-        })?;
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(Error::InsecureMode {
-                path: path.clone(),
-                mode,
-            });
-        }
-        let text =
-            Zeroizing::new(
-                fs::read_to_string(path).map_err(|source| Error::Unreadable {
-                    path: path.clone(),
-                    source,
-                })?,
-            );
+        let (text, meta) = read_private(path)?;
         let key = PrivateKey::from_base64(&text).map_err(|reason| Error::Malformed {
             origin: format!("key file {}", path.display()),
             reason,
@@ -60,8 +41,53 @@ impl KeySource for FileKeySource {
             key,
             origin: Origin::File,
             version: None,
+            // A key file carries no creation record; its last change is the best estimate.
+            created_at: meta.modified().ok(),
         })
     }
+}
+
+/// Reads a small secret file (a credential, a key-encryption key) that must be mode 0600 or
+/// stricter; returns its trimmed contents.
+///
+/// # Errors
+/// Missing, unreadable, group/other-accessible or empty files.
+pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, Error> {
+    let (text, _) = read_private(path)?;
+    let trimmed = Zeroizing::new(text.trim().to_owned());
+    if trimmed.is_empty() {
+        return Err(Error::Malformed {
+            origin: path.display().to_string(),
+            reason: KeyFormatError::Empty,
+        });
+    }
+    Ok(trimmed)
+}
+
+fn read_private(path: &Path) -> Result<(Zeroizing<String>, fs::Metadata), Error> {
+    let meta = fs::metadata(path).map_err(|source| match source.kind() {
+        ErrorKind::NotFound => Error::NotFound {
+            path: path.to_owned(),
+        },
+        _ => Error::Unreadable {
+            path: path.to_owned(),
+            source,
+        },
+    })?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(Error::InsecureMode {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    let text = Zeroizing::new(
+        fs::read_to_string(path).map_err(|source| Error::Unreadable {
+            path: path.to_owned(),
+            source,
+        })?,
+    );
+    Ok((text, meta))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::error::KeyFormatError;
+use crate::KeyFormatError;
 
 /// A public key's raw bytes.
 pub type PublicKeyBytes = [u8; 32];

@@ -1,0 +1,390 @@
+//! The Infisical backend against the fake KMS (test code that follows the published API).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use kms_fake::{FakeConfig, FakeKms, Fault};
+
+use super::*;
+use crate::{Error, load_key_from_store};
+
+const KEY: &str = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
+const CLIENT_SECRET: &str = "client-secret-value-0123456789";
+
+struct Rig {
+    fake: FakeKms,
+    _dir: tempfile::TempDir,
+    config: InfisicalConfig,
+}
+
+async fn rig() -> Rig {
+    let fake = FakeKms::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        FakeConfig {
+            client_id: "gateway-a".to_owned(),
+            client_secret: CLIENT_SECRET.to_owned(),
+            token_ttl: Duration::from_secs(3600),
+            secrets: vec![(
+                "proj".to_owned(),
+                "prod".to_owned(),
+                "/zt".to_owned(),
+                "wg-key".to_owned(),
+                format!("{KEY}\n"),
+            )],
+        },
+    )
+    .await
+    .expect("fake kms");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id_file = dir.path().join("client-id");
+    let secret_file = dir.path().join("client-secret");
+    for (path, value) in [(&id_file, "gateway-a"), (&secret_file, CLIENT_SECRET)] {
+        std::fs::write(path, format!("{value}\n")).expect("write");
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
+    }
+    let config = InfisicalConfig {
+        url: fake.url(),
+        api: ApiVersion::V4,
+        project_id: "proj".to_owned(),
+        environment: "prod".to_owned(),
+        secret_path: "/zt".to_owned(),
+        client_id_file: id_file,
+        client_secret_file: secret_file,
+        ca_file: None,
+        request_timeout: Duration::from_millis(800),
+        retry: RetryPolicy {
+            max_attempts: 4,
+            base: Duration::from_millis(20),
+            cap: Duration::from_secs(2),
+        },
+    };
+    Rig {
+        fake,
+        _dir: dir,
+        config,
+    }
+}
+
+fn store(config: &InfisicalConfig) -> InfisicalStore {
+    InfisicalStore::new(config.clone()).expect("store")
+}
+
+#[tokio::test]
+async fn reads_the_key_with_version_and_time_over_v4() {
+    let rig = rig().await;
+    let loaded = load_key_from_store(&store(&rig.config), "wg-key")
+        .await
+        .expect("loaded");
+    assert_eq!(loaded.key.to_base64().as_str(), KEY);
+    assert_eq!(loaded.version, Some(1));
+    assert!(loaded.created_at.is_some());
+    assert_eq!(rig.fake.stats().await.logins, 1);
+}
+
+#[tokio::test]
+async fn reads_a_given_version_over_v3() {
+    let mut rig = rig().await;
+    rig.config.api = ApiVersion::V3;
+    let store = store(&rig.config);
+    assert_eq!(
+        store.write("wg-key", "second").await.expect("write"),
+        WriteOutcome::Applied { version: 2 }
+    );
+    assert_eq!(
+        store
+            .read("wg-key", None)
+            .await
+            .expect("read")
+            .value
+            .as_str(),
+        "second"
+    );
+    let first = store.read("wg-key", Some(1)).await.expect("read v1");
+    assert_eq!(first.value.as_str(), KEY);
+    assert_eq!(first.version, 1);
+}
+
+#[tokio::test]
+async fn missing_secret_names_project_environment_and_path() {
+    let rig = rig().await;
+    let err = store(&rig.config)
+        .read("absent", None)
+        .await
+        .expect_err("404");
+    assert_eq!(err.to_string(), "secret absent not found in proj/prod/zt");
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn expired_token_mid_run_means_one_fresh_login() {
+    let rig = rig().await;
+    let store = store(&rig.config);
+    store.read("wg-key", None).await.expect("first read");
+    rig.fake.expire_tokens().await;
+    store.read("wg-key", None).await.expect("read after expiry");
+    let stats = rig.fake.stats().await;
+    assert_eq!(stats.logins, 2);
+    assert_eq!(stats.token_rejections, 1);
+}
+
+#[tokio::test]
+async fn token_is_renewed_when_due() {
+    let rig = rig().await;
+    let store = store(&rig.config);
+    store.read("wg-key", None).await.expect("first read");
+    store.make_token_due().await;
+    store
+        .read("wg-key", None)
+        .await
+        .expect("read after renewal");
+    let stats = rig.fake.stats().await;
+    assert_eq!((stats.logins, stats.renews), (1, 1));
+}
+
+#[tokio::test]
+async fn failed_renewal_falls_back_to_login() {
+    let rig = rig().await;
+    let store = store(&rig.config);
+    store.read("wg-key", None).await.expect("first read");
+    store.make_token_due().await;
+    rig.fake.expire_tokens().await;
+    store
+        .read("wg-key", None)
+        .await
+        .expect("read after re-login");
+    let stats = rig.fake.stats().await;
+    assert_eq!((stats.logins, stats.renews), (2, 0));
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_and_observed() {
+    let rig = rig().await;
+    let failures = std::sync::Arc::new(AtomicU32::new(0));
+    let seen = failures.clone();
+    let store = store(&rig.config).with_observer(std::sync::Arc::new(move |_, ok| {
+        if !ok {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    }));
+    rig.fake
+        .inject([
+            Fault::Status {
+                status: 503,
+                retry_after: None,
+            },
+            Fault::Status {
+                status: 500,
+                retry_after: None,
+            },
+        ])
+        .await;
+    store
+        .read("wg-key", None)
+        .await
+        .expect("read after retries");
+    assert_eq!(failures.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn retry_after_is_waited_for() {
+    let rig = rig().await;
+    rig.fake
+        .inject([Fault::Status {
+            status: 429,
+            retry_after: Some(1),
+        }])
+        .await;
+    let started = tokio::time::Instant::now();
+    store(&rig.config)
+        .read("wg-key", None)
+        .await
+        .expect("read after 429");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn persistent_server_errors_give_up_as_transient() {
+    let rig = rig().await;
+    rig.fake
+        .inject(
+            [Fault::Status {
+                status: 500,
+                retry_after: None,
+            }; 4],
+        )
+        .await;
+    let err = store(&rig.config)
+        .read("wg-key", None)
+        .await
+        .expect_err("gives up");
+    assert!(matches!(err, Error::Status { status: 500, .. }), "{err}");
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn slow_answer_times_out_and_is_retried() {
+    let rig = rig().await;
+    rig.fake.inject([Fault::DelayMs(2_000)]).await;
+    store(&rig.config)
+        .read("wg-key", None)
+        .await
+        .expect("read after a timeout");
+}
+
+#[tokio::test]
+async fn truncated_body_is_retried() {
+    let rig = rig().await;
+    let store = store(&rig.config);
+    store.read("wg-key", None).await.expect("login first");
+    rig.fake.inject([Fault::Truncate]).await;
+    let secret = store
+        .read("wg-key", None)
+        .await
+        .expect("read after a truncated answer");
+    assert_eq!(secret.value.as_str(), KEY);
+}
+
+#[tokio::test]
+async fn unreachable_kms_is_transient() {
+    let mut rig = rig().await;
+    rig.config.url = "http://127.0.0.1:9".to_owned();
+    let err = store(&rig.config)
+        .read("wg-key", None)
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(err, Error::Unreachable { attempts: 4, .. }),
+        "{err}"
+    );
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_unauthorized_and_not_retried() {
+    let rig = rig().await;
+    std::fs::write(&rig.config.client_secret_file, "wrong").expect("write");
+    let err = store(&rig.config)
+        .read("wg-key", None)
+        .await
+        .expect_err("401");
+    assert!(
+        matches!(err, Error::Unauthorized { status: 401, .. }),
+        "{err}"
+    );
+    assert!(!err.is_transient());
+    assert!(err.to_string().contains("client_secret_file"));
+}
+
+#[tokio::test]
+async fn permission_denied_names_the_secret() {
+    let rig = rig().await;
+    let store = store(&rig.config);
+    store.read("wg-key", None).await.expect("login first");
+    rig.fake
+        .inject([Fault::Status {
+            status: 403,
+            retry_after: None,
+        }])
+        .await;
+    let err = store.read("wg-key", None).await.expect_err("403");
+    assert!(matches!(err, Error::Denied { .. }), "{err}");
+    assert!(err.to_string().contains("wg-key"));
+}
+
+#[tokio::test]
+async fn malformed_answers_are_typed_errors() {
+    let rig = rig().await;
+    let store = store(&rig.config);
+    store.read("wg-key", None).await.expect("login first");
+    for body in [
+        "not json {",
+        "{\"secret\": {\"version\": 3}}",
+        "{\"secret\": {\"secretValue\": \"x\"}}",
+        "{\"secret\": {\"secretValueHidden\": true, \"version\": 1}}",
+    ] {
+        rig.fake.inject([Fault::Body { status: 200, body }]).await;
+        let err = store.read("wg-key", None).await.expect_err(body);
+        assert!(
+            matches!(err, Error::MalformedResponse { .. }),
+            "{body}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_value_that_is_not_a_key_is_rejected_without_echoing_it() {
+    let rig = rig().await;
+    let store = store(&rig.config);
+    store
+        .write("wg-key", "correct horse battery staple")
+        .await
+        .expect("write");
+    let err = load_key_from_store(&store, "wg-key")
+        .await
+        .expect_err("not a key");
+    let shown = format!("{err} {err:?}");
+    assert!(
+        shown.contains("wg-key") && shown.contains("version 2"),
+        "{shown}"
+    );
+    assert!(!shown.contains("horse"), "{shown}");
+}
+
+#[tokio::test]
+async fn writes_bump_versions_create_when_missing_and_respect_approval() {
+    let rig = rig().await;
+    let store = store(&rig.config);
+    assert_eq!(
+        store.write("wg-key-next", "v1").await.expect("create"),
+        WriteOutcome::Applied { version: 1 }
+    );
+    assert_eq!(
+        store.write("wg-key-next", " v2 \n").await.expect("update"),
+        WriteOutcome::Applied { version: 2 }
+    );
+    assert_eq!(
+        rig.fake.current("proj", "prod", "/zt", "wg-key-next").await,
+        Some((2, "v2\n".to_owned()))
+    );
+    rig.fake.require_approval(true).await;
+    assert_eq!(
+        store.write("wg-key-next", "v3").await.expect("held"),
+        WriteOutcome::PendingApproval
+    );
+    assert_eq!(
+        rig.fake.current("proj", "prod", "/zt", "wg-key-next").await,
+        Some((2, "v2\n".to_owned()))
+    );
+}
+
+#[tokio::test]
+async fn nothing_printable_holds_credentials_or_values() {
+    let rig = rig().await;
+    let store = store(&rig.config);
+    let secret = store.read("wg-key", None).await.expect("read");
+    let shown = format!("{store:?} {secret:?}");
+    assert!(!shown.contains(CLIENT_SECRET));
+    assert!(!shown.contains(KEY));
+    assert!(!shown.contains("fake-token"));
+}
+
+#[tokio::test]
+async fn plain_http_is_refused_off_loopback() {
+    let mut rig = rig().await;
+    rig.config.url = "http://kms.example.com".to_owned();
+    let err = InfisicalStore::new(rig.config.clone()).expect_err("refused");
+    assert!(err.to_string().contains("use https"), "{err}");
+}
+
+#[tokio::test]
+async fn credential_files_must_be_private() {
+    let rig = rig().await;
+    std::fs::set_permissions(
+        &rig.config.client_secret_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .expect("chmod");
+    let err = InfisicalStore::new(rig.config.clone()).expect_err("refused");
+    assert_eq!(err.kind(), "insecure_mode");
+}
