@@ -6,6 +6,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kms_client::cache::CacheConfig;
+use kms_client::infisical::InfisicalConfig;
 
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -23,13 +27,28 @@ pub enum Backend {
 }
 
 /// Where the private key comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum KeyConfig {
     /// A base64 key file, mode 0600.
     File {
         /// Its path.
         path: PathBuf,
     },
+    /// A KMS speaking the Infisical API.
+    Kms(Box<KmsConfig>),
+}
+
+/// `[key] source = "kms"`.
+#[derive(Debug, Clone)]
+pub struct KmsConfig {
+    /// How to reach the KMS and which project, environment and path to read.
+    pub store: InfisicalConfig,
+    /// The secret holding the base64 private key.
+    pub secret_name: String,
+    /// How long start-up keeps trying an unreachable KMS before giving up.
+    pub deadline: Duration,
+    /// The optional survival cache.
+    pub cache: Option<CacheConfig>,
 }
 
 /// Where the declared peers come from.
@@ -52,7 +71,7 @@ pub struct HttpConfig {
 }
 
 /// The whole validated configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// `[interface]` except the backend.
     pub interface: InterfaceSettings,
@@ -146,6 +165,21 @@ struct RawCluster {
 struct RawKey {
     source: Option<String>,
     path: Option<String>,
+    backend: Option<String>,
+    url: Option<String>,
+    api: Option<String>,
+    project_id: Option<String>,
+    environment: Option<String>,
+    secret_path: Option<String>,
+    secret_name: Option<String>,
+    client_id_file: Option<String>,
+    client_secret_file: Option<String>,
+    ca_file: Option<String>,
+    deadline: Option<String>,
+    request_timeout: Option<String>,
+    cache_path: Option<String>,
+    cache_kek_file: Option<String>,
+    cache_max_age: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,6 +196,8 @@ struct RawHttp {
     listen: Option<String>,
     admin_socket: Option<String>,
 }
+
+mod key;
 
 const NUMERIC_KEYS: [&str; 2] = ["interface.listen_port", "interface.mtu"];
 
@@ -318,19 +354,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
-    let key = match raw.key.source.as_deref().unwrap_or("file") {
-        "file" => KeyConfig::File {
-            path: non_empty_path("key.path", raw.key.path, "/etc/zt-gateway/private.key")?,
-        },
-        "kms" => {
-            return Err(bad(
-                "key.source",
-                "kms",
-                "is not available in this build yet; use \"file\"",
-            ));
-        }
-        other => return Err(bad("key.source", other, "expected \"file\" or \"kms\"")),
-    };
+    let key = key::validate(raw.key)?;
     let peers = match raw.peers.source.as_deref().unwrap_or("directory") {
         "directory" => {
             if raw.peers.namespace.is_some() {

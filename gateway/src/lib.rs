@@ -11,6 +11,7 @@ pub mod core;
 pub mod device;
 pub mod driver;
 pub mod http;
+pub mod keys;
 pub mod metrics;
 pub mod run;
 pub mod source;

@@ -4,9 +4,10 @@
 
 use std::sync::{Arc, Mutex};
 
+use kms_client::{Operation, Origin};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
-use prometheus::{IntCounter, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// One peer's values at the last reconcile.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +31,9 @@ pub struct Metrics {
     peers: Arc<PeerCollector>,
     /// Reconcile passes or operations that failed.
     pub reconcile_errors: IntCounter,
+    kms_requests: IntCounterVec,
+    key_created: prometheus::Gauge,
+    key_source: IntGaugeVec,
 }
 
 impl Metrics {
@@ -46,11 +50,58 @@ impl Metrics {
             "Reconcile passes or peer operations that failed.",
         )?;
         registry.register(Box::new(reconcile_errors.clone()))?;
+        let kms_requests = IntCounterVec::new(
+            Opts::new(
+                "zt_wireguard_kms_requests_total",
+                "HTTP requests to the KMS, by operation (login, renew, read, write) and result (ok, error).",
+            ),
+            &["operation", "result"],
+        )?;
+        registry.register(Box::new(kms_requests.clone()))?;
+        let key_created = prometheus::Gauge::new(
+            "zt_wireguard_private_key_created_timestamp_seconds",
+            "Unix time the running private key was created (KMS version metadata, or the key file's modification time).",
+        )?;
+        registry.register(Box::new(key_created.clone()))?;
+        let key_source = IntGaugeVec::new(
+            Opts::new(
+                "zt_wireguard_private_key_source",
+                "Where the running private key came from: 1 for the source in use (kms, cache or file), 0 for the others.",
+            ),
+            &["source"],
+        )?;
+        registry.register(Box::new(key_source.clone()))?;
         Ok(Self {
             registry,
             peers,
             reconcile_errors,
+            kms_requests,
+            key_created,
+            key_source,
         })
+    }
+
+    /// Counts one KMS request.
+    pub fn observe_kms(&self, operation: Operation, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.kms_requests
+            .with_label_values(&[operation.as_str(), result])
+            .inc();
+    }
+
+    /// Records where the running key came from and when it was created.
+    pub fn set_key(&self, origin: Origin, created_at: Option<std::time::SystemTime>) {
+        for candidate in Origin::ALL {
+            self.key_source
+                .with_label_values(&[candidate.as_str()])
+                .set(i64::from(candidate == origin));
+        }
+        if let Some(seconds) = created_at
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs_f64())
+        {
+            self.key_created.set(seconds);
+        }
     }
 
     /// Replaces the per-peer samples.

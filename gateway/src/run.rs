@@ -7,11 +7,10 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::{Arc, RwLock};
 
 use anyhow::{Context as _, bail};
-use kms_client::{FileKeySource, KeySource as _, LoadedKey};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::config::{Backend, Config, KeyConfig, PeersConfig};
+use crate::config::{Backend, Config, PeersConfig};
 use crate::core::health::Readiness;
 use crate::core::key::PublicKey;
 use crate::device::kernel::KernelDevice;
@@ -19,6 +18,7 @@ use crate::device::userspace::UserspaceDevice;
 use crate::device::{Device, InterfaceSettings};
 use crate::driver::{Driver, INTERVAL};
 use crate::http::{self, AppState};
+use crate::keys;
 use crate::metrics::Metrics;
 use crate::source::directory::DirectorySource;
 
@@ -32,10 +32,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut sigint =
         signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
 
-    let loaded = load_key(&config.key)?;
-    let public_key = PublicKey::from_bytes(loaded.key.public_key());
-    tracing::info!(public_key = %public_key, origin = loaded.origin.as_str(), "private key loaded");
-
+    let metrics = Metrics::new().context("cannot register metrics")?;
+    let key_source = keys::prepare(&config.key, &metrics)?;
     let PeersConfig::Directory { path: peers_path } = &config.peers;
     if !peers_path.is_dir() {
         bail!("peers.path {} is not a directory", peers_path.display());
@@ -45,11 +43,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("http.listen {} cannot be bound", config.http.listen))?;
 
-    let readiness = Arc::new(RwLock::new(Readiness {
-        key_loaded: true,
-        ..Readiness::default()
-    }));
-    let metrics = Metrics::new().context("cannot register metrics")?;
+    // Health and metrics answer while the key is fetched: /readyz says what is missing.
+    let readiness = Arc::new(RwLock::new(Readiness::default()));
     let state = AppState {
         readiness: readiness.clone(),
         metrics: metrics.clone(),
@@ -59,6 +54,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "HTTP server stopped");
         }
     });
+
+    let loaded = tokio::select! {
+        loaded = keys::load(&key_source) => loaded?,
+        _ = sigterm.recv() => bail!("stopped by SIGTERM while loading the private key"),
+        _ = sigint.recv() => bail!("stopped by SIGINT while loading the private key"),
+    };
+    let public_key = PublicKey::from_bytes(loaded.key.public_key());
+    tracing::info!(
+        public_key = %public_key,
+        origin = loaded.origin.as_str(),
+        version = loaded.version.map_or_else(|| "-".to_owned(), |v| v.to_string()),
+        "private key loaded"
+    );
+    metrics.set_key(loaded.origin, loaded.created_at);
+    if let Ok(mut r) = readiness.write() {
+        r.key_loaded = true;
+    }
 
     let wiring = Wiring {
         settings: config.interface.clone(),
@@ -138,14 +150,6 @@ impl Wiring {
             .with_context(|| format!("cannot remove interface {name}"))?;
         tracing::info!(interface = %name, "interface removed");
         Ok(())
-    }
-}
-
-fn load_key(config: &KeyConfig) -> anyhow::Result<LoadedKey> {
-    match config {
-        KeyConfig::File { path } => FileKeySource::new(path)
-            .load()
-            .context("cannot load the private key"),
     }
 }
 

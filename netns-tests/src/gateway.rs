@@ -72,6 +72,7 @@ impl<'c> GatewaySetup<'c> {
             peers_path,
             http_listen: HTTP_LISTEN.to_owned(),
             admin_socket: dir.path().join("admin.sock"),
+            key_toml: None,
         };
         Ok(Self {
             cluster,
@@ -346,11 +347,10 @@ impl Drop for Gateway<'_> {
     }
 }
 
-/// Returns the gateway binary to test: `$ZTGW_GATEWAY_BIN`, else `gateway` next to the
-/// running executable (for `demo`), else one directory up (test binaries live in `deps/`).
+/// Returns the gateway binary to test: `$ZTGW_GATEWAY_BIN`, else [`workspace_bin`].
 ///
 /// # Errors
-/// Fails with a hint to build the workspace when no binary exists there.
+/// Fails with a hint to build the workspace when no binary exists.
 pub fn gateway_bin() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("ZTGW_GATEWAY_BIN") {
         let path = PathBuf::from(path);
@@ -362,10 +362,19 @@ pub fn gateway_bin() -> Result<PathBuf> {
         }
         return Ok(path);
     }
+    workspace_bin("gateway")
+}
+
+/// Returns a binary of this workspace: next to the running executable (for `demo`), else one
+/// directory up (test binaries live in `deps/`).
+///
+/// # Errors
+/// Fails with a hint to build the workspace when no binary exists there.
+pub fn workspace_bin(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe().context("failed to locate the running executable")?;
     let dir = exe.parent().context("executable has no directory")?;
-    let beside = dir.join("gateway");
-    let above = dir.join("..").join("gateway");
+    let beside = dir.join(name);
+    let above = dir.join("..").join(name);
     if beside.is_file() {
         return Ok(beside);
     }
@@ -374,7 +383,7 @@ pub fn gateway_bin() -> Result<PathBuf> {
     }
     let expected = if dir.ends_with("deps") { above } else { beside };
     bail!(
-        "gateway binary not found at {}; run `cargo build --workspace` first",
+        "{name} binary not found at {}; run `cargo build --workspace --bins` first",
         expected.display()
     )
 }

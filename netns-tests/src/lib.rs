@@ -24,6 +24,7 @@
 
 mod gateway;
 mod http;
+mod kms;
 mod metric;
 mod netns;
 mod peer;
@@ -35,8 +36,11 @@ mod wait;
 mod wggo;
 mod xfer;
 
-pub use gateway::{Gateway, GatewayConfig, GatewaySetup, HTTP_LISTEN, READY_TIMEOUT, gateway_bin};
+pub use gateway::{
+    Gateway, GatewayConfig, GatewaySetup, HTTP_LISTEN, READY_TIMEOUT, gateway_bin, workspace_bin,
+};
 pub use http::http_get;
+pub use kms::TestKms;
 pub use metric::metric_value;
 pub use netns::{Netns, veth};
 pub use peer::PeerSpec;

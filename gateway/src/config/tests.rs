@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use super::*;
 
 const EMBEDDED: &str = r#"
@@ -36,11 +38,8 @@ fn embedded_default_parses() {
     assert_eq!(config.interface.mtu, 1420);
     assert_eq!(config.backend, Backend::Userspace);
     assert_eq!(config.cluster_name, "hanzo-k8s");
-    assert_eq!(
-        config.key,
-        KeyConfig::File {
-            path: "/etc/zt-gateway/private.key".into()
-        }
+    assert!(
+        matches!(&config.key, KeyConfig::File { path } if path == std::path::Path::new("/etc/zt-gateway/private.key"))
     );
     assert_eq!(config.http.listen, "127.0.0.1:8055".parse().expect("addr"));
     assert_eq!(
@@ -133,7 +132,8 @@ fn missing_required_keys_are_named() {
 
 #[test]
 fn sources_not_in_this_build_are_refused_honestly() {
-    let err = parse(&EMBEDDED.replace("source = \"file\"", "source = \"kms\"")).expect_err("bad");
+    let err = parse(&EMBEDDED.replace("source = \"directory\"", "source = \"kubernetes\""))
+        .expect_err("bad");
     assert!(err.to_string().contains("not available"));
 }
 
@@ -142,4 +142,75 @@ fn bad_interface_name_is_rejected() {
     let err = parse(&EMBEDDED.replace("name = \"wg0\"", "name = \"a-name-far-too-long\""))
         .expect_err("bad");
     assert!(err.to_string().starts_with("interface.name"));
+}
+
+const KMS: &str = r#"
+[interface]
+address = "10.10.0.1/24"
+
+[cluster]
+name = "hanzo-k8s"
+
+[key]
+source = "kms"
+backend = "infisical"
+url = "https://kms.hanzo.ai/"
+project_id = "p-123"
+environment = "prod"
+secret_path = "/zt-gateway"
+secret_name = "wg-private-key"
+client_id_file = "/var/run/secrets/kms/client-id"
+client_secret_file = "/var/run/secrets/kms/client-secret"
+deadline = "90s"
+cache_path = "/var/lib/zt-gateway/key.sealed"
+cache_kek_file = "/var/run/secrets/kek/kek"
+"#;
+
+#[test]
+fn kms_section_parses_with_defaults() {
+    let config = parse(KMS).expect("valid");
+    let KeyConfig::Kms(kms) = config.key else {
+        panic!("not kms");
+    };
+    assert_eq!(kms.store.url, "https://kms.hanzo.ai");
+    assert_eq!(kms.store.api, kms_client::infisical::ApiVersion::V4);
+    assert_eq!(kms.secret_name, "wg-private-key");
+    assert_eq!(kms.deadline, Duration::from_secs(90));
+    assert_eq!(kms.store.request_timeout, Duration::from_secs(10));
+    let cache = kms.cache.expect("cache");
+    assert_eq!(cache.max_age, Duration::from_secs(86_400));
+}
+
+#[test]
+fn kms_requires_its_keys() {
+    let err = parse(&KMS.replace("project_id = \"p-123\"\n", "")).expect_err("bad");
+    assert!(err.to_string().starts_with("key.project_id"), "{err}");
+    let err = parse(&KMS.replace("secret_name = \"wg-private-key\"\n", "")).expect_err("bad");
+    assert!(err.to_string().starts_with("key.secret_name"), "{err}");
+}
+
+#[test]
+fn cache_needs_both_path_and_kek() {
+    let err = parse(&KMS.replace("cache_kek_file = \"/var/run/secrets/kek/kek\"\n", ""))
+        .expect_err("bad");
+    assert!(err.to_string().starts_with("key.cache_kek_file"), "{err}");
+}
+
+#[test]
+fn bad_duration_is_named() {
+    let err = parse(&KMS.replace("\"90s\"", "\"soon\"")).expect_err("bad");
+    assert!(
+        err.to_string().starts_with("key.deadline = \"soon\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn kms_keys_with_the_file_source_are_refused() {
+    let err = parse(&EMBEDDED.replace(
+        "source = \"file\"",
+        "source = \"file\"\nurl = \"https://x\"",
+    ))
+    .expect_err("bad");
+    assert!(err.to_string().starts_with("key.url"), "{err}");
 }

@@ -25,6 +25,8 @@ pub struct GatewayConfig {
     pub http_listen: String,
     /// `[http].admin_socket`.
     pub admin_socket: PathBuf,
+    /// The whole `[key]` section body, replacing the `file` source (e.g. a `kms` source).
+    pub key_toml: Option<String>,
 }
 
 impl GatewayConfig {
@@ -42,8 +44,7 @@ impl GatewayConfig {
              name = {cluster}\n\
              \n\
              [key]\n\
-             source = \"file\"\n\
-             path = {key}\n\
+             {key}\n\
              \n\
              [peers]\n\
              source = \"directory\"\n\
@@ -58,7 +59,10 @@ impl GatewayConfig {
             mtu = self.mtu,
             backend = quote(&self.backend),
             cluster = quote(&self.cluster),
-            key = quote(&self.key_path.to_string_lossy()),
+            key = self.key_toml.clone().unwrap_or_else(|| format!(
+                "source = \"file\"\npath = {}",
+                quote(&self.key_path.to_string_lossy())
+            )),
             peers = quote(&self.peers_path.to_string_lossy()),
             listen = quote(&self.http_listen),
             admin = quote(&self.admin_socket.to_string_lossy()),
