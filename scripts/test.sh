@@ -13,3 +13,4 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The netns tests start the gateway binary, so build every binary first.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
+scripts/validate-manifests.sh
