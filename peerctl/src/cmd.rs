@@ -1,6 +1,7 @@
 //! Subcommands, one module each.
 
 mod keygen;
+mod peer;
 mod pubkey;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,9 @@ enum Command {
     Keygen(keygen::Args),
     /// Read a private key on stdin and print its public key (as `wg pubkey`).
     Pubkey,
+    /// Manage WireGuardPeer resources.
+    #[command(subcommand)]
+    Peer(peer::Command),
 }
 
 /// Runs the parsed command.
@@ -26,6 +30,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Keygen(args) => keygen::run(&args),
         Command::Pubkey => pubkey::run(),
+        Command::Peer(command) => peer::run(command),
     }
 }
 

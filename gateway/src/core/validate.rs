@@ -170,6 +170,35 @@ pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
 }
 
 fn check_peer(raw: &RawPeer, ctx: &Context) -> Result<PeerSpec, String> {
+    let spec = check_fields(raw)?;
+    if spec.public_key == ctx.own_public_key {
+        return Err("spec.publicKey is this gateway's own public key".to_owned());
+    }
+    if let Some(net) = spec
+        .allowed_ips
+        .iter()
+        .find(|net| net.contains(&ctx.own_address))
+    {
+        return Err(format!(
+            "spec.allowedIPs {net} overlaps the local tunnel address {} of this gateway",
+            ctx.own_address
+        ));
+    }
+    if raw.has_preshared_key_ref && !ctx.supports_secret_refs {
+        return Err(
+            "spec.presharedKeySecretRef needs [peers] source = \"kubernetes\"; the directory source cannot read Secrets"
+                .to_owned(),
+        );
+    }
+    Ok(spec)
+}
+
+/// Checks one declaration on its own, without knowing the local gateway: names, key,
+/// endpoint, allowed IPs and keepalive.
+///
+/// # Errors
+/// The first problem found, worded for the operator.
+pub fn check_fields(raw: &RawPeer) -> Result<PeerSpec, String> {
     check_name(&raw.name)?;
     check_dns_label(&raw.cluster).map_err(|why| format!("spec.cluster {:?} {why}", raw.cluster))?;
     let public_key = PublicKey::from_base64(&raw.public_key).map_err(|e| match e {
@@ -178,9 +207,6 @@ fn check_peer(raw: &RawPeer, ctx: &Context) -> Result<PeerSpec, String> {
         }
         other => format!("spec.publicKey {other}"),
     })?;
-    if public_key == ctx.own_public_key {
-        return Err("spec.publicKey is this gateway's own public key".to_owned());
-    }
     let endpoint = raw
         .endpoint
         .as_deref()
@@ -193,12 +219,6 @@ fn check_peer(raw: &RawPeer, ctx: &Context) -> Result<PeerSpec, String> {
     let mut allowed_ips = BTreeSet::new();
     for text in &raw.allowed_ips {
         let net = parse_cidr(text).map_err(|why| format!("spec.allowedIPs {text:?}: {why}"))?;
-        if net.contains(&ctx.own_address) {
-            return Err(format!(
-                "spec.allowedIPs {net} overlaps the local tunnel address {} of this gateway",
-                ctx.own_address
-            ));
-        }
         allowed_ips.insert(net);
     }
     let persistent_keepalive = match raw.persistent_keepalive {
@@ -207,12 +227,6 @@ fn check_peer(raw: &RawPeer, ctx: &Context) -> Result<PeerSpec, String> {
             format!("spec.persistentKeepalive {value} is out of range (0 to 65535 seconds)")
         })?,
     };
-    if raw.has_preshared_key_ref && !ctx.supports_secret_refs {
-        return Err(
-            "spec.presharedKeySecretRef needs [peers] source = \"kubernetes\"; the directory source cannot read Secrets"
-                .to_owned(),
-        );
-    }
     Ok(PeerSpec {
         origin: raw.origin.clone(),
         name: raw.name.clone(),
