@@ -55,6 +55,42 @@ impl FakeKms {
         Ok(Self { addr, state, task })
     }
 
+    /// Binds `listen` and serves HTTPS with the given PEM certificate chain and key.
+    ///
+    /// # Errors
+    /// When the address cannot be bound or the certificate is unusable.
+    pub async fn start_tls(
+        listen: SocketAddr,
+        config: FakeConfig,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> anyhow::Result<Self> {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs =
+            CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?;
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let listener = std::net::TcpListener::bind(listen)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(state::State::new(config)));
+        let app = api::router(state.clone());
+        let server = axum_server::tls_rustls::from_tcp_rustls(
+            listener,
+            axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls)),
+        )?;
+        let task = tokio::spawn(async move {
+            let _ = server.serve(app.into_make_service()).await;
+        });
+        Ok(Self { addr, state, task })
+    }
+
     /// Returns the base URL, `http://addr`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

@@ -13,7 +13,7 @@ const CLIENT_SECRET: &str = "client-secret-value-0123456789";
 
 struct Rig {
     fake: FakeKms,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     config: InfisicalConfig,
 }
 
@@ -61,7 +61,7 @@ async fn rig() -> Rig {
     };
     Rig {
         fake,
-        _dir: dir,
+        dir: dir,
         config,
     }
 }
@@ -387,4 +387,76 @@ async fn credential_files_must_be_private() {
     .expect("chmod");
     let err = InfisicalStore::new(rig.config.clone()).expect_err("refused");
     assert_eq!(err.kind(), "insecure_mode");
+}
+
+/// A CA and a server certificate for `localhost` signed by it, as PEM.
+fn test_pki() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server_key = rcgen::KeyPair::generate().expect("server key");
+    let server_params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("server params");
+    let server_cert = server_params
+        .signed_by(&server_key, &issuer)
+        .expect("server cert");
+    (ca_cert.pem(), server_cert.pem(), server_key.serialize_pem())
+}
+
+/// The fake serving HTTPS for `localhost`; `ca_file` is written into the rig's directory
+/// from `ca_text` (the test CA's PEM when `None`), or left unset when `trust` is false.
+async fn tls_rig(trust: bool, ca_text: Option<&str>) -> (Rig, FakeKms) {
+    let (ca, cert, key) = test_pki();
+    let mut rig = rig().await;
+    let config = FakeConfig {
+        client_id: "gateway-a".to_owned(),
+        client_secret: CLIENT_SECRET.to_owned(),
+        token_ttl: Duration::from_secs(3600),
+        secrets: vec![(
+            "proj".to_owned(),
+            "prod".to_owned(),
+            "/zt".to_owned(),
+            "wg-key".to_owned(),
+            KEY.to_owned(),
+        )],
+    };
+    let tls = FakeKms::start_tls("127.0.0.1:0".parse().expect("addr"), config, &cert, &key)
+        .await
+        .expect("tls fake");
+    rig.config.url = format!("https://localhost:{}", tls.addr.port());
+    rig.config.retry.max_attempts = 1;
+    if trust {
+        let ca_file = rig.dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca_text.unwrap_or(&ca)).expect("write ca");
+        rig.config.ca_file = Some(ca_file);
+    }
+    (rig, tls)
+}
+
+#[tokio::test]
+async fn https_with_the_extra_ca_bundle_is_trusted() {
+    let (rig, _tls) = tls_rig(true, None).await;
+    let loaded = load_key_from_store(&store(&rig.config), "wg-key")
+        .await
+        .expect("read over https");
+    assert_eq!(loaded.key.to_base64().as_str(), KEY);
+}
+
+#[tokio::test]
+async fn https_with_an_unknown_ca_is_refused() {
+    let (rig, _tls) = tls_rig(false, None).await;
+    let err = store(&rig.config)
+        .read("wg-key", None)
+        .await
+        .expect_err("untrusted");
+    assert!(matches!(err, Error::Unreachable { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_ca_file_without_certificates_is_a_configuration_error() {
+    let (rig, _tls) = tls_rig(true, Some("not a certificate\n")).await;
+    let err = InfisicalStore::new(rig.config.clone()).expect_err("no certs");
+    assert!(err.to_string().contains("key.ca_file"), "{err}");
 }
