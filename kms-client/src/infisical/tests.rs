@@ -61,7 +61,7 @@ async fn rig() -> Rig {
     };
     Rig {
         fake,
-        dir: dir,
+        dir,
         config,
     }
 }
