@@ -2,6 +2,7 @@
 
 mod keygen;
 mod pubkey;
+mod status;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +20,8 @@ enum Command {
     Keygen(keygen::Args),
     /// Read a private key on stdin and print its public key (as `wg pubkey`).
     Pubkey,
+    /// Show the gateway's interface and peers (from its admin socket).
+    Status(status::Args),
 }
 
 /// Runs the parsed command.
@@ -26,6 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Keygen(args) => keygen::run(&args),
         Command::Pubkey => pubkey::run(),
+        Command::Status(args) => status::run(&args),
     }
 }
 
