@@ -25,12 +25,16 @@ pub struct GatewayConfig {
     pub http_listen: String,
     /// `[http].admin_socket`.
     pub admin_socket: PathBuf,
+    /// `[http].admin_listen`, omitted when `None`.
+    pub admin_listen: Option<String>,
+    /// `[http].admin_token_file`, omitted when `None`.
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl GatewayConfig {
     /// Renders the config file.
     pub fn to_toml(&self) -> String {
-        format!(
+        let mut text = format!(
             "[interface]\n\
              name = {iface}\n\
              listen_port = {port}\n\
@@ -62,7 +66,17 @@ impl GatewayConfig {
             peers = quote(&self.peers_path.to_string_lossy()),
             listen = quote(&self.http_listen),
             admin = quote(&self.admin_socket.to_string_lossy()),
-        )
+        );
+        if let Some(listen) = &self.admin_listen {
+            text.push_str(&format!("admin_listen = {}\n", quote(listen)));
+        }
+        if let Some(path) = &self.admin_token_file {
+            text.push_str(&format!(
+                "admin_token_file = {}\n",
+                quote(&path.to_string_lossy())
+            ));
+        }
+        text
     }
 }
 
