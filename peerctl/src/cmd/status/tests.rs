@@ -47,6 +47,16 @@ fn documented_example_renders_as_an_80_column_table() {
 }
 
 #[test]
+fn readme_shows_this_table() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let readme = std::fs::read_to_string(path).expect("README.md");
+    assert!(
+        readme.contains(&format!("# peerctl status\n{EXPECTED_TABLE}```")),
+        "README's peerctl status example differs from the real output"
+    );
+}
+
+#[test]
 fn unknown_fields_are_ignored_and_other_schemas_refused() {
     let mut doc: serde_json::Value = serde_json::from_str(&documented_example()).expect("json");
     doc["a_later_field"] = serde_json::json!({"x": 1});
