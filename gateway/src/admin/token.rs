@@ -62,7 +62,8 @@ impl Token {
     }
 
     /// Returns whether an `Authorization` header value is `Bearer <this token>`. The
-    /// comparison takes the same time wherever the first difference is.
+    /// comparison takes the same time wherever the first difference is; only a length
+    /// mismatch returns early, which reveals the length and nothing of the content.
     pub fn is_presented_in(&self, header: Option<&HeaderValue>) -> bool {
         let Some(presented) = header
             .map(HeaderValue::as_bytes)
