@@ -44,6 +44,9 @@ fn peer_down_and_gateway_down_fire_when_the_tunnel_is_cut_and_resolve_when_it_is
     let (target_a, target_b) = (target(a), target(b));
 
     let rules = shortened_rules();
+    eprintln!(
+        "loading the shipped rules with every for: set to {FOR:?} (expressions unchanged); gateways run with --test-peer-receive-window {RECEIVE_WINDOW}"
+    );
     let _gw_a = start(a, b);
     let mut gw_b = start(b, a);
     let prometheus = Prometheus::start(
