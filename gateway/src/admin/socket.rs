@@ -14,7 +14,8 @@ use tokio::net::UnixListener;
 
 use super::Error;
 
-/// Removes the socket on drop, if the file at the path is still the one we created.
+/// Removes the socket on drop, if the file at the path is still the one we created (same
+/// device and inode: best effort, since a freed inode number can be reused).
 #[derive(Debug)]
 pub struct SocketGuard {
     path: PathBuf,

@@ -115,8 +115,10 @@ async fn guard_leaves_a_socket_that_replaced_ours() {
     let path = dir.path().join("admin.sock");
     let (listener, guard) = bind_socket(&path).expect("bind");
     drop(listener);
-    std::fs::remove_file(&path).expect("remove");
-    let _newer = std::os::unix::net::UnixListener::bind(&path).expect("newer socket");
+    // Another process's socket moved over ours, as bind_socket itself places sockets.
+    let newer = dir.path().join("newer.sock");
+    let _newer = std::os::unix::net::UnixListener::bind(&newer).expect("newer socket");
+    std::fs::rename(&newer, &path).expect("rename over ours");
     drop(guard);
     assert!(path.exists(), "the newer socket was removed");
 }
