@@ -25,6 +25,11 @@ pub struct Cli {
     /// Overrides of configuration keys.
     #[command(flatten)]
     pub overrides: Overrides,
+
+    /// For integration tests only (hidden): a peer also needs traffic from it within this
+    /// many seconds to count as connected. See docs/metrics.md.
+    #[arg(long, env = "ZTGW_TEST_PEER_RECEIVE_WINDOW", hide = true)]
+    pub test_peer_receive_window: Option<u64>,
 }
 
 /// Flags that override keys of the configuration file.
@@ -60,6 +65,12 @@ pub struct Overrides {
     /// Overrides `http.admin_socket`.
     #[arg(long, env = "ZTGW_HTTP_ADMIN_SOCKET")]
     pub http_admin_socket: Option<String>,
+    /// Overrides `http.admin_listen` (admin API over TCP; needs a token file).
+    #[arg(long, env = "ZTGW_HTTP_ADMIN_LISTEN")]
+    pub http_admin_listen: Option<String>,
+    /// Overrides `http.admin_token_file` (the bearer token for `http.admin_listen`).
+    #[arg(long, env = "ZTGW_HTTP_ADMIN_TOKEN_FILE")]
+    pub http_admin_token_file: Option<String>,
 }
 
 impl Overrides {
@@ -76,6 +87,8 @@ impl Overrides {
             ("peers.path", &self.peers_path),
             ("http.listen", &self.http_listen),
             ("http.admin_socket", &self.http_admin_socket),
+            ("http.admin_listen", &self.http_admin_listen),
+            ("http.admin_token_file", &self.http_admin_token_file),
         ]
         .into_iter()
         .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

@@ -4,7 +4,10 @@
 //! the value and what is expected. Unknown keys are errors, so a typo never silently falls
 //! back to a default.
 
-use std::net::{IpAddr, SocketAddr};
+mod error;
+mod http;
+
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,7 +17,13 @@ use kms_client::infisical::InfisicalConfig;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::cli::Overrides;
+pub use error::ConfigError;
+pub use http::{AdminTcp, HttpConfig};
+
+use error::bad;
+
+use crate::cli::{Cli, Overrides};
+use crate::core::health::Liveness;
 use crate::device::InterfaceSettings;
 
 /// Which WireGuard implementation runs the tunnel.
@@ -61,15 +70,6 @@ pub enum PeersConfig {
     },
 }
 
-/// The `[http]` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpConfig {
-    /// Health and metrics listener.
-    pub listen: SocketAddr,
-    /// Admin socket path (used by `peerctl`).
-    pub admin_socket: PathBuf,
-}
-
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -87,45 +87,9 @@ pub struct Config {
     pub peers: PeersConfig,
     /// `[http]`.
     pub http: HttpConfig,
-}
-
-/// A configuration problem, worded as one line.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read configuration file {path}: {reason}")]
-    Read {
-        /// The path.
-        path: String,
-        /// The OS error.
-        reason: String,
-    },
-    /// The file is not valid TOML or has an unknown key.
-    #[error("configuration file {path}: {reason}")]
-    Syntax {
-        /// The path.
-        path: String,
-        /// What is wrong, with the line number.
-        reason: String,
-    },
-    /// A key has an invalid value.
-    #[error("{key} = {value}: {expected}")]
-    Value {
-        /// `section.key`.
-        key: String,
-        /// The value as written.
-        value: String,
-        /// What is expected.
-        expected: String,
-    },
-}
-
-fn bad(key: &str, value: impl std::fmt::Display, expected: &str) -> ConfigError {
-    ConfigError::Value {
-        key: key.to_owned(),
-        value: format!("{:?}", value.to_string()),
-        expected: expected.to_owned(),
-    }
+    /// The connected rule; always the production rule except under the hidden test flag
+    /// `--test-peer-receive-window`.
+    pub liveness: Liveness,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,7 +104,7 @@ struct RawConfig {
     #[serde(default)]
     peers: RawPeers,
     #[serde(default)]
-    http: RawHttp,
+    http: http::RawHttp,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,18 +154,30 @@ struct RawPeers {
     namespace: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHttp {
-    listen: Option<String>,
-    admin_socket: Option<String>,
-}
-
 mod key;
 
 const NUMERIC_KEYS: [&str; 2] = ["interface.listen_port", "interface.mtu"];
 
 impl Config {
+    /// Loads the file the command line names, with its overrides and test flags.
+    ///
+    /// # Errors
+    /// The first problem found, as one line.
+    pub fn from_cli(cli: &Cli) -> Result<Self, ConfigError> {
+        let mut config = Self::load(&cli.config, &cli.overrides)?;
+        if let Some(seconds) = cli.test_peer_receive_window {
+            if !(1..=3600).contains(&seconds) {
+                return Err(bad(
+                    "--test-peer-receive-window",
+                    seconds,
+                    "expected 1 to 3600 seconds",
+                ));
+            }
+            config.liveness.receive_window = Some(Duration::from_secs(seconds));
+        }
+        Ok(config)
+    }
+
     /// Reads the file at `path`, applies `overrides`, and validates everything.
     ///
     /// # Errors
@@ -384,22 +360,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     };
 
-    let listen_text = raw
-        .http
-        .listen
-        .unwrap_or_else(|| "127.0.0.1:8055".to_owned());
-    let listen: SocketAddr = listen_text.parse().map_err(|_| {
-        bad(
-            "http.listen",
-            &listen_text,
-            "expected IP:port, e.g. 127.0.0.1:8055",
-        )
-    })?;
-    let admin_socket = non_empty_path(
-        "http.admin_socket",
-        raw.http.admin_socket,
-        "/run/zt-gateway/admin.sock",
-    )?;
+    let http = http::validate(raw.http)?;
 
     Ok(Config {
         interface: InterfaceSettings {
@@ -413,10 +374,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         trust_domain: raw.cluster.trust_domain,
         key,
         peers,
-        http: HttpConfig {
-            listen,
-            admin_socket,
-        },
+        http,
+        liveness: Liveness::default(),
     })
 }
 

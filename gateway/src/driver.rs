@@ -1,12 +1,13 @@
 //! The reconcile loop: read the device, read the declarations, let the core decide, apply
-//! what it decided, and publish metrics. It decides only *when* to call the core.
+//! what it decided, and publish metrics and the admin status. It decides only *when* to call
+//! the core.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use crate::core::health::{self, Readiness};
+use crate::core::health::{self, Liveness, PeerActivity, PeerCounts, Readiness, ReceiveMark};
 use crate::core::key::PublicKey;
 use crate::core::peer::{Endpoint, PeerSpec};
 use crate::core::plan::{self, Op, PeerMap};
@@ -15,9 +16,21 @@ use crate::core::validate::{self, Context, Rejection};
 use crate::device::{self, Device};
 use crate::metrics::{Metrics, PeerSample};
 use crate::source::directory::DirectorySource;
+use crate::status::{PeerStatus, RejectedDeclaration, StatusBoard, unix_seconds};
 
 /// How often the loop runs: declared changes take effect within two of these.
 pub const INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where the driver publishes what it observed.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// `/readyz` checks.
+    pub readiness: Arc<RwLock<Readiness>>,
+    /// The admin API's status snapshot.
+    pub status: StatusBoard,
+}
 
 /// The reconcile loop's state.
 #[derive(Debug)]
@@ -26,15 +39,25 @@ pub struct Driver<D> {
     source: DirectorySource,
     own_public_key: PublicKey,
     own_address: std::net::IpAddr,
+    liveness: Liveness,
     metrics: Metrics,
     readiness: Arc<RwLock<Readiness>>,
+    status: StatusBoard,
     /// The configuration each device peer was last given by us.
     applied: PeerMap,
     /// Rejections of the previous pass, so each is logged once, not every second.
     last_rejections: Vec<Rejection>,
     last_source_error: Option<String>,
-    /// Cluster name of each accepted peer, for metric labels.
-    clusters: BTreeMap<PublicKey, String>,
+    /// Name and cluster of each accepted peer, for metric labels and the status.
+    labels: BTreeMap<PublicKey, PeerLabel>,
+    /// When traffic from each device peer was last seen.
+    receive: BTreeMap<PublicKey, ReceiveMark>,
+}
+
+#[derive(Debug, Clone)]
+struct PeerLabel {
+    name: String,
+    cluster: String,
 }
 
 impl<D: Device> Driver<D> {
@@ -44,20 +67,23 @@ impl<D: Device> Driver<D> {
         source: DirectorySource,
         own_public_key: PublicKey,
         own_address: std::net::IpAddr,
-        metrics: Metrics,
-        readiness: Arc<RwLock<Readiness>>,
+        liveness: Liveness,
+        outputs: Outputs,
     ) -> Self {
         Self {
             device,
             source,
             own_public_key,
             own_address,
-            metrics,
-            readiness,
+            liveness,
+            metrics: outputs.metrics,
+            readiness: outputs.readiness,
+            status: outputs.status,
             applied: PeerMap::new(),
             last_rejections: Vec::new(),
             last_source_error: None,
-            clusters: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            receive: BTreeMap::new(),
         }
     }
 
@@ -108,10 +134,16 @@ impl<D: Device> Driver<D> {
         let outcome = validate::validate(declarations, &ctx);
         self.log_rejections(outcome.rejected);
         let desired = self.desired(&outcome.accepted, &observed).await;
-        self.clusters = outcome
+        self.labels = outcome
             .accepted
             .iter()
-            .map(|s| (s.public_key, s.cluster.clone()))
+            .map(|s| {
+                let label = PeerLabel {
+                    name: s.name.clone(),
+                    cluster: s.cluster.clone(),
+                };
+                (s.public_key, label)
+            })
             .collect();
 
         let ops = plan::plan(&desired, &observed);
@@ -203,23 +235,72 @@ impl<D: Device> Driver<D> {
         self.last_rejections = rejected;
     }
 
-    fn publish(&self, report: &DeviceReport, now: SystemTime) {
-        let samples = report
+    /// Publishes metrics and the status snapshot from one device report, every peer judged
+    /// by the same connected rule.
+    fn publish(&mut self, report: &DeviceReport, now: SystemTime) {
+        self.receive = report
             .peers
             .iter()
-            .filter_map(|p| {
-                let cluster = self.clusters.get(&p.public_key)?.clone();
-                let last = p.last_handshake.map(|d| SystemTime::UNIX_EPOCH + d);
-                Some(PeerSample {
-                    cluster,
-                    up: health::is_peer_up(last, p.persistent_keepalive, now),
-                    last_handshake_seconds: p.last_handshake.map_or(0.0, |d| d.as_secs_f64()),
-                    rx_bytes: p.rx_bytes,
-                    tx_bytes: p.tx_bytes,
-                })
+            .map(|p| {
+                let previous = self.receive.get(&p.public_key).copied();
+                let mark = health::observe_receive(previous, p.rx_bytes, now);
+                (p.public_key, mark)
             })
             .collect();
+        let mut samples = Vec::new();
+        let mut peers = Vec::new();
+        let mut counts = PeerCounts {
+            rejected: self.last_rejections.len(),
+            ..PeerCounts::default()
+        };
+        for p in &report.peers {
+            let Some(label) = self.labels.get(&p.public_key) else {
+                continue;
+            };
+            let last_handshake = p.last_handshake.map(|d| SystemTime::UNIX_EPOCH + d);
+            let activity = PeerActivity {
+                last_handshake,
+                last_receive: self.receive.get(&p.public_key).and_then(|m| m.at),
+                keepalive: p.persistent_keepalive,
+            };
+            let up = self.liveness.is_up(&activity, now);
+            if up {
+                counts.connected += 1;
+            } else {
+                counts.disconnected += 1;
+            }
+            samples.push(PeerSample {
+                cluster: label.cluster.clone(),
+                up,
+                last_handshake_seconds: p.last_handshake.map_or(0.0, |d| d.as_secs_f64()),
+                rx_bytes: p.rx_bytes,
+                tx_bytes: p.tx_bytes,
+            });
+            peers.push(PeerStatus {
+                name: label.name.clone(),
+                cluster: label.cluster.clone(),
+                public_key: p.public_key.to_string(),
+                endpoint: p.endpoint.map(|e| e.to_string()),
+                connected: up,
+                last_handshake_unix: last_handshake.map(unix_seconds),
+                rx_bytes: p.rx_bytes,
+                tx_bytes: p.tx_bytes,
+                allowed_ips: p.allowed_ips.iter().map(ToString::to_string).collect(),
+                persistent_keepalive: p.persistent_keepalive,
+            });
+        }
         self.metrics.set_peers(samples);
+        self.metrics.set_peer_counts(counts);
+        let rejected = self
+            .last_rejections
+            .iter()
+            .map(|r| RejectedDeclaration {
+                origin: r.origin.clone(),
+                name: r.name.clone(),
+                reason: r.reason.clone(),
+            })
+            .collect();
+        self.status.publish(now, peers, rejected);
     }
 }
 

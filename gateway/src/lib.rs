@@ -1,9 +1,11 @@
 //! ZT Gateway daemon library: joins clusters with WireGuard.
 //!
-//! Layers: [`core`] decides (pure, no IO, no clock); [`source`], [`device`], [`http`] and
-//! [`metrics`] are thin adapters; [`driver`] sequences them. The `gateway` binary only parses
+//! Layers: [`core`] decides (pure, no IO, no clock); [`source`], [`device`], [`http`],
+//! [`admin`] and [`metrics`] are thin adapters; [`driver`] sequences them and publishes
+//! [`metrics`] and the [`status`] snapshot. The `gateway` binary only parses
 //! the command line and calls [`run`].
 
+pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -16,6 +18,7 @@ pub mod keys;
 pub mod metrics;
 pub mod run;
 pub mod source;
+pub mod status;
 pub mod telemetry;
 
 pub use run::run;

@@ -9,7 +9,7 @@ use gateway::config::Config;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     gateway::telemetry::init(&cli.log);
-    let config = match Config::load(&cli.config, &cli.overrides) {
+    let config = match Config::from_cli(&cli) {
         Ok(config) => config,
         Err(e) => {
             tracing::error!("invalid configuration: {e}");

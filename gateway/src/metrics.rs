@@ -1,6 +1,9 @@
-//! Prometheus metrics. Per-peer values are read from the device by the driver and exported as
-//! they are at the last reconcile; counters come straight from the device's counters (a peer
-//! re-created by the device starts again from zero, which Prometheus reads as a reset).
+//! Prometheus metrics (SPEC section 9; names, types and meaning in `docs/metrics.md`).
+//!
+//! Per-peer values are read from the device by the driver and exported as they are at the
+//! last reconcile; counters come straight from the device's counters (a peer re-created by the
+//! device starts again from zero, which Prometheus reads as a reset). Labels stay bounded:
+//! `cluster` (a validated DNS label), `state` and `version`; never a key or packet data.
 
 use std::sync::{Arc, Mutex};
 
@@ -8,6 +11,8 @@ use kms_client::{Operation, Origin};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+use crate::core::health::PeerCounts;
 
 /// One peer's values at the last reconcile.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,10 +34,11 @@ pub struct PeerSample {
 pub struct Metrics {
     registry: Registry,
     peers: Arc<PeerCollector>,
+    peer_states: IntGaugeVec,
     /// Reconcile passes or operations that failed.
     pub reconcile_errors: IntCounter,
     kms_requests: IntCounterVec,
-    key_created: prometheus::Gauge,
+    key_created: prometheus::GaugeVec,
     key_source: IntGaugeVec,
 }
 
@@ -58,9 +64,13 @@ impl Metrics {
             &["operation", "result"],
         )?;
         registry.register(Box::new(kms_requests.clone()))?;
-        let key_created = prometheus::Gauge::new(
-            "zt_wireguard_private_key_created_timestamp_seconds",
-            "Unix time the running private key was created (KMS version metadata, or the key file's modification time).",
+        // No series until the creation time is known: a 0 would read as a key from 1970.
+        let key_created = prometheus::GaugeVec::new(
+            Opts::new(
+                "zt_wireguard_private_key_created_timestamp_seconds",
+                "Unix time the running private key was created (KMS version metadata, or the key file's modification time).",
+            ),
+            &[],
         )?;
         registry.register(Box::new(key_created.clone()))?;
         let key_source = IntGaugeVec::new(
@@ -71,14 +81,61 @@ impl Metrics {
             &["source"],
         )?;
         registry.register(Box::new(key_source.clone()))?;
-        Ok(Self {
+        let peer_states = IntGaugeVec::new(
+            Opts::new(
+                "zt_wireguard_peers",
+                "Declared peers by state: connected, disconnected (applied, no recent handshake) or rejected (invalid declaration, not applied).",
+            ),
+            &["state"],
+        )?;
+        registry.register(Box::new(peer_states.clone()))?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "zt_wireguard_build_info",
+                "Always 1; the version label names the running gateway build.",
+            ),
+            &["version"],
+        )?;
+        registry.register(Box::new(build_info.clone()))?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let metrics = Self {
             registry,
             peers,
+            peer_states,
             reconcile_errors,
             kms_requests,
             key_created,
             key_source,
-        })
+        };
+        metrics.set_peer_counts(PeerCounts::default());
+        // Every series a rule's increase() looks at exists from the start, at 0.
+        for operation in [
+            Operation::Login,
+            Operation::Renew,
+            Operation::Read,
+            Operation::Write,
+        ] {
+            for result in ["ok", "error"] {
+                metrics
+                    .kms_requests
+                    .with_label_values(&[operation.as_str(), result]);
+            }
+        }
+        for origin in Origin::ALL {
+            metrics.key_source.with_label_values(&[origin.as_str()]);
+        }
+        Ok(metrics)
+    }
+
+    /// Sets `zt_wireguard_peers{state}`; every state is always exported, zero included.
+    pub fn set_peer_counts(&self, counts: PeerCounts) {
+        for (state, count) in counts.by_state() {
+            self.peer_states
+                .with_label_values(&[state])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
     }
 
     /// Counts one KMS request.
@@ -100,7 +157,7 @@ impl Metrics {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_secs_f64())
         {
-            self.key_created.set(seconds);
+            self.key_created.with_label_values::<&str>(&[]).set(seconds);
         }
     }
 
@@ -129,7 +186,7 @@ struct PeerCollector {
 
 const PEER_UP: (&str, &str) = (
     "zt_wireguard_peer_up",
-    "Whether the peer had a handshake within 180 s plus its keepalive interval (1) or not (0).",
+    "1 when the peer is connected: its last handshake is younger than 180 s plus its keepalive interval plus 5 s; else 0.",
 );
 const PEER_HANDSHAKE: (&str, &str) = (
     "zt_wireguard_peer_last_handshake_timestamp_seconds",
@@ -229,42 +286,4 @@ impl Collector for PeerCollectorRef {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn peer_samples_render_with_types_and_cluster_label() {
-        let metrics = Metrics::new().expect("metrics");
-        metrics.set_peers(vec![PeerSample {
-            cluster: "lux-k8s".to_owned(),
-            up: true,
-            last_handshake_seconds: 1_763_900_000.0,
-            rx_bytes: 42,
-            tx_bytes: 7,
-        }]);
-        let text = metrics.render();
-        assert!(text.contains("# TYPE zt_wireguard_peer_up gauge"), "{text}");
-        assert!(
-            text.contains("zt_wireguard_peer_up{cluster=\"lux-k8s\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("# TYPE zt_wireguard_peer_receive_bytes_total counter"),
-            "{text}"
-        );
-        assert!(
-            text.contains("zt_wireguard_peer_receive_bytes_total{cluster=\"lux-k8s\"} 42"),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "zt_wireguard_peer_last_handshake_timestamp_seconds{cluster=\"lux-k8s\"} 1763900000"
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains("zt_wireguard_reconcile_errors_total 0"),
-            "{text}"
-        );
-    }
-}
+mod tests;

@@ -1,7 +1,8 @@
 //! Start-up, the main loop and shutdown.
 //!
 //! Every check that can fail runs before anything is created (key, peers directory, UDP
-//! port, HTTP listener), so a failed start leaves no interface and no socket behind.
+//! port, HTTP listeners, admin token, admin socket), so a failed start leaves no interface and
+//! no socket behind.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::{Arc, RwLock};
@@ -10,17 +11,19 @@ use anyhow::{Context as _, bail};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use crate::admin::{self, SocketGuard, Token};
 use crate::config::{Backend, Config, PeersConfig};
-use crate::core::health::Readiness;
+use crate::core::health::{Liveness, Readiness};
 use crate::core::key::PublicKey;
 use crate::device::kernel::KernelDevice;
 use crate::device::userspace::UserspaceDevice;
 use crate::device::{Device, InterfaceSettings};
-use crate::driver::{Driver, INTERVAL};
+use crate::driver::{Driver, INTERVAL, Outputs};
 use crate::http::{self, AppState};
 use crate::keys;
 use crate::metrics::Metrics;
 use crate::source::directory::DirectorySource;
+use crate::status::{GatewayInfo, Identity, StatusBoard};
 
 /// Runs the gateway until SIGTERM or SIGINT.
 ///
@@ -42,6 +45,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("http.listen {} cannot be bound", config.http.listen))?;
+    let admin_tcp = match &config.http.admin_tcp {
+        None => None,
+        Some(tcp) => {
+            let token = Token::load(&tcp.token_file)?;
+            let listener = TcpListener::bind(tcp.listen)
+                .await
+                .with_context(|| format!("http.admin_listen {} cannot be bound", tcp.listen))?;
+            Some((listener, token))
+        }
+    };
+    let (admin_listener, admin_guard) = admin::bind_socket(&config.http.admin_socket)?;
+    if let Some(window) = config.liveness.receive_window {
+        tracing::warn!(
+            window_seconds = window.as_secs(),
+            "test-only setting: a peer also needs traffic within the window to count as connected"
+        );
+    }
 
     // Health and metrics answer while the key is fetched: /readyz says what is missing.
     let readiness = Arc::new(RwLock::new(Readiness::default()));
@@ -54,7 +74,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "HTTP server stopped");
         }
     });
-
     let loaded = tokio::select! {
         loaded = keys::load(&key_source) => loaded?,
         _ = sigterm.recv() => bail!("stopped by SIGTERM while loading the private key"),
@@ -72,13 +91,36 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         r.key_loaded = true;
     }
 
+    // The admin status names the key, so its servers start once the key is known; the socket
+    // already exists and queues early clients.
+    let status = StatusBoard::new(identity(&config, &public_key, loaded.created_at));
+    let board = status.clone();
+    tokio::spawn(async move {
+        if let Err(e) = admin::serve_unix(admin_listener, board).await {
+            tracing::warn!(error = %e, "admin socket server stopped");
+        }
+    });
+    if let Some((listener, token)) = admin_tcp {
+        let board = status.clone();
+        tokio::spawn(async move {
+            if let Err(e) = admin::serve_tcp(listener, board, token).await {
+                tracing::warn!(error = %e, "admin TCP server stopped");
+            }
+        });
+    }
+
     let wiring = Wiring {
         settings: config.interface.clone(),
         source: DirectorySource::new(peers_path.clone()),
         public_key,
         own_address: config.tunnel_address(),
-        metrics,
-        readiness,
+        liveness: config.liveness,
+        outputs: Outputs {
+            metrics,
+            readiness,
+            status,
+        },
+        admin_guard,
     };
     // The key is dropped (and wiped) as soon as the device holds it.
     match config.backend {
@@ -101,8 +143,10 @@ struct Wiring {
     source: DirectorySource,
     public_key: PublicKey,
     own_address: std::net::IpAddr,
-    metrics: Metrics,
-    readiness: Arc<RwLock<Readiness>>,
+    liveness: Liveness,
+    outputs: Outputs,
+    /// Removes the admin socket when the gateway stops (or fails to start).
+    admin_guard: SocketGuard,
 }
 
 impl Wiring {
@@ -114,7 +158,7 @@ impl Wiring {
         sigint: &mut Signal,
     ) -> anyhow::Result<()> {
         let settings = self.settings;
-        if let Ok(mut r) = self.readiness.write() {
+        if let Ok(mut r) = self.outputs.readiness.write() {
             r.device_up = true;
         }
         tracing::info!(
@@ -129,8 +173,8 @@ impl Wiring {
             self.source,
             self.public_key,
             self.own_address,
-            self.metrics,
-            self.readiness,
+            self.liveness,
+            self.outputs,
         );
         let mut ticker = tokio::time::interval(INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -149,7 +193,32 @@ impl Wiring {
             .await
             .with_context(|| format!("cannot remove interface {name}"))?;
         tracing::info!(interface = %name, "interface removed");
+        drop(self.admin_guard);
         Ok(())
+    }
+}
+
+/// What the admin status says about this gateway that never changes while it runs.
+fn identity(
+    config: &Config,
+    public_key: &PublicKey,
+    key_created: Option<std::time::SystemTime>,
+) -> Identity {
+    Identity {
+        gateway: GatewayInfo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            cluster: config.cluster_name.clone(),
+            backend: match config.backend {
+                Backend::Userspace => "userspace",
+                Backend::Kernel => "kernel",
+            }
+            .to_owned(),
+        },
+        interface: config.interface.name.clone(),
+        public_key: public_key.to_string(),
+        listen_port: config.interface.listen_port,
+        address: config.interface.address.to_string(),
+        key_created,
     }
 }
 

@@ -16,6 +16,7 @@ use tempfile::TempDir;
 
 pub use config::GatewayConfig;
 
+use crate::binary::gateway_bin;
 use crate::http::http_get;
 use crate::peer::PeerSpec;
 use crate::process::Proc;
@@ -37,6 +38,8 @@ pub struct GatewaySetup<'c> {
     dir: TempDir,
     /// The config that [`GatewaySetup::start`] writes to `gateway.toml`.
     pub config: GatewayConfig,
+    /// Command-line arguments after `--config`, e.g. hidden test flags.
+    pub extra_args: Vec<String>,
 }
 
 impl<'c> GatewaySetup<'c> {
@@ -73,11 +76,14 @@ impl<'c> GatewaySetup<'c> {
             http_listen: HTTP_LISTEN.to_owned(),
             admin_socket: dir.path().join("admin.sock"),
             key_toml: None,
+            admin_listen: None,
+            admin_token_file: None,
         };
         Ok(Self {
             cluster,
             dir,
             config,
+            extra_args: Vec::new(),
         })
     }
 
@@ -125,8 +131,10 @@ impl<'c> GatewaySetup<'c> {
             .context("failed to write gateway.toml")?;
         let bin = bin.to_string_lossy();
         let config_arg = config_path.to_string_lossy();
+        let mut argv = vec![bin.as_ref(), "--config", config_arg.as_ref()];
+        argv.extend(self.extra_args.iter().map(String::as_str));
         let proc = self.cluster.gw.spawn(
-            &[&bin, "--config", &config_arg],
+            &argv,
             &[
                 ("RUST_LOG", "info"),
                 ("ZTGW_LOG", "info"),
@@ -345,47 +353,6 @@ impl Drop for Gateway<'_> {
         // A killed gateway cannot remove its socket, and the directory outlives namespaces.
         let _ = std::fs::remove_file(self.socket_path());
     }
-}
-
-/// Returns the gateway binary to test: `$ZTGW_GATEWAY_BIN`, else [`workspace_bin`].
-///
-/// # Errors
-/// Fails with a hint to build the workspace when no binary exists.
-pub fn gateway_bin() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("ZTGW_GATEWAY_BIN") {
-        let path = PathBuf::from(path);
-        if !path.is_file() {
-            bail!(
-                "gateway binary not found at {} (from ZTGW_GATEWAY_BIN)",
-                path.display()
-            );
-        }
-        return Ok(path);
-    }
-    workspace_bin("gateway")
-}
-
-/// Returns a binary of this workspace: next to the running executable (for `demo`), else one
-/// directory up (test binaries live in `deps/`).
-///
-/// # Errors
-/// Fails with a hint to build the workspace when no binary exists there.
-pub fn workspace_bin(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("failed to locate the running executable")?;
-    let dir = exe.parent().context("executable has no directory")?;
-    let beside = dir.join(name);
-    let above = dir.join("..").join(name);
-    if beside.is_file() {
-        return Ok(beside);
-    }
-    if above.is_file() {
-        return Ok(above);
-    }
-    let expected = if dir.ends_with("deps") { above } else { beside };
-    bail!(
-        "{name} binary not found at {}; run `cargo build --workspace --bins` first",
-        expected.display()
-    )
 }
 
 /// Returns the UAPI socket path of an interface.

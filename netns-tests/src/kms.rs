@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result, ensure};
 use kms_client::PrivateKey;
 use tempfile::TempDir;
 
-use crate::gateway::workspace_bin;
+use crate::binary::workspace_bin;
 use crate::netns::Netns;
 use crate::process::Proc;
 use crate::wait::eventually;
@@ -67,7 +67,7 @@ impl TestKms {
     /// # Errors
     /// Fails when the fake does not come up.
     pub fn restart(&mut self, ns: &Netns, key: &PrivateKey) -> Result<()> {
-        let bin = workspace_bin("fake-kms")?;
+        let bin = workspace_bin("fake-kms", "ZTGW_FAKE_KMS_BIN")?;
         let listen = self.url.trim_start_matches("http://").to_owned();
         let secret = format!(
             "{PROJECT}/{ENVIRONMENT}/{}/{SECRET_NAME}={}",

@@ -1,8 +1,8 @@
 //! Topology harness for ZT Gateway tests in Linux network namespaces (needs root).
 //!
 //! This crate owns throwaway network namespaces, the veth/bridge plumbing between them, and
-//! launchers for the processes that run inside them: our `gateway` binary, and `wireguard-go`
-//! as a reference peer. Everything it creates is named uniquely per test process and removed in
+//! launchers for the processes that run inside them: our `gateway` binary, `wireguard-go` as a
+//! reference peer, and a real Prometheus. Everything it creates is named uniquely per test process and removed in
 //! `Drop`, and every wait is bounded ([`eventually`]). It must only ever address hosts inside
 //! the namespaces it created.
 //!
@@ -22,6 +22,7 @@
 //! }
 //! ```
 
+mod binary;
 mod gateway;
 mod http;
 mod kms;
@@ -30,15 +31,16 @@ mod netns;
 mod peer;
 mod ping;
 mod process;
+mod prometheus;
+pub mod rules;
 mod topology;
 mod uapi;
 mod wait;
 mod wggo;
 mod xfer;
 
-pub use gateway::{
-    Gateway, GatewayConfig, GatewaySetup, HTTP_LISTEN, READY_TIMEOUT, gateway_bin, workspace_bin,
-};
+pub use binary::{gateway_bin, peerctl_bin, workspace_bin};
+pub use gateway::{Gateway, GatewayConfig, GatewaySetup, HTTP_LISTEN, READY_TIMEOUT};
 pub use http::http_get;
 pub use kms::TestKms;
 pub use metric::metric_value;
@@ -46,6 +48,7 @@ pub use netns::{Netns, veth};
 pub use peer::PeerSpec;
 pub use ping::{PingStats, SteadyPing, ping, wait_reachable};
 pub use process::Proc;
+pub use prometheus::{Alert, PROMETHEUS_INTERVAL, Prometheus, percent_encode};
 pub use topology::{Cluster, LISTEN_PORT, TUNNEL_PREFIX, Topology, unique_iface};
 pub use uapi::{WgDump, WgPeer, wg_dump};
 pub use wait::{eventually, unix_time};
@@ -65,4 +68,37 @@ macro_rules! require_root {
             return;
         }
     };
+}
+
+/// Skips the calling test unless `tool` is on the `PATH`; fails instead when
+/// `ZTGW_NETNS_TESTS=required` (CI installs every tool), so a skip there is a failure.
+#[macro_export]
+macro_rules! require_tool {
+    ($tool:expr) => {
+        if !$crate::has_tool($tool) {
+            if std::env::var_os("ZTGW_NETNS_TESTS").is_some_and(|v| v == "required") {
+                panic!(
+                    "ZTGW_NETNS_TESTS=required but {} is not installed (scripts/install-deps.sh installs it)",
+                    $tool
+                );
+            }
+            eprintln!(
+                "skipping {}: {} is not installed (scripts/install-deps.sh installs it)",
+                module_path!(),
+                $tool
+            );
+            return;
+        }
+    };
+}
+
+/// Returns whether an executable named `tool` is on the `PATH`.
+pub fn has_tool(tool: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(tool))
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+    })
 }

@@ -3,6 +3,7 @@
 mod keygen;
 mod peer;
 mod pubkey;
+mod status;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,8 @@ enum Command {
     /// Manage WireGuardPeer resources.
     #[command(subcommand)]
     Peer(peer::Command),
+    /// Show the gateway's interface and peers (from its admin socket).
+    Status(status::Args),
 }
 
 /// Runs the parsed command.
@@ -31,6 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keygen(args) => keygen::run(&args),
         Command::Pubkey => pubkey::run(),
         Command::Peer(command) => peer::run(command),
+        Command::Status(args) => status::run(&args),
     }
 }
 

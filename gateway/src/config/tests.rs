@@ -206,6 +206,47 @@ fn bad_duration_is_named() {
 }
 
 #[test]
+fn admin_tcp_listener_needs_a_token_file() {
+    let text = EMBEDDED.replace(
+        "admin_socket = \"/run/zt-gateway/admin.sock\"",
+        "admin_socket = \"/run/zt-gateway/admin.sock\"\nadmin_listen = \"127.0.0.1:8056\"",
+    );
+    let err = parse(&text).expect_err("no token file");
+    assert!(
+        err.to_string()
+            .starts_with("http.admin_listen = \"127.0.0.1:8056\""),
+        "{err}"
+    );
+    assert!(err.to_string().contains("admin_token_file"), "{err}");
+
+    let with_token = text.replace(
+        "admin_listen",
+        "admin_token_file = \"/etc/zt-gateway/admin.token\"\nadmin_listen",
+    );
+    let config = parse(&with_token).expect("valid");
+    assert_eq!(
+        config.http.admin_tcp,
+        Some(AdminTcp {
+            listen: "127.0.0.1:8056".parse().expect("addr"),
+            token_file: "/etc/zt-gateway/admin.token".into(),
+        })
+    );
+}
+
+#[test]
+fn admin_token_file_alone_is_an_error() {
+    let text = EMBEDDED.replace(
+        "admin_socket = \"/run/zt-gateway/admin.sock\"",
+        "admin_token_file = \"/t\"",
+    );
+    let err = parse(&text).expect_err("token without listener");
+    assert!(
+        err.to_string().starts_with("http.admin_token_file"),
+        "{err}"
+    );
+}
+
+#[test]
 fn kms_keys_with_the_file_source_are_refused() {
     let err = parse(&EMBEDDED.replace(
         "source = \"file\"",
@@ -213,4 +254,51 @@ fn kms_keys_with_the_file_source_are_refused() {
     ))
     .expect_err("bad");
     assert!(err.to_string().starts_with("key.url"), "{err}");
+}
+
+#[test]
+fn admin_listener_cannot_share_the_metrics_listener() {
+    let text = EMBEDDED.replace(
+        "admin_socket = \"/run/zt-gateway/admin.sock\"",
+        "admin_listen = \"127.0.0.1:8055\"\nadmin_token_file = \"/t\"",
+    );
+    let err = parse(&text).expect_err("same address");
+    assert!(err.to_string().contains("must differ"), "{err}");
+}
+
+#[test]
+fn production_liveness_unless_the_hidden_test_flag_is_given() {
+    use clap::Parser as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, EMBEDDED).expect("write");
+    let config_arg = path.to_string_lossy().into_owned();
+
+    let cli = Cli::try_parse_from(["gateway", "--config", &config_arg]).expect("cli");
+    let config = Config::from_cli(&cli).expect("valid");
+    assert_eq!(config.liveness, Liveness::default());
+
+    let cli = Cli::try_parse_from([
+        "gateway",
+        "--config",
+        &config_arg,
+        "--test-peer-receive-window",
+        "3",
+    ])
+    .expect("cli");
+    let config = Config::from_cli(&cli).expect("valid");
+    assert_eq!(
+        config.liveness.receive_window,
+        Some(std::time::Duration::from_secs(3))
+    );
+
+    let cli = Cli::try_parse_from([
+        "gateway",
+        "--config",
+        &config_arg,
+        "--test-peer-receive-window",
+        "0",
+    ])
+    .expect("cli");
+    assert!(Config::from_cli(&cli).is_err());
 }

@@ -59,11 +59,7 @@ async fn rig() -> Rig {
             cap: Duration::from_secs(2),
         },
     };
-    Rig {
-        fake,
-        dir,
-        config,
-    }
+    Rig { fake, dir, config }
 }
 
 fn store(config: &InfisicalConfig) -> InfisicalStore {

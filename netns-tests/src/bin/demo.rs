@@ -1,13 +1,15 @@
 //! `demo`: two clusters joined by ZT Gateway in network namespaces. Prints the handshake
-//! (`wg show` on gateway a), a ping from pod a to pod b, and gateway a's `zt_wireguard_`
-//! metrics, then tears everything down. Needs root; finds the `gateway` binary next to itself
+//! (`wg show` on gateway a), a ping from pod a to pod b, gateway a's `zt_wireguard_` metrics
+//! and `peerctl status`, then tears everything down. Needs root; finds the `gateway` binary next to itself
 //! (or via `ZTGW_GATEWAY_BIN`).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use netns_tests::{Gateway, Topology, eventually, gateway_bin, metric_value, ping, wait_reachable};
+use netns_tests::{
+    Gateway, Topology, eventually, gateway_bin, metric_value, peerctl_bin, ping, wait_reachable,
+};
 
 fn main() -> ExitCode {
     match try_main() {
@@ -75,6 +77,20 @@ fn try_main() -> Result<()> {
     {
         println!("  {line}");
     }
+
+    let socket = gw_a.config().admin_socket.to_string_lossy().into_owned();
+    println!("\n$ peerctl status --socket {socket}");
+    let out = std::process::Command::new(peerctl_bin()?)
+        .args(["status", "--socket", &socket])
+        .output()
+        .context("cannot run peerctl")?;
+    if !out.status.success() {
+        bail!(
+            "peerctl status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    print!("{}", String::from_utf8_lossy(&out.stdout));
 
     drop((gw_a, gw_b));
     drop(topo);

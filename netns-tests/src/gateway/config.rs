@@ -27,12 +27,16 @@ pub struct GatewayConfig {
     pub admin_socket: PathBuf,
     /// The whole `[key]` section body, replacing the `file` source (e.g. a `kms` source).
     pub key_toml: Option<String>,
+    /// `[http].admin_listen`, omitted when `None`.
+    pub admin_listen: Option<String>,
+    /// `[http].admin_token_file`, omitted when `None`.
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl GatewayConfig {
     /// Renders the config file.
     pub fn to_toml(&self) -> String {
-        format!(
+        let mut text = format!(
             "[interface]\n\
              name = {iface}\n\
              listen_port = {port}\n\
@@ -66,7 +70,17 @@ impl GatewayConfig {
             peers = quote(&self.peers_path.to_string_lossy()),
             listen = quote(&self.http_listen),
             admin = quote(&self.admin_socket.to_string_lossy()),
-        )
+        );
+        if let Some(listen) = &self.admin_listen {
+            text.push_str(&format!("admin_listen = {}\n", quote(listen)));
+        }
+        if let Some(path) = &self.admin_token_file {
+            text.push_str(&format!(
+                "admin_token_file = {}\n",
+                quote(&path.to_string_lossy())
+            ));
+        }
+        text
     }
 }
 

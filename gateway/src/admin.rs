@@ -1,0 +1,143 @@
+//! The admin API that `peerctl` talks to (`docs/admin-api.md`): `GET /v1/status` on a unix
+//! socket (`[http] admin_socket`, mode 0600), and optionally over TCP (`[http] admin_listen`)
+//! where every request must carry the bearer token of `[http] admin_token_file`.
+//!
+//! The handlers only read the snapshot the driver publishes; they never touch the device.
+//! The token is never logged, printed or echoed.
+
+mod socket;
+mod token;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::sync::Arc;
+use tokio::net::{TcpListener, UnixListener};
+
+pub use socket::{SocketGuard, bind_socket};
+pub use token::Token;
+
+use crate::status::StatusBoard;
+
+/// Why the admin API could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The socket's directory could not be created.
+    #[error("http.admin_socket: cannot create directory {path}")]
+    Dir {
+        /// The directory.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another live process answers on the socket.
+    #[error(
+        "http.admin_socket {path} is in use by a running process (is another gateway running?)"
+    )]
+    InUse {
+        /// The socket path.
+        path: String,
+    },
+    /// Something other than a socket sits at the path.
+    #[error(
+        "http.admin_socket {path} exists and is not a socket; remove it or choose another path"
+    )]
+    NotSocket {
+        /// The path.
+        path: String,
+    },
+    /// Binding, setting permissions or moving the socket into place failed.
+    #[error("http.admin_socket {path}: cannot {what}")]
+    Socket {
+        /// The socket path.
+        path: String,
+        /// What failed.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The token file is missing, unreadable, too open or empty.
+    #[error("http.admin_token_file {path}: {reason}")]
+    Token {
+        /// The token file.
+        path: String,
+        /// What is wrong (never the token).
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct AdminState {
+    status: StatusBoard,
+    /// Required on TCP; `None` on the unix socket, where file permissions decide.
+    token: Option<Arc<Token>>,
+}
+
+/// Builds the admin router. With a token, every request must present it.
+pub fn router(status: StatusBoard, token: Option<Token>) -> Router {
+    let state = AdminState {
+        status,
+        token: token.map(Arc::new),
+    };
+    Router::new()
+        .route("/v1/status", get(status_handler))
+        .with_state(state)
+}
+
+/// Serves the admin API on the unix socket until the listener fails.
+///
+/// # Errors
+/// When serving fails.
+pub async fn serve_unix(listener: UnixListener, status: StatusBoard) -> std::io::Result<()> {
+    axum::serve(listener, router(status, None)).await
+}
+
+/// Serves the admin API on TCP, behind `token`, until the listener fails.
+///
+/// # Errors
+/// When serving fails.
+pub async fn serve_tcp(
+    listener: TcpListener,
+    status: StatusBoard,
+    token: Token,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(status, Some(token))).await
+}
+
+async fn status_handler(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.token
+        && !token.is_presented_in(headers.get(header::AUTHORIZATION))
+    {
+        tracing::warn!("admin API request without a valid bearer token refused");
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a valid bearer token is required\n",
+        )
+            .into_response();
+    }
+    let Some(status) = state.status.latest() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the gateway is starting: no status yet\n",
+        )
+            .into_response();
+    };
+    match serde_json::to_string_pretty(&status) {
+        Ok(mut body) => {
+            body.push('\n');
+            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot encode the admin status");
+            (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode status\n").into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
