@@ -24,17 +24,35 @@ use crate::core::validate::RawPeer;
     doc = "A WireGuard peer of this cluster's ZT Gateway: another cluster's gateway.",
     printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.cluster"),
     printcolumn(name = "Endpoint", type_ = "string", json_path = ".spec.endpoint"),
-    printcolumn(name = "Connected", type_ = "string", json_path = ".status.conditions[?(@.type==\"Connected\")].status"),
-    printcolumn(name = "Last Handshake", type_ = "date", json_path = ".status.lastHandshakeTime"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Connected",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Connected\")].status"
+    ),
+    printcolumn(
+        name = "Last Handshake",
+        type_ = "date",
+        json_path = ".status.lastHandshakeTime"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WireGuardPeerSpec {
     /// The peer's cluster name (a DNS label); the `cluster` label of the gateway's metrics.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub cluster: String,
     /// The peer gateway's WireGuard public key: base64 of 32 bytes (44 characters).
-    #[schemars(length(min = 44, max = 44), regex(pattern = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"))]
+    #[schemars(
+        length(min = 44, max = 44),
+        regex(pattern = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")
+    )]
     pub public_key: String,
     /// `host:port` of the peer gateway (DNS names allowed); absent for a passive peer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,7 +121,10 @@ pub struct WireGuardPeerStatus {
 fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     let mut schema = generator.subschema_for::<Vec<Condition>>();
     schema.insert("x-kubernetes-list-type".to_owned(), "map".into());
-    schema.insert("x-kubernetes-list-map-keys".to_owned(), serde_json::json!(["type"]));
+    schema.insert(
+        "x-kubernetes-list-map-keys".to_owned(),
+        serde_json::json!(["type"]),
+    );
     schema
 }
 
@@ -122,6 +143,7 @@ impl WireGuardPeer {
             allowed_ips: spec.allowed_ips.clone(),
             persistent_keepalive: spec.persistent_keepalive,
             has_preshared_key_ref: spec.preshared_key_secret_ref.is_some(),
+            preshared_key: None,
         }
     }
 }

@@ -28,11 +28,17 @@ fn crd_has_names_columns_status_and_validation() {
         .iter()
         .filter_map(|c| c["name"].as_str())
         .collect();
-    assert_eq!(columns, ["Cluster", "Endpoint", "Connected", "Last Handshake", "Age"]);
+    assert_eq!(
+        columns,
+        ["Cluster", "Endpoint", "Connected", "Last Handshake", "Age"]
+    );
     let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
     assert_eq!(spec["properties"]["publicKey"]["maxLength"], 44);
     assert_eq!(spec["properties"]["allowedIPs"]["minItems"], 1);
-    assert_eq!(spec["properties"]["persistentKeepalive"]["maximum"], 65535.0);
+    assert_eq!(
+        spec["properties"]["persistentKeepalive"]["maximum"],
+        65535.0
+    );
     let text = spec.to_string();
     assert!(text.contains("isCIDR"), "{text}");
 }

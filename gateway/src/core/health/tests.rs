@@ -39,8 +39,22 @@ fn readiness_names_failing_checks_in_order() {
     assert!(!r.is_ready());
     let ready = Readiness {
         key_loaded: true,
+        lease_wait: None,
         device_up: true,
         peers_reconciled: true,
     };
     assert!(ready.is_ready());
+}
+
+#[test]
+fn waiting_for_the_lease_says_who_holds_it() {
+    let r = Readiness {
+        key_loaded: true,
+        lease_wait: Some("lease held by gw-a_1".to_owned()),
+        ..Readiness::default()
+    };
+    assert_eq!(
+        r.failing(),
+        ["lease held by gw-a_1", "device_up", "peers_reconciled"]
+    );
 }
