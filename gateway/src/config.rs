@@ -59,6 +59,15 @@ pub enum PeersConfig {
         /// Its path.
         path: PathBuf,
     },
+    /// `WireGuardPeer` resources of one namespace, through the Kubernetes API.
+    Kubernetes {
+        /// The namespace; `None` means the client's default (the pod's own namespace in a
+        /// cluster, else the kubeconfig context's).
+        namespace: Option<String>,
+        /// A kubeconfig file; `None` means the service account, `$KUBECONFIG` or
+        /// `~/.kube/config`.
+        kubeconfig: Option<PathBuf>,
+    },
 }
 
 /// The `[http]` section.
@@ -188,6 +197,7 @@ struct RawPeers {
     source: Option<String>,
     path: Option<String>,
     namespace: Option<String>,
+    kubeconfig: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -339,14 +349,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             "is required: this cluster's name, a DNS label",
         )
     })?;
-    let label_ok = !cluster_name.is_empty()
-        && cluster_name.len() <= 63
-        && cluster_name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !cluster_name.starts_with('-')
-        && !cluster_name.ends_with('-');
-    if !label_ok {
+    if !is_dns_label(&cluster_name) {
         return Err(bad(
             "cluster.name",
             &cluster_name,
@@ -355,34 +358,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let key = key::validate(raw.key)?;
-    let peers = match raw.peers.source.as_deref().unwrap_or("directory") {
-        "directory" => {
-            if raw.peers.namespace.is_some() {
-                return Err(bad(
-                    "peers.namespace",
-                    raw.peers.namespace.unwrap_or_default(),
-                    "only applies to source = \"kubernetes\"",
-                ));
-            }
-            PeersConfig::Directory {
-                path: non_empty_path("peers.path", raw.peers.path, "/etc/zt-gateway/peers")?,
-            }
-        }
-        "kubernetes" => {
-            return Err(bad(
-                "peers.source",
-                "kubernetes",
-                "is not available in this build yet; use \"directory\"",
-            ));
-        }
-        other => {
-            return Err(bad(
-                "peers.source",
-                other,
-                "expected \"directory\" or \"kubernetes\"",
-            ));
-        }
-    };
+    let peers = peers(raw.peers)?;
 
     let listen_text = raw
         .http
@@ -418,6 +394,65 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             admin_socket,
         },
     })
+}
+
+fn peers(raw: RawPeers) -> Result<PeersConfig, ConfigError> {
+    match raw.source.as_deref().unwrap_or("directory") {
+        "directory" => {
+            let kubernetes_only = [
+                ("peers.namespace", &raw.namespace),
+                ("peers.kubeconfig", &raw.kubeconfig),
+            ];
+            if let Some((key, Some(value))) = kubernetes_only.into_iter().find(|(_, v)| v.is_some())
+            {
+                return Err(bad(key, value, "only applies to source = \"kubernetes\""));
+            }
+            Ok(PeersConfig::Directory {
+                path: non_empty_path("peers.path", raw.path, "/etc/zt-gateway/peers")?,
+            })
+        }
+        "kubernetes" => {
+            if let Some(path) = &raw.path {
+                return Err(bad(
+                    "peers.path",
+                    path,
+                    "only applies to source = \"directory\"; the Kubernetes source takes namespace",
+                ));
+            }
+            if let Some(namespace) = &raw.namespace
+                && !is_dns_label(namespace)
+            {
+                return Err(bad(
+                    "peers.namespace",
+                    namespace,
+                    "expected a namespace name (1 to 63 lowercase letters, digits and '-')",
+                ));
+            }
+            let kubeconfig = match raw.kubeconfig {
+                None => None,
+                Some(path) => Some(non_empty_path("peers.kubeconfig", Some(path), "")?),
+            };
+            Ok(PeersConfig::Kubernetes {
+                namespace: raw.namespace,
+                kubeconfig,
+            })
+        }
+        other => Err(bad(
+            "peers.source",
+            other,
+            "expected \"directory\" or \"kubernetes\"",
+        )),
+    }
+}
+
+fn is_dns_label(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 63
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-')
 }
 
 fn non_empty_path(key: &str, value: Option<String>, default: &str) -> Result<PathBuf, ConfigError> {

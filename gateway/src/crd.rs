@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 use crate::core::validate::RawPeer;
 
 /// What an operator declares about one peer cluster's gateway.
+#[allow(
+    clippy::duplicated_attributes,
+    reason = "each printcolumn(...) repeats type_ = ...; they are separate columns"
+)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "zt.hanzo.ai",

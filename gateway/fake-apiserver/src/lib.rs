@@ -113,6 +113,18 @@ impl FakeApiServer {
         self.state.lock().await.objects.get(&key).cloned()
     }
 
+    /// Returns the objects of `kind` in `namespace`, by name.
+    pub async fn list(&self, kind: Kind, namespace: &str) -> Vec<Value> {
+        self.state
+            .lock()
+            .await
+            .objects
+            .iter()
+            .filter(|((plural, ns, _), _)| *plural == kind.plural && ns == namespace)
+            .map(|(_, object)| object.clone())
+            .collect()
+    }
+
     /// Breaks every open watch connection.
     pub async fn drop_watches(&self) {
         self.state.lock().await.cut_watches(state::Cut::Drop);

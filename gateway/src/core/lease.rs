@@ -72,13 +72,16 @@ pub enum Decision {
     },
 }
 
+/// What identifies one write of a lease: holder, renew time and resource version.
+type Fingerprint = (Option<String>, Option<SystemTime>, String);
+
 /// The election state of one gateway.
 #[derive(Debug, Clone)]
 pub struct Elector {
     identity: String,
     duration: Duration,
-    /// The last distinct lease seen (holder, renew time, version) and when it was first seen.
-    seen: Option<((Option<String>, Option<SystemTime>, String), SystemTime)>,
+    /// The last distinct lease seen, and when it was first seen.
+    seen: Option<(Fingerprint, SystemTime)>,
     held: bool,
 }
 

@@ -116,8 +116,9 @@ pub fn build(
         Verdict::Rejected { kind, message } => (false, kind.as_str(), message.clone()),
         Verdict::NotApplied { message } => (false, "ApplyFailed", message.clone()),
     };
-    let link = link.filter(|_| *verdict == Verdict::Applied);
-    let (connected, connected_reason, connected_message) = connected(link, now);
+    let applied = *verdict == Verdict::Applied;
+    let link = link.filter(|_| applied);
+    let (connected, connected_reason, connected_message) = connected(applied, link, now);
     let condition = |kind: &str, status: bool, reason: &str, message: String| Condition {
         kind: kind.to_owned(),
         status,
@@ -140,12 +141,20 @@ pub fn build(
     }
 }
 
-fn connected(link: Option<&Link>, now: SystemTime) -> (bool, &'static str, String) {
-    let Some(link) = link else {
+fn connected(applied: bool, link: Option<&Link>, now: SystemTime) -> (bool, &'static str, String) {
+    if !applied {
         return (
             false,
             "NotApplied",
             "the peer is not configured on the WireGuard interface".to_owned(),
+        );
+    }
+    // A peer applied in this very pass is not in the device report yet.
+    let Some(link) = link else {
+        return (
+            false,
+            "NoHandshake",
+            "no handshake with the peer yet".to_owned(),
         );
     };
     let window = REJECT_AFTER_TIME.as_secs()

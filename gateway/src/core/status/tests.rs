@@ -79,6 +79,13 @@ fn failed_apply_is_not_ready() {
 }
 
 #[test]
+fn peer_applied_in_this_pass_has_no_handshake_yet() {
+    let status = build(Some(1), &Verdict::Applied, None, &[], at(0));
+    assert_eq!(condition(&status, CONNECTED).reason, "NoHandshake");
+    assert_eq!(status.rx_bytes, None);
+}
+
+#[test]
 fn connected_follows_the_handshake_age() {
     let never = applied(1, &link(None, 0), &[], at(0));
     assert_eq!(condition(&never, CONNECTED).reason, "NoHandshake");
