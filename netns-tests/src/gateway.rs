@@ -17,6 +17,7 @@ use tempfile::TempDir;
 pub use config::GatewayConfig;
 
 use crate::http::http_get;
+use crate::netns::Netns;
 use crate::peer::PeerSpec;
 use crate::process::Proc;
 use crate::topology::{Cluster, LISTEN_PORT};
@@ -34,6 +35,7 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct GatewaySetup<'c> {
     cluster: &'c Cluster,
+    netns: &'c Netns,
     dir: TempDir,
     /// The config that [`GatewaySetup::start`] writes to `gateway.toml`.
     pub config: GatewayConfig,
@@ -73,12 +75,22 @@ impl<'c> GatewaySetup<'c> {
             http_listen: HTTP_LISTEN.to_owned(),
             admin_socket: dir.path().join("admin.sock"),
             key_toml: None,
+            peers_toml: None,
         };
         Ok(Self {
             cluster,
+            netns: &cluster.gw,
             dir,
             config,
         })
+    }
+
+    /// Runs the gateway in `netns` instead of the cluster's gateway namespace (a second
+    /// gateway with the same interface, key and lease, whose UDP port is free there).
+    #[must_use]
+    pub fn run_in(mut self, netns: &'c Netns) -> Self {
+        self.netns = netns;
+        self
     }
 
     /// Returns the config directory.
@@ -125,7 +137,7 @@ impl<'c> GatewaySetup<'c> {
             .context("failed to write gateway.toml")?;
         let bin = bin.to_string_lossy();
         let config_arg = config_path.to_string_lossy();
-        let proc = self.cluster.gw.spawn(
+        let proc = self.netns.spawn(
             &[&bin, "--config", &config_arg],
             &[
                 ("RUST_LOG", "info"),
@@ -135,6 +147,7 @@ impl<'c> GatewaySetup<'c> {
         )?;
         Ok(Gateway {
             cluster: self.cluster,
+            netns: self.netns,
             dir: self.dir,
             config: self.config,
             proc,
@@ -147,6 +160,7 @@ impl<'c> GatewaySetup<'c> {
 #[derive(Debug)]
 pub struct Gateway<'c> {
     cluster: &'c Cluster,
+    netns: &'c Netns,
     dir: TempDir,
     config: GatewayConfig,
     proc: Proc,
@@ -260,7 +274,7 @@ impl Gateway<'_> {
     /// # Errors
     /// Fails when the request fails (not on a non-200 status).
     pub fn http(&self, path: &str) -> Result<(u16, String)> {
-        http_get(&self.cluster.gw, &self.config.http_listen, path)
+        http_get(self.netns, &self.config.http_listen, path)
     }
 
     /// Returns the `/metrics` text.
@@ -280,7 +294,7 @@ impl Gateway<'_> {
     /// # Errors
     /// Fails when `wg` cannot read the device.
     pub fn dump(&self) -> Result<WgDump> {
-        wg_dump(&self.cluster.gw, &self.config.iface)
+        wg_dump(self.netns, &self.config.iface)
     }
 
     /// Returns everything the gateway has logged so far (stderr, then any stdout).

@@ -22,6 +22,7 @@
 //! }
 //! ```
 
+mod apiserver;
 mod gateway;
 mod http;
 mod kms;
@@ -36,10 +37,11 @@ mod wait;
 mod wggo;
 mod xfer;
 
+pub use apiserver::{NAMESPACE, TestApiServer, condition, peers_toml};
 pub use gateway::{
     Gateway, GatewayConfig, GatewaySetup, HTTP_LISTEN, READY_TIMEOUT, gateway_bin, workspace_bin,
 };
-pub use http::http_get;
+pub use http::{http_get, http_request};
 pub use kms::TestKms;
 pub use metric::metric_value;
 pub use netns::{Netns, veth};

@@ -2,6 +2,7 @@
 //! methods for tests that run the fake as a process:
 //!
 //! - `PUT /_fake/objects/{plural}/{namespace}/{name}` creates or replaces an object (JSON);
+//! - `GET /_fake/objects/{plural}/{namespace}/{name}` returns it as stored;
 //! - `DELETE /_fake/objects/{plural}/{namespace}/{name}` deletes it;
 //! - `POST /_fake/watches/drop` breaks every open watch connection;
 //! - `POST /_fake/watches/expire` ends every open watch with a 410 `ERROR` event;
@@ -13,7 +14,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{get, post};
 use serde_json::Value;
 
 use crate::api::{Shared, failure};
@@ -24,7 +25,7 @@ pub(crate) fn router() -> Router<Shared> {
     Router::new()
         .route(
             "/_fake/objects/{plural}/{ns}/{name}",
-            put(put_object).delete(delete_object),
+            get(get_object).put(put_object).delete(delete_object),
         )
         .route("/_fake/watches/drop", post(drop_watches))
         .route("/_fake/watches/expire", post(expire_watches))
@@ -46,6 +47,20 @@ async fn put_object(
     };
     let stored = state.lock().await.put(kind, &ns, &name, object);
     axum::Json(stored).into_response()
+}
+
+async fn get_object(
+    State(state): State<Shared>,
+    Path((plural, ns, name)): Path<(String, String, String)>,
+) -> Response {
+    let Some(kind) = kind(&plural) else {
+        return failure(404, "NotFound", format!("the fake serves no {plural:?}"));
+    };
+    let key = (kind.plural, ns, name);
+    match state.lock().await.objects.get(&key) {
+        Some(object) => axum::Json(object.clone()).into_response(),
+        None => failure(404, "NotFound", format!("{plural} {:?} not found", key.2)),
+    }
 }
 
 async fn delete_object(

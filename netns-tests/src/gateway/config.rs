@@ -27,6 +27,9 @@ pub struct GatewayConfig {
     pub admin_socket: PathBuf,
     /// The whole `[key]` section body, replacing the `file` source (e.g. a `kms` source).
     pub key_toml: Option<String>,
+    /// The whole `[peers]` section body, replacing the `directory` source (e.g. a
+    /// `kubernetes` source).
+    pub peers_toml: Option<String>,
 }
 
 impl GatewayConfig {
@@ -47,8 +50,7 @@ impl GatewayConfig {
              {key}\n\
              \n\
              [peers]\n\
-             source = \"directory\"\n\
-             path = {peers}\n\
+             {peers}\n\
              \n\
              [http]\n\
              listen = {listen}\n\
@@ -63,7 +65,10 @@ impl GatewayConfig {
                 "source = \"file\"\npath = {}",
                 quote(&self.key_path.to_string_lossy())
             )),
-            peers = quote(&self.peers_path.to_string_lossy()),
+            peers = self.peers_toml.clone().unwrap_or_else(|| format!(
+                "source = \"directory\"\npath = {}",
+                quote(&self.peers_path.to_string_lossy())
+            )),
             listen = quote(&self.http_listen),
             admin = quote(&self.admin_socket.to_string_lossy()),
         )
