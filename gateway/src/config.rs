@@ -208,6 +208,7 @@ struct RawHttp {
 }
 
 mod key;
+mod peers;
 
 const NUMERIC_KEYS: [&str; 2] = ["interface.listen_port", "interface.mtu"];
 
@@ -358,7 +359,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let key = key::validate(raw.key)?;
-    let peers = peers(raw.peers)?;
+    let peers = peers::validate(raw.peers)?;
 
     let listen_text = raw
         .http
@@ -394,55 +395,6 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             admin_socket,
         },
     })
-}
-
-fn peers(raw: RawPeers) -> Result<PeersConfig, ConfigError> {
-    match raw.source.as_deref().unwrap_or("directory") {
-        "directory" => {
-            let kubernetes_only = [
-                ("peers.namespace", &raw.namespace),
-                ("peers.kubeconfig", &raw.kubeconfig),
-            ];
-            if let Some((key, Some(value))) = kubernetes_only.into_iter().find(|(_, v)| v.is_some())
-            {
-                return Err(bad(key, value, "only applies to source = \"kubernetes\""));
-            }
-            Ok(PeersConfig::Directory {
-                path: non_empty_path("peers.path", raw.path, "/etc/zt-gateway/peers")?,
-            })
-        }
-        "kubernetes" => {
-            if let Some(path) = &raw.path {
-                return Err(bad(
-                    "peers.path",
-                    path,
-                    "only applies to source = \"directory\"; the Kubernetes source takes namespace",
-                ));
-            }
-            if let Some(namespace) = &raw.namespace
-                && !is_dns_label(namespace)
-            {
-                return Err(bad(
-                    "peers.namespace",
-                    namespace,
-                    "expected a namespace name (1 to 63 lowercase letters, digits and '-')",
-                ));
-            }
-            let kubeconfig = match raw.kubeconfig {
-                None => None,
-                Some(path) => Some(non_empty_path("peers.kubeconfig", Some(path), "")?),
-            };
-            Ok(PeersConfig::Kubernetes {
-                namespace: raw.namespace,
-                kubeconfig,
-            })
-        }
-        other => Err(bad(
-            "peers.source",
-            other,
-            "expected \"directory\" or \"kubernetes\"",
-        )),
-    }
 }
 
 fn is_dns_label(text: &str) -> bool {

@@ -4,7 +4,7 @@
 //! Every write applies the whole status this gateway owns (field manager [`FIELD_MANAGER`],
 //! forced), so a field it stops reporting (the counters of a rejected peer) is removed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition as ApiCondition, Time};
@@ -23,6 +23,8 @@ pub(super) struct StatusWriter {
     api: Api<DynamicObject>,
     /// By resource uid, so a resource deleted and created again starts afresh.
     memos: BTreeMap<String, Memo>,
+    /// Uids whose last write failed: the next failure is logged at debug level only.
+    failing: BTreeSet<String>,
 }
 
 impl StatusWriter {
@@ -30,6 +32,7 @@ impl StatusWriter {
         Self {
             api,
             memos: BTreeMap::new(),
+            failing: BTreeSet::new(),
         }
     }
 
@@ -42,6 +45,8 @@ impl StatusWriter {
     ) {
         self.memos
             .retain(|uid, _| listed.values().any(|item| &item.uid == uid));
+        self.failing
+            .retain(|uid| listed.values().any(|item| &item.uid == uid));
         for outcome in outcomes {
             let Some(item) = listed.get(&outcome.origin) else {
                 continue;
@@ -63,19 +68,21 @@ impl StatusWriter {
             let written =
                 tokio::time::timeout(TIMEOUT, self.api.patch_status(&item.name, &params, &patch))
                     .await;
-            match written {
+            let error = match written {
                 Ok(Ok(_)) => {
                     tracing::debug!(peer = %item.name, "status written");
                     memo.wrote(next, now);
+                    self.failing.remove(&item.uid);
+                    continue;
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!(peer = %item.name, error = %e, "cannot write status; retrying later");
-                    memo.failed(now);
-                }
-                Err(_) => {
-                    tracing::warn!(peer = %item.name, "status write timed out; retrying later");
-                    memo.failed(now);
-                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "timed out".to_owned(),
+            };
+            memo.failed(now);
+            if self.failing.insert(item.uid.clone()) {
+                tracing::warn!(peer = %item.name, error = %error, "cannot write status; retrying");
+            } else {
+                tracing::debug!(peer = %item.name, error = %error, "status write failed again");
             }
         }
     }
