@@ -214,7 +214,8 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
         for rejection in rejected {
             if !self.last_rejections.contains(rejection) {
                 tracing::warn!(
-                    file = %rejection.origin,
+                    origin = %rejection.origin,
+                    kind = rejection.kind.as_str(),
                     name = rejection.name.as_deref().unwrap_or("-"),
                     reason = %rejection.reason,
                     "rejected peer declaration {}: {}",
