@@ -79,9 +79,10 @@ impl KubeSource {
         &self.namespace
     }
 
-    /// Returns whether the first complete list has arrived.
+    /// Returns whether the first complete list has arrived. A watch task that ended before
+    /// it (its writer dropped) never makes the store count as listed.
     pub fn is_listed(&self) -> bool {
-        self.store.wait_until_ready().now_or_never().is_some()
+        matches!(self.store.wait_until_ready().now_or_never(), Some(Ok(())))
     }
 
     fn declaration(&self, object: &DynamicObject) -> (Declaration, Option<(String, String)>) {

@@ -77,6 +77,13 @@ async fn nothing_is_planned_before_the_first_complete_list() {
     assert!(!driver.source().is_listed());
     assert_eq!(device.log().len(), 1, "{:?}", device.log());
     assert!(!readiness.read().expect("lock").peers_reconciled);
+
+    // A watch task that is gone (its store writer dropped) does not count as listed either.
+    driver.source().watch.abort();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    driver.tick(T0 + Duration::from_secs(3)).await;
+    assert!(!driver.source().is_listed());
+    assert_eq!(device.log().len(), 1, "{:?}", device.log());
 }
 
 #[tokio::test]
