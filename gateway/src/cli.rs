@@ -56,9 +56,18 @@ pub struct Overrides {
     /// Overrides `key.path` (the file key source).
     #[arg(long, env = "ZTGW_KEY_PATH")]
     pub key_path: Option<String>,
+    /// Overrides `peers.source` (`directory` or `kubernetes`).
+    #[arg(long, env = "ZTGW_PEERS_SOURCE")]
+    pub peers_source: Option<String>,
     /// Overrides `peers.path` (the directory peer source).
     #[arg(long, env = "ZTGW_PEERS_PATH")]
     pub peers_path: Option<String>,
+    /// Overrides `peers.namespace` (the Kubernetes peer source).
+    #[arg(long, env = "ZTGW_PEERS_NAMESPACE")]
+    pub peers_namespace: Option<String>,
+    /// Overrides `peers.kubeconfig` (the Kubernetes peer source).
+    #[arg(long, env = "ZTGW_PEERS_KUBECONFIG")]
+    pub peers_kubeconfig: Option<String>,
     /// Overrides `http.listen`.
     #[arg(long, env = "ZTGW_HTTP_LISTEN")]
     pub http_listen: Option<String>,
@@ -84,7 +93,10 @@ impl Overrides {
             ("interface.backend", &self.interface_backend),
             ("cluster.name", &self.cluster_name),
             ("key.path", &self.key_path),
+            ("peers.source", &self.peers_source),
             ("peers.path", &self.peers_path),
+            ("peers.namespace", &self.peers_namespace),
+            ("peers.kubeconfig", &self.peers_kubeconfig),
             ("http.listen", &self.http_listen),
             ("http.admin_socket", &self.http_admin_socket),
             ("http.admin_listen", &self.http_admin_listen),

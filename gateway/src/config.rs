@@ -68,6 +68,15 @@ pub enum PeersConfig {
         /// Its path.
         path: PathBuf,
     },
+    /// `WireGuardPeer` resources of one namespace, through the Kubernetes API.
+    Kubernetes {
+        /// The namespace; `None` means the client's default (the pod's own namespace in a
+        /// cluster, else the kubeconfig context's).
+        namespace: Option<String>,
+        /// A kubeconfig file; `None` means the service account, `$KUBECONFIG` or
+        /// `~/.kube/config`.
+        kubeconfig: Option<PathBuf>,
+    },
 }
 
 /// The whole validated configuration.
@@ -152,9 +161,11 @@ struct RawPeers {
     source: Option<String>,
     path: Option<String>,
     namespace: Option<String>,
+    kubeconfig: Option<String>,
 }
 
 mod key;
+mod peers;
 
 const NUMERIC_KEYS: [&str; 2] = ["interface.listen_port", "interface.mtu"];
 
@@ -315,14 +326,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             "is required: this cluster's name, a DNS label",
         )
     })?;
-    let label_ok = !cluster_name.is_empty()
-        && cluster_name.len() <= 63
-        && cluster_name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !cluster_name.starts_with('-')
-        && !cluster_name.ends_with('-');
-    if !label_ok {
+    if !is_dns_label(&cluster_name) {
         return Err(bad(
             "cluster.name",
             &cluster_name,
@@ -331,34 +335,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let key = key::validate(raw.key)?;
-    let peers = match raw.peers.source.as_deref().unwrap_or("directory") {
-        "directory" => {
-            if raw.peers.namespace.is_some() {
-                return Err(bad(
-                    "peers.namespace",
-                    raw.peers.namespace.unwrap_or_default(),
-                    "only applies to source = \"kubernetes\"",
-                ));
-            }
-            PeersConfig::Directory {
-                path: non_empty_path("peers.path", raw.peers.path, "/etc/zt-gateway/peers")?,
-            }
-        }
-        "kubernetes" => {
-            return Err(bad(
-                "peers.source",
-                "kubernetes",
-                "is not available in this build yet; use \"directory\"",
-            ));
-        }
-        other => {
-            return Err(bad(
-                "peers.source",
-                other,
-                "expected \"directory\" or \"kubernetes\"",
-            ));
-        }
-    };
+    let peers = peers::validate(raw.peers)?;
 
     let http = http::validate(raw.http)?;
 
@@ -377,6 +354,16 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         http,
         liveness: Liveness::default(),
     })
+}
+
+fn is_dns_label(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 63
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-')
 }
 
 fn non_empty_path(key: &str, value: Option<String>, default: &str) -> Result<PathBuf, ConfigError> {

@@ -1,4 +1,5 @@
-//! The sans-IO core: validated peer model, the reconcile plan, UAPI text, health rules.
+//! The sans-IO core: validated peer model, the reconcile plan, UAPI text, health rules,
+//! resource status and the lease election.
 //!
 //! Nothing in here performs IO, reads a clock, or depends on tokio, kube, sockets or a
 //! WireGuard implementation; a test (`core_boundary`) checks the imports.
@@ -6,8 +7,11 @@
 
 pub mod health;
 pub mod key;
+pub mod lease;
 pub mod peer;
 pub mod plan;
+pub mod psk;
+pub mod status;
 pub mod uapi;
 pub mod validate;
 

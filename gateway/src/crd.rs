@@ -14,7 +14,7 @@ use crate::core::validate::RawPeer;
 /// What an operator declares about one peer cluster's gateway.
 #[allow(
     clippy::duplicated_attributes,
-    reason = "each printcolumn(...) repeats type_ = …, which clippy misreads as duplicates"
+    reason = "each printcolumn(...) repeats type_ = ...; they are separate columns"
 )]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -147,6 +147,7 @@ impl WireGuardPeer {
             allowed_ips: spec.allowed_ips.clone(),
             persistent_keepalive: spec.persistent_keepalive,
             has_preshared_key_ref: spec.preshared_key_secret_ref.is_some(),
+            preshared_key: None,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The reconcile loop: read the device, read the declarations, let the core decide, apply
-//! what it decided, and publish metrics and the admin status. It decides only *when* to call
-//! the core.
+//! what it decided, tell the source how each declaration fared, and publish metrics and the
+//! admin status. It decides only *when* to call the core.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -11,11 +11,12 @@ use crate::core::health::{self, Liveness, PeerActivity, PeerCounts, Readiness, R
 use crate::core::key::PublicKey;
 use crate::core::peer::{Endpoint, PeerSpec};
 use crate::core::plan::{self, Op, PeerMap};
+use crate::core::status::{Link, PeerOutcome, Verdict};
 use crate::core::uapi::DeviceReport;
-use crate::core::validate::{self, Context, Rejection};
+use crate::core::validate::{self, Context, Outcome, Rejection};
 use crate::device::{self, Device};
 use crate::metrics::{Metrics, PeerSample};
-use crate::source::directory::DirectorySource;
+use crate::source::PeerSource;
 use crate::status::{PeerStatus, RejectedDeclaration, StatusBoard, unix_seconds};
 
 /// How often the loop runs: declared changes take effect within two of these.
@@ -34,9 +35,9 @@ pub struct Outputs {
 
 /// The reconcile loop's state.
 #[derive(Debug)]
-pub struct Driver<D> {
+pub struct Driver<D, S> {
     device: D,
-    source: DirectorySource,
+    source: S,
     own_public_key: PublicKey,
     own_address: std::net::IpAddr,
     liveness: Liveness,
@@ -48,6 +49,8 @@ pub struct Driver<D> {
     /// Rejections of the previous pass, so each is logged once, not every second.
     last_rejections: Vec<Rejection>,
     last_source_error: Option<String>,
+    /// Whether the last pass found the source not fully read yet (logged once).
+    waiting_for_source: bool,
     /// Name and cluster of each accepted peer, for metric labels and the status.
     labels: BTreeMap<PublicKey, PeerLabel>,
     /// When traffic from each device peer was last seen.
@@ -60,11 +63,11 @@ struct PeerLabel {
     cluster: String,
 }
 
-impl<D: Device> Driver<D> {
+impl<D: Device, S: PeerSource> Driver<D, S> {
     /// Creates a driver for a device that is up.
     pub fn new(
         device: D,
-        source: DirectorySource,
+        source: S,
         own_public_key: PublicKey,
         own_address: std::net::IpAddr,
         liveness: Liveness,
@@ -84,12 +87,23 @@ impl<D: Device> Driver<D> {
             last_source_error: None,
             labels: BTreeMap::new(),
             receive: BTreeMap::new(),
+            waiting_for_source: false,
         }
     }
 
     /// Returns the device, for shutdown.
     pub fn into_device(self) -> D {
         self.device
+    }
+
+    /// Returns the device.
+    pub fn device(&self) -> &D {
+        &self.device
+    }
+
+    /// Returns the source.
+    pub fn source(&self) -> &S {
+        &self.source
     }
 
     /// Runs one reconcile pass at `now`.
@@ -103,13 +117,21 @@ impl<D: Device> Driver<D> {
             }
         };
         let observed = self.observed(&report);
-        let source = self.source.clone();
-        let declarations = match tokio::task::spawn_blocking(move || source.scan()).await {
-            Ok(Ok(declarations)) => {
+        let declarations = match self.source.declarations(now).await {
+            Ok(Some(declarations)) => {
                 self.last_source_error = None;
+                self.waiting_for_source = false;
                 declarations
             }
-            Ok(Err(e)) => {
+            Ok(None) => {
+                if !self.waiting_for_source {
+                    tracing::info!("waiting for the peer source's first complete read");
+                }
+                self.waiting_for_source = true;
+                self.publish(&report, now);
+                return;
+            }
+            Err(e) => {
                 let message = format!("{:#}", anyhow::Error::from(e));
                 if self.last_source_error.as_ref() != Some(&message) {
                     tracing::warn!(error = %message, "cannot read peers; keeping the current peers");
@@ -119,20 +141,15 @@ impl<D: Device> Driver<D> {
                 self.publish(&report, now);
                 return;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "peer scan task failed");
-                self.metrics.reconcile_errors.inc();
-                return;
-            }
         };
         let ctx = Context {
             own_public_key: self.own_public_key,
             own_address: self.own_address,
             incumbents: observed.keys().copied().collect(),
-            supports_secret_refs: false,
+            supports_secret_refs: self.source.supports_secret_refs(),
         };
         let outcome = validate::validate(declarations, &ctx);
-        self.log_rejections(outcome.rejected);
+        self.log_rejections(&outcome.rejected);
         let desired = self.desired(&outcome.accepted, &observed).await;
         self.labels = outcome
             .accepted
@@ -147,7 +164,7 @@ impl<D: Device> Driver<D> {
             .collect();
 
         let ops = plan::plan(&desired, &observed);
-        let mut failed = false;
+        let mut failures: BTreeMap<PublicKey, String> = BTreeMap::new();
         for op in &ops {
             let key = match op {
                 Op::RemovePeer(key) => key,
@@ -167,14 +184,19 @@ impl<D: Device> Driver<D> {
                     }
                 }
                 Err(e) => {
-                    failed = true;
+                    let message = format!("{:#}", anyhow::Error::from(e));
                     self.metrics.reconcile_errors.inc();
-                    tracing::warn!(error = %format!("{e:#}"), op = ?op_summary(op), "peer change failed; will retry");
+                    tracing::warn!(error = %message, op = ?op_summary(op), "peer change failed; will retry");
+                    failures.insert(*key, message);
                 }
             }
         }
         self.publish(&report, now);
-        if !failed && let Ok(mut readiness) = self.readiness.write() {
+        let outcomes = outcomes(&outcome, &failures, &report);
+        self.source.publish(&outcomes, now).await;
+        if failures.is_empty()
+            && let Ok(mut readiness) = self.readiness.write()
+        {
             readiness.peers_reconciled = true;
         }
     }
@@ -219,11 +241,12 @@ impl<D: Device> Driver<D> {
         desired
     }
 
-    fn log_rejections(&mut self, rejected: Vec<Rejection>) {
-        for rejection in &rejected {
+    fn log_rejections(&mut self, rejected: &[Rejection]) {
+        for rejection in rejected {
             if !self.last_rejections.contains(rejection) {
                 tracing::warn!(
-                    file = %rejection.origin,
+                    origin = %rejection.origin,
+                    kind = rejection.kind.as_str(),
                     name = rejection.name.as_deref().unwrap_or("-"),
                     reason = %rejection.reason,
                     "rejected peer declaration {}: {}",
@@ -232,7 +255,7 @@ impl<D: Device> Driver<D> {
                 );
             }
         }
-        self.last_rejections = rejected;
+        self.last_rejections = rejected.to_vec();
     }
 
     /// Publishes metrics and the status snapshot from one device report, every peer judged
@@ -302,6 +325,50 @@ impl<D: Device> Driver<D> {
             .collect();
         self.status.publish(now, peers, rejected);
     }
+}
+
+/// Says how each declaration fared: rejected, applied, or refused by the device.
+fn outcomes(
+    outcome: &Outcome,
+    failures: &BTreeMap<PublicKey, String>,
+    report: &DeviceReport,
+) -> Vec<PeerOutcome> {
+    let mut outcomes: Vec<PeerOutcome> = outcome
+        .rejected
+        .iter()
+        .map(|r| PeerOutcome {
+            origin: r.origin.clone(),
+            verdict: Verdict::Rejected {
+                kind: r.kind,
+                message: r.reason.clone(),
+            },
+            link: None,
+        })
+        .collect();
+    outcomes.extend(outcome.accepted.iter().map(|spec| {
+        let verdict = match failures.get(&spec.public_key) {
+            Some(message) => Verdict::NotApplied {
+                message: message.clone(),
+            },
+            None => Verdict::Applied,
+        };
+        let link = report
+            .peers
+            .iter()
+            .find(|p| p.public_key == spec.public_key)
+            .map(|p| Link {
+                last_handshake: p.last_handshake.map(|d| SystemTime::UNIX_EPOCH + d),
+                rx_bytes: p.rx_bytes,
+                tx_bytes: p.tx_bytes,
+                persistent_keepalive: p.persistent_keepalive,
+            });
+        PeerOutcome {
+            origin: spec.origin.clone(),
+            verdict,
+            link,
+        }
+    }));
+    outcomes
 }
 
 fn op_summary(op: &Op) -> String {

@@ -39,7 +39,11 @@ pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let readiness = state.readiness.read().map(|r| *r).unwrap_or_default();
+    let readiness = state
+        .readiness
+        .read()
+        .map(|r| r.clone())
+        .unwrap_or_default();
     let failing = readiness.failing();
     if failing.is_empty() {
         (StatusCode::OK, "ready\n".to_owned())

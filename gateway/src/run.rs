@@ -1,8 +1,9 @@
 //! Start-up, the main loop and shutdown.
 //!
-//! Every check that can fail runs before anything is created (key, peers directory, UDP
-//! port, HTTP listeners, admin token, admin socket), so a failed start leaves no interface and
-//! no socket behind.
+//! Every check that can fail runs before anything is created (key, peers directory or
+//! Kubernetes API configuration, UDP port, HTTP listeners, admin token, admin socket), so a
+//! failed start leaves no interface and no socket behind. With the Kubernetes peer source the interface comes up only
+//! once this gateway holds the lease (see [`crate::lease`]).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::{Arc, RwLock};
@@ -12,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::admin::{self, SocketGuard, Token};
+use crate::cluster;
 use crate::config::{Backend, Config, PeersConfig};
 use crate::core::health::{Liveness, Readiness};
 use crate::core::key::PublicKey;
@@ -21,9 +23,21 @@ use crate::device::{Device, InterfaceSettings};
 use crate::driver::{Driver, INTERVAL, Outputs};
 use crate::http::{self, AppState};
 use crate::keys;
+use crate::lease::{self, LeaseGuard, LeaseLock};
 use crate::metrics::Metrics;
+use crate::source::PeerSource;
 use crate::source::directory::DirectorySource;
+use crate::source::kube::KubeSource;
 use crate::status::{GatewayInfo, Identity, StatusBoard};
+
+/// The peer source, prepared at start-up.
+enum Peers {
+    Directory(DirectorySource),
+    Kubernetes {
+        client: kube::Client,
+        namespace: String,
+    },
+}
 
 /// Runs the gateway until SIGTERM or SIGINT.
 ///
@@ -37,10 +51,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let metrics = Metrics::new().context("cannot register metrics")?;
     let key_source = keys::prepare(&config.key, &metrics)?;
-    let PeersConfig::Directory { path: peers_path } = &config.peers;
-    if !peers_path.is_dir() {
-        bail!("peers.path {} is not a directory", peers_path.display());
-    }
+    let peers = match &config.peers {
+        PeersConfig::Directory { path } => {
+            if !path.is_dir() {
+                bail!("peers.path {} is not a directory", path.display());
+            }
+            Peers::Directory(DirectorySource::new(path.clone()))
+        }
+        PeersConfig::Kubernetes {
+            namespace,
+            kubeconfig,
+        } => {
+            let client = cluster::connect(kubeconfig.as_deref()).await?;
+            let namespace = namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_owned());
+            Peers::Kubernetes { client, namespace }
+        }
+    };
     check_udp_port(config.interface.listen_port)?;
     let listener = TcpListener::bind(config.http.listen)
         .await
@@ -74,6 +102,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "HTTP server stopped");
         }
     });
+
     let loaded = tokio::select! {
         loaded = keys::load(&key_source) => loaded?,
         _ = sigterm.recv() => bail!("stopped by SIGTERM while loading the private key"),
@@ -108,39 +137,74 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         });
     }
-
-    let wiring = Wiring {
-        settings: config.interface.clone(),
-        source: DirectorySource::new(peers_path.clone()),
-        public_key,
-        own_address: config.tunnel_address(),
-        liveness: config.liveness,
-        outputs: Outputs {
-            metrics,
-            readiness,
-            status,
-        },
-        admin_guard,
+    let outputs = Outputs {
+        metrics,
+        readiness,
+        status,
     };
-    // The key is dropped (and wiped) as soon as the device holds it.
-    match config.backend {
-        Backend::Userspace => {
-            let device = UserspaceDevice::create(&config.interface, &loaded.key).await;
-            drop(loaded);
-            wiring.serve(device?, &mut sigterm, &mut sigint).await
+
+    let mut signals = Signals { sigterm, sigint };
+    match peers {
+        Peers::Directory(source) => {
+            let wiring = Wiring {
+                settings: config.interface.clone(),
+                source,
+                lease: None,
+                public_key,
+                own_address: config.tunnel_address(),
+                liveness: config.liveness,
+                outputs,
+                admin_guard,
+            };
+            wiring.start(config.backend, loaded, &mut signals).await
         }
-        Backend::Kernel => {
-            let device = KernelDevice::create(&config.interface, &loaded.key).await;
-            drop(loaded);
-            wiring.serve(device?, &mut sigterm, &mut sigint).await
+        Peers::Kubernetes { client, namespace } => {
+            tracing::info!(namespace = %namespace, "reading WireGuardPeers from the Kubernetes API");
+            // The watch starts at once, so a standby that takes over already knows the peers.
+            let source = KubeSource::start(client.clone(), &namespace);
+            let mut lock = LeaseLock::new(
+                client,
+                &namespace,
+                &config.interface.name,
+                lease::identity(),
+            );
+            tokio::select! {
+                () = lock.acquire(&outputs.readiness) => {}
+                _ = signals.sigterm.recv() => {
+                    tracing::info!(signal = "SIGTERM", "stopped while waiting for the lease");
+                    return Ok(());
+                }
+                _ = signals.sigint.recv() => {
+                    tracing::info!(signal = "SIGINT", "stopped while waiting for the lease");
+                    return Ok(());
+                }
+            }
+            let wiring = Wiring {
+                settings: config.interface.clone(),
+                source,
+                lease: Some(LeaseGuard::keep(lock)),
+                public_key,
+                own_address: config.tunnel_address(),
+                liveness: config.liveness,
+                outputs,
+                admin_guard,
+            };
+            wiring.start(config.backend, loaded, &mut signals).await
         }
     }
 }
 
+/// The signals that stop the gateway.
+struct Signals {
+    sigterm: Signal,
+    sigint: Signal,
+}
+
 /// What the main loop needs besides the device.
-struct Wiring {
+struct Wiring<S> {
     settings: InterfaceSettings,
-    source: DirectorySource,
+    source: S,
+    lease: Option<LeaseGuard>,
     public_key: PublicKey,
     own_address: std::net::IpAddr,
     liveness: Liveness,
@@ -149,14 +213,32 @@ struct Wiring {
     admin_guard: SocketGuard,
 }
 
-impl Wiring {
-    /// Runs the driver on `device` until a signal, then removes the interface.
-    async fn serve<D: Device>(
+impl<S: PeerSource> Wiring<S> {
+    /// Creates the device of `backend`, then serves. The key is dropped (and wiped) as soon as
+    /// the device holds it.
+    async fn start(
         self,
-        device: D,
-        sigterm: &mut Signal,
-        sigint: &mut Signal,
+        backend: Backend,
+        loaded: kms_client::LoadedKey,
+        signals: &mut Signals,
     ) -> anyhow::Result<()> {
+        match backend {
+            Backend::Userspace => {
+                let device = UserspaceDevice::create(&self.settings, &loaded.key).await;
+                drop(loaded);
+                self.serve(device?, signals).await
+            }
+            Backend::Kernel => {
+                let device = KernelDevice::create(&self.settings, &loaded.key).await;
+                drop(loaded);
+                self.serve(device?, signals).await
+            }
+        }
+    }
+
+    /// Runs the driver on `device` until a signal (or the loss of the lease), then removes the
+    /// interface and releases the lease.
+    async fn serve<D: Device>(mut self, device: D, signals: &mut Signals) -> anyhow::Result<()> {
         let settings = self.settings;
         if let Ok(mut r) = self.outputs.readiness.write() {
             r.device_up = true;
@@ -178,24 +260,55 @@ impl Wiring {
         );
         let mut ticker = tokio::time::interval(INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let reason = loop {
+        let mut lease = self.lease.take();
+        let stop = loop {
+            let lost = async {
+                match lease.as_mut() {
+                    Some(guard) => guard.lost().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = ticker.tick() => driver.tick(crate::clock::now()).await,
-                _ = sigterm.recv() => break "SIGTERM",
-                _ = sigint.recv() => break "SIGINT",
+                _ = signals.sigterm.recv() => break Stop::Signal("SIGTERM"),
+                _ = signals.sigint.recv() => break Stop::Signal("SIGINT"),
+                holder = lost => break Stop::LeaseLost(holder),
             }
         };
-        tracing::info!(signal = reason, "shutting down");
+        match &stop {
+            Stop::Signal(signal) => tracing::info!(signal, "shutting down"),
+            Stop::LeaseLost(holder) => {
+                tracing::warn!(holder = %holder, "another gateway holds the lease now; shutting down")
+            }
+        }
         let device = driver.into_device();
         let name = device.name().to_owned();
-        device
+        let removed = device
             .shutdown()
             .await
-            .with_context(|| format!("cannot remove interface {name}"))?;
-        tracing::info!(interface = %name, "interface removed");
+            .with_context(|| format!("cannot remove interface {name}"));
+        if removed.is_ok() {
+            tracing::info!(interface = %name, "interface removed");
+        }
+        // Released only once the interface is gone, so the next holder never overlaps us.
+        if let (Stop::Signal(_), Some(guard)) = (&stop, lease) {
+            guard.release().await;
+        }
         drop(self.admin_guard);
-        Ok(())
+        removed?;
+        match stop {
+            Stop::Signal(_) => Ok(()),
+            Stop::LeaseLost(holder) => bail!(
+                "stopped: the lease is held by {holder} now, and two gateways must not run one key"
+            ),
+        }
     }
+}
+
+/// Why the main loop ended.
+enum Stop {
+    Signal(&'static str),
+    LeaseLost(String),
 }
 
 /// What the admin status says about this gateway that never changes while it runs.

@@ -18,6 +18,7 @@ pub use config::GatewayConfig;
 
 use crate::binary::gateway_bin;
 use crate::http::http_get;
+use crate::netns::Netns;
 use crate::peer::PeerSpec;
 use crate::process::Proc;
 use crate::topology::{Cluster, LISTEN_PORT};
@@ -35,6 +36,7 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct GatewaySetup<'c> {
     cluster: &'c Cluster,
+    netns: &'c Netns,
     dir: TempDir,
     /// The config that [`GatewaySetup::start`] writes to `gateway.toml`.
     pub config: GatewayConfig,
@@ -78,13 +80,23 @@ impl<'c> GatewaySetup<'c> {
             key_toml: None,
             admin_listen: None,
             admin_token_file: None,
+            peers_toml: None,
         };
         Ok(Self {
             cluster,
+            netns: &cluster.gw,
             dir,
             config,
             extra_args: Vec::new(),
         })
+    }
+
+    /// Runs the gateway in `netns` instead of the cluster's gateway namespace (a second
+    /// gateway with the same interface, key and lease, whose UDP port is free there).
+    #[must_use]
+    pub fn run_in(mut self, netns: &'c Netns) -> Self {
+        self.netns = netns;
+        self
     }
 
     /// Returns the config directory.
@@ -133,7 +145,7 @@ impl<'c> GatewaySetup<'c> {
         let config_arg = config_path.to_string_lossy();
         let mut argv = vec![bin.as_ref(), "--config", config_arg.as_ref()];
         argv.extend(self.extra_args.iter().map(String::as_str));
-        let proc = self.cluster.gw.spawn(
+        let proc = self.netns.spawn(
             &argv,
             &[
                 ("RUST_LOG", "info"),
@@ -143,6 +155,7 @@ impl<'c> GatewaySetup<'c> {
         )?;
         Ok(Gateway {
             cluster: self.cluster,
+            netns: self.netns,
             dir: self.dir,
             config: self.config,
             proc,
@@ -155,6 +168,7 @@ impl<'c> GatewaySetup<'c> {
 #[derive(Debug)]
 pub struct Gateway<'c> {
     cluster: &'c Cluster,
+    netns: &'c Netns,
     dir: TempDir,
     config: GatewayConfig,
     proc: Proc,
@@ -268,7 +282,7 @@ impl Gateway<'_> {
     /// # Errors
     /// Fails when the request fails (not on a non-200 status).
     pub fn http(&self, path: &str) -> Result<(u16, String)> {
-        http_get(&self.cluster.gw, &self.config.http_listen, path)
+        http_get(self.netns, &self.config.http_listen, path)
     }
 
     /// Returns the `/metrics` text.
@@ -288,7 +302,7 @@ impl Gateway<'_> {
     /// # Errors
     /// Fails when `wg` cannot read the device.
     pub fn dump(&self) -> Result<WgDump> {
-        wg_dump(&self.cluster.gw, &self.config.iface)
+        wg_dump(self.netns, &self.config.iface)
     }
 
     /// Returns everything the gateway has logged so far (stderr, then any stdout).

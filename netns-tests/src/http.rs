@@ -1,5 +1,6 @@
-//! A minimal blocking HTTP/1.0 GET from inside a namespace, for the gateway's health and
-//! metrics endpoints (which listen on the namespace's own loopback).
+//! A minimal blocking HTTP/1.0 client from inside a namespace, for the gateway's health and
+//! metrics endpoints (which listen on the namespace's own loopback) and the test servers'
+//! controls.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -17,6 +18,21 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 /// # Errors
 /// Fails when the connection fails, times out, or the response has no HTTP status line.
 pub fn http_get(ns: &Netns, addr: &str, path: &str) -> Result<(u16, String)> {
+    http_request(ns, addr, "GET", path, None)
+}
+
+/// Sends `<method> <path>` with an optional JSON body to `addr` from inside `ns` and returns
+/// the status code and body.
+///
+/// # Errors
+/// Fails when the connection fails, times out, or the response has no HTTP status line.
+pub fn http_request(
+    ns: &Netns,
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, String)> {
     let addr: SocketAddr = addr
         .parse()
         .with_context(|| format!("bad address {addr}"))?;
@@ -26,7 +42,13 @@ pub fn http_get(ns: &Netns, addr: &str, path: &str) -> Result<(u16, String)> {
                 .with_context(|| format!("failed to connect to {addr}"))?;
             stream.set_read_timeout(Some(TIMEOUT))?;
             stream.set_write_timeout(Some(TIMEOUT))?;
-            let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+            let request = match body {
+                None => format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n"),
+                Some(body) => format!(
+                    "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                ),
+            };
             stream
                 .write_all(request.as_bytes())
                 .context("failed to send request")?;
@@ -36,7 +58,7 @@ pub fn http_get(ns: &Netns, addr: &str, path: &str) -> Result<(u16, String)> {
                 .context("failed to read response")?;
             Ok(response)
         })
-        .with_context(|| format!("GET http://{addr}{path} in {}", ns.name()))?;
+        .with_context(|| format!("{method} http://{addr}{path} in {}", ns.name()))?;
     parse_response(&String::from_utf8_lossy(&response))
         .with_context(|| format!("bad response from http://{addr}{path}"))
 }

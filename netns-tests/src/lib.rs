@@ -22,6 +22,7 @@
 //! }
 //! ```
 
+mod apiserver;
 mod binary;
 mod gateway;
 mod http;
@@ -39,9 +40,10 @@ mod wait;
 mod wggo;
 mod xfer;
 
+pub use apiserver::{NAMESPACE, TestApiServer, condition, peers_toml};
 pub use binary::{gateway_bin, peerctl_bin, workspace_bin};
 pub use gateway::{Gateway, GatewayConfig, GatewaySetup, HTTP_LISTEN, READY_TIMEOUT};
-pub use http::http_get;
+pub use http::{http_get, http_request};
 pub use kms::TestKms;
 pub use metric::metric_value;
 pub use netns::{Netns, veth};

@@ -130,11 +130,79 @@ fn missing_required_keys_are_named() {
     assert!(err.to_string().starts_with("cluster.name"));
 }
 
+const KUBERNETES_PEERS: &str = "[peers]\nsource = \"kubernetes\"\nnamespace = \"zt-system\"\nkubeconfig = \"/etc/zt-gateway/kubeconfig\"\n";
+
+fn with_peers(peers: &str) -> String {
+    let start = EMBEDDED.find("[peers]").expect("peers section");
+    let end = EMBEDDED.find("[http]").expect("http section");
+    format!("{}{peers}\n{}", &EMBEDDED[..start], &EMBEDDED[end..])
+}
+
 #[test]
-fn sources_not_in_this_build_are_refused_honestly() {
-    let err = parse(&EMBEDDED.replace("source = \"directory\"", "source = \"kubernetes\""))
-        .expect_err("bad");
-    assert!(err.to_string().contains("not available"));
+fn kubernetes_source_takes_namespace_and_kubeconfig() {
+    let config = parse(&with_peers(KUBERNETES_PEERS)).expect("valid");
+    assert_eq!(
+        config.peers,
+        PeersConfig::Kubernetes {
+            namespace: Some("zt-system".to_owned()),
+            kubeconfig: Some("/etc/zt-gateway/kubeconfig".into()),
+        }
+    );
+    let bare = parse(&with_peers("[peers]\nsource = \"kubernetes\"\n")).expect("valid");
+    assert_eq!(
+        bare.peers,
+        PeersConfig::Kubernetes {
+            namespace: None,
+            kubeconfig: None,
+        }
+    );
+}
+
+#[test]
+fn keys_of_the_other_peer_source_are_refused() {
+    let err = parse(&with_peers(
+        "[peers]\nsource = \"kubernetes\"\npath = \"/x\"\n",
+    ))
+    .expect_err("bad");
+    assert!(err.to_string().starts_with("peers.path"), "{err}");
+    let err = parse(&with_peers(
+        "[peers]\nsource = \"directory\"\nkubeconfig = \"/k\"\n",
+    ))
+    .expect_err("bad");
+    assert!(err.to_string().starts_with("peers.kubeconfig"), "{err}");
+    let err = parse(&with_peers("[peers]\nnamespace = \"zt\"\n")).expect_err("bad");
+    assert!(err.to_string().starts_with("peers.namespace"), "{err}");
+}
+
+#[test]
+fn bad_namespace_is_named() {
+    let err = parse(&with_peers(
+        "[peers]\nsource = \"kubernetes\"\nnamespace = \"ZT_System\"\n",
+    ))
+    .expect_err("bad");
+    assert!(
+        err.to_string()
+            .starts_with("peers.namespace = \"ZT_System\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn peer_source_can_be_switched_by_override() {
+    let overrides = Overrides {
+        peers_source: Some("kubernetes".to_owned()),
+        peers_namespace: Some("gw".to_owned()),
+        ..Overrides::default()
+    };
+    let text = with_peers("[peers]\n");
+    let config = Config::parse(&text, "gateway.toml", &overrides).expect("valid");
+    assert_eq!(
+        config.peers,
+        PeersConfig::Kubernetes {
+            namespace: Some("gw".to_owned()),
+            kubeconfig: None,
+        }
+    );
 }
 
 #[test]

@@ -123,10 +123,13 @@ fn is_within(at: SystemTime, limit: Duration, now: SystemTime) -> bool {
 }
 
 /// The start-up checks `/readyz` reports.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Readiness {
     /// The private key was loaded and validated.
     pub key_loaded: bool,
+    /// Why this gateway is waiting for the lease (e.g. `lease held by gw-7f_a1b2`); `None`
+    /// when it holds the lease or runs without one.
+    pub lease_wait: Option<String>,
     /// The WireGuard device is up with its address and port.
     pub device_up: bool,
     /// The first reconcile of declared peers has completed.
@@ -134,17 +137,20 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    /// Returns the names of the failing checks, in start-up order; empty when ready.
-    pub fn failing(&self) -> Vec<&'static str> {
-        [
-            (self.key_loaded, "key_loaded"),
-            (self.device_up, "device_up"),
-            (self.peers_reconciled, "peers_reconciled"),
-        ]
-        .into_iter()
-        .filter(|(ok, _)| !ok)
-        .map(|(_, name)| name)
-        .collect()
+    /// Returns the failing checks, in start-up order; empty when ready.
+    pub fn failing(&self) -> Vec<String> {
+        let mut failing: Vec<String> = Vec::new();
+        if !self.key_loaded {
+            failing.push("key_loaded".to_owned());
+        }
+        failing.extend(self.lease_wait.clone());
+        if !self.device_up {
+            failing.push("device_up".to_owned());
+        }
+        if !self.peers_reconciled {
+            failing.push("peers_reconciled".to_owned());
+        }
+        failing
     }
 
     /// Returns whether every check passes.

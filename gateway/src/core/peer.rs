@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use ipnet::IpNet;
 
 use super::key::PublicKey;
+use super::psk::PresharedKey;
 
 /// Persistent keepalive applied when a resource does not say: short enough to keep NAT
 /// mappings of cloud load balancers alive.
@@ -54,6 +55,8 @@ pub struct PeerSpec {
     pub allowed_ips: BTreeSet<IpNet>,
     /// `spec.persistentKeepalive`; 0 means off.
     pub persistent_keepalive: u16,
+    /// The key read through `spec.presharedKeySecretRef`, if any.
+    pub preshared_key: Option<PresharedKey>,
 }
 
 impl PeerSpec {
@@ -64,6 +67,7 @@ impl PeerSpec {
             endpoint,
             allowed_ips: self.allowed_ips.clone(),
             persistent_keepalive: self.persistent_keepalive,
+            preshared_key: self.preshared_key.clone(),
         }
     }
 }
@@ -79,4 +83,6 @@ pub struct PeerConfig {
     pub allowed_ips: BTreeSet<IpNet>,
     /// Persistent keepalive in seconds; 0 means off.
     pub persistent_keepalive: u16,
+    /// The preshared key; `None` means none (all zeros on the wire).
+    pub preshared_key: Option<PresharedKey>,
 }

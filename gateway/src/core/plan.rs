@@ -48,6 +48,7 @@ fn matches(want: &PeerConfig, have: &PeerConfig) -> bool {
     endpoint_ok
         && want.allowed_ips == have.allowed_ips
         && want.persistent_keepalive == have.persistent_keepalive
+        && want.preshared_key == have.preshared_key
 }
 
 /// Returns `observed` after `ops` have been applied, as a device that applied them would

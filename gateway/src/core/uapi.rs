@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use zeroize::Zeroizing;
 
 use super::key::PublicKey;
 use super::peer::PeerConfig;
@@ -29,23 +30,40 @@ pub enum UpsertStyle {
 
 /// Returns the `set=1` transactions (bodies without the `set=1` line and the final empty
 /// line) that carry out `op`. Each transaction names exactly one peer, because boringtun
-/// carries field values over from one peer section to the next.
-pub fn transactions(op: &Op, exists: bool, style: UpsertStyle) -> Vec<String> {
+/// carries field values over from one peer section to the next. A body may hold a preshared
+/// key, so it is wiped on drop.
+pub fn transactions(op: &Op, exists: bool, style: UpsertStyle) -> Vec<Zeroizing<String>> {
+    let remove =
+        |key: &PublicKey| Zeroizing::new(format!("public_key={}\nremove=true\n", key.to_hex()));
     match op {
-        Op::RemovePeer(key) => vec![format!("public_key={}\nremove=true\n", key.to_hex())],
+        Op::RemovePeer(key) => vec![remove(key)],
         Op::UpsertPeer(config) => match (exists, style) {
-            (true, UpsertStyle::RemoveThenAdd) => vec![
-                format!("public_key={}\nremove=true\n", config.public_key.to_hex()),
-                peer_section(config, false),
-            ],
+            (true, UpsertStyle::RemoveThenAdd) => {
+                vec![remove(&config.public_key), peer_section(config, false)]
+            }
             (true, UpsertStyle::InPlace) => vec![peer_section(config, true)],
             (false, _) => vec![peer_section(config, false)],
         },
     }
 }
 
-fn peer_section(config: &PeerConfig, replace_allowed_ips: bool) -> String {
-    let mut out = format!("public_key={}\n", config.public_key.to_hex());
+/// `in_place` marks an update of an existing peer: its allowed IPs are replaced and a
+/// preshared key it no longer has is cleared (all zeros).
+fn peer_section(config: &PeerConfig, in_place: bool) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(format!("public_key={}\n", config.public_key.to_hex()));
+    match &config.preshared_key {
+        Some(psk) => {
+            out.push_str("preshared_key=");
+            out.push_str(&psk.to_hex());
+            out.push('\n');
+        }
+        None if in_place => {
+            out.push_str("preshared_key=");
+            out.push_str(&"0".repeat(64));
+            out.push('\n');
+        }
+        None => {}
+    }
     if let Some(endpoint) = config.endpoint {
         let _ = writeln!(out, "endpoint={endpoint}");
     }
@@ -54,7 +72,7 @@ fn peer_section(config: &PeerConfig, replace_allowed_ips: bool) -> String {
         "persistent_keepalive_interval={}",
         config.persistent_keepalive
     );
-    if replace_allowed_ips {
+    if in_place {
         out.push_str("replace_allowed_ips=true\n");
     }
     for net in &config.allowed_ips {
@@ -90,6 +108,7 @@ impl PeerReport {
             endpoint: self.endpoint,
             allowed_ips: self.allowed_ips.clone(),
             persistent_keepalive: self.persistent_keepalive,
+            preshared_key: None,
         }
     }
 }

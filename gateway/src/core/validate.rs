@@ -11,6 +11,7 @@ use ipnet::IpNet;
 
 use super::key::{KeyError, PublicKey};
 use super::peer::{DEFAULT_PERSISTENT_KEEPALIVE, Endpoint, PeerSpec};
+use super::psk::{PresharedKey, SecretValue};
 
 /// A peer declaration as read by a source, fields not yet checked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,6 +32,8 @@ pub struct RawPeer {
     pub persistent_keepalive: Option<i64>,
     /// Whether `spec.presharedKeySecretRef` is set.
     pub has_preshared_key_ref: bool,
+    /// What the source read behind `spec.presharedKeySecretRef`; `None` when it read nothing.
+    pub preshared_key: Option<SecretValue>,
 }
 
 /// One input to validation: a declaration, or a document that could not even be read.
@@ -60,6 +63,28 @@ pub struct Context {
     pub supports_secret_refs: bool,
 }
 
+/// Why, in one word, a declaration was not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RejectionKind {
+    /// The declaration itself is wrong (or could not be read).
+    Invalid,
+    /// It is valid but collides with a peer that won (same key, name, cluster or addresses).
+    Conflict,
+    /// Its preshared key could not be read (Secret or key missing, access denied).
+    SecretUnavailable,
+}
+
+impl RejectionKind {
+    /// Returns the word used as a condition reason: `Invalid`, `Conflict`, `SecretUnavailable`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectionKind::Invalid => "Invalid",
+            RejectionKind::Conflict => "Conflict",
+            RejectionKind::SecretUnavailable => "SecretUnavailable",
+        }
+    }
+}
+
 /// A declaration that was not applied, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
@@ -67,6 +92,8 @@ pub struct Rejection {
     pub origin: String,
     /// Its name, when it had one.
     pub name: Option<String>,
+    /// The kind of problem.
+    pub kind: RejectionKind,
     /// Why, worded for the operator.
     pub reason: String,
 }
@@ -91,16 +118,18 @@ pub fn validate(declarations: Vec<Declaration>, ctx: &Context) -> Outcome {
                 Rejection {
                     origin,
                     name: None,
+                    kind: RejectionKind::Invalid,
                     reason,
                 },
             )),
             Declaration::Peer(raw) => match check_peer(&raw, ctx) {
                 Ok(spec) => candidates.push((index, spec)),
-                Err(reason) => rejected.push((
+                Err((kind, reason)) => rejected.push((
                     index,
                     Rejection {
                         origin: raw.origin,
                         name: Some(raw.name).filter(|n| !n.is_empty()),
+                        kind,
                         reason,
                     },
                 )),
@@ -119,6 +148,7 @@ pub fn validate(declarations: Vec<Declaration>, ctx: &Context) -> Outcome {
                 Rejection {
                     origin: spec.origin.clone(),
                     name: Some(spec.name.clone()),
+                    kind: RejectionKind::Conflict,
                     reason,
                 },
             )),
@@ -169,8 +199,49 @@ pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
-fn check_peer(raw: &RawPeer, ctx: &Context) -> Result<PeerSpec, String> {
-    let spec = check_fields(raw)?;
+fn check_peer(raw: &RawPeer, ctx: &Context) -> Result<PeerSpec, (RejectionKind, String)> {
+    let mut spec = check_fields(raw)
+        .and_then(|spec| check_local(spec, ctx))
+        .map_err(|why| (RejectionKind::Invalid, why))?;
+    if raw.has_preshared_key_ref {
+        spec.preshared_key = Some(check_preshared_key(raw, ctx)?);
+    }
+    Ok(spec)
+}
+
+fn check_preshared_key(
+    raw: &RawPeer,
+    ctx: &Context,
+) -> Result<PresharedKey, (RejectionKind, String)> {
+    if !ctx.supports_secret_refs {
+        return Err((
+            RejectionKind::Invalid,
+            "spec.presharedKeySecretRef needs [peers] source = \"kubernetes\"; the directory source cannot read Secrets"
+                .to_owned(),
+        ));
+    }
+    match &raw.preshared_key {
+        Some(SecretValue::Found { secret, value }) => {
+            PresharedKey::from_base64(value).map_err(|e| {
+                (
+                    RejectionKind::Invalid,
+                    format!("spec.presharedKeySecretRef: {secret} {e}"),
+                )
+            })
+        }
+        Some(SecretValue::Unavailable(why)) => Err((
+            RejectionKind::SecretUnavailable,
+            format!("spec.presharedKeySecretRef: {why}"),
+        )),
+        None => Err((
+            RejectionKind::SecretUnavailable,
+            "spec.presharedKeySecretRef: the Secret has not been read yet".to_owned(),
+        )),
+    }
+}
+
+/// Checks what depends on the local gateway: its own key and tunnel address.
+fn check_local(spec: PeerSpec, ctx: &Context) -> Result<PeerSpec, String> {
     if spec.public_key == ctx.own_public_key {
         return Err("spec.publicKey is this gateway's own public key".to_owned());
     }
@@ -184,17 +255,11 @@ fn check_peer(raw: &RawPeer, ctx: &Context) -> Result<PeerSpec, String> {
             ctx.own_address
         ));
     }
-    if raw.has_preshared_key_ref && !ctx.supports_secret_refs {
-        return Err(
-            "spec.presharedKeySecretRef needs [peers] source = \"kubernetes\"; the directory source cannot read Secrets"
-                .to_owned(),
-        );
-    }
     Ok(spec)
 }
 
 /// Checks one declaration on its own, without knowing the local gateway: names, key,
-/// endpoint, allowed IPs and keepalive.
+/// endpoint, allowed IPs and keepalive (what `peerctl peer add` can check too).
 ///
 /// # Errors
 /// The first problem found, worded for the operator.
@@ -235,6 +300,7 @@ pub fn check_fields(raw: &RawPeer) -> Result<PeerSpec, String> {
         endpoint,
         allowed_ips,
         persistent_keepalive,
+        preshared_key: None,
     })
 }
 

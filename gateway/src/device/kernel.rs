@@ -128,6 +128,14 @@ impl Device for KernelDevice {
 /// Converts our peer configuration to defguard's.
 pub fn peer_from_config(config: &PeerConfig) -> Peer {
     let mut peer = Peer::new(Key::new(*config.public_key.as_bytes()));
+    // All zeros means "no preshared key"; always sending one clears a key removed from the
+    // declaration when the peer is updated in place.
+    peer.preshared_key = Some(Key::new(
+        config
+            .preshared_key
+            .as_ref()
+            .map_or([0; 32], |psk| *psk.as_bytes()),
+    ));
     peer.endpoint = config.endpoint;
     peer.persistent_keepalive_interval = Some(config.persistent_keepalive).filter(|k| *k != 0);
     peer.allowed_ips = config

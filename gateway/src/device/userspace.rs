@@ -175,7 +175,7 @@ impl UserspaceDevice {
         Ok(())
     }
 
-    async fn uapi_set(&self, body: String) -> Result<(), Error> {
+    async fn uapi_set(&self, body: Zeroizing<String>) -> Result<(), Error> {
         let channel = self.channel.clone();
         tokio::task::spawn_blocking(move || channel.set(&body))
             .await

@@ -112,6 +112,7 @@ fn parse_document(origin: String, value: serde_json::Value) -> Declaration {
         allowed_ips: spec.allowed_ips,
         persistent_keepalive: spec.persistent_keepalive,
         has_preshared_key_ref: spec.preshared_key_secret_ref.is_some(),
+        preshared_key: None,
     })
 }
 

@@ -31,6 +31,9 @@ pub struct GatewayConfig {
     pub admin_listen: Option<String>,
     /// `[http].admin_token_file`, omitted when `None`.
     pub admin_token_file: Option<PathBuf>,
+    /// The whole `[peers]` section body, replacing the `directory` source (e.g. a
+    /// `kubernetes` source).
+    pub peers_toml: Option<String>,
 }
 
 impl GatewayConfig {
@@ -51,8 +54,7 @@ impl GatewayConfig {
              {key}\n\
              \n\
              [peers]\n\
-             source = \"directory\"\n\
-             path = {peers}\n\
+             {peers}\n\
              \n\
              [http]\n\
              listen = {listen}\n\
@@ -67,7 +69,10 @@ impl GatewayConfig {
                 "source = \"file\"\npath = {}",
                 quote(&self.key_path.to_string_lossy())
             )),
-            peers = quote(&self.peers_path.to_string_lossy()),
+            peers = self.peers_toml.clone().unwrap_or_else(|| format!(
+                "source = \"directory\"\npath = {}",
+                quote(&self.peers_path.to_string_lossy())
+            )),
             listen = quote(&self.http_listen),
             admin = quote(&self.admin_socket.to_string_lossy()),
         );

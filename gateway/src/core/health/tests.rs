@@ -39,6 +39,7 @@ fn readiness_names_failing_checks_in_order() {
     assert!(!r.is_ready());
     let ready = Readiness {
         key_loaded: true,
+        lease_wait: None,
         device_up: true,
         peers_reconciled: true,
     };
@@ -119,5 +120,18 @@ fn peer_counts_always_name_every_state() {
     assert_eq!(
         counts.by_state(),
         [("connected", 2), ("disconnected", 1), ("rejected", 0)]
+    );
+}
+
+#[test]
+fn waiting_for_the_lease_says_who_holds_it() {
+    let r = Readiness {
+        key_loaded: true,
+        lease_wait: Some("lease held by gw-a_1".to_owned()),
+        ..Readiness::default()
+    };
+    assert_eq!(
+        r.failing(),
+        ["lease held by gw-a_1", "device_up", "peers_reconciled"]
     );
 }

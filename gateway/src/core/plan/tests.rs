@@ -20,6 +20,7 @@ fn peer(name: &str, cidr: &str) -> PeerConfig {
         endpoint: Some("192.0.2.9:51820".parse().expect("addr")),
         allowed_ips: BTreeSet::from([cidr.parse::<IpNet>().expect("cidr")]),
         persistent_keepalive: 25,
+        preshared_key: None,
     }
 }
 
@@ -60,6 +61,18 @@ fn changed_allowed_ips_are_upserted() {
 }
 
 #[test]
+fn changed_preshared_key_is_upserted() {
+    let mut want = peer("a", "10.1.0.0/16");
+    want.preshared_key = Some(crate::core::psk::PresharedKey::from_bytes([1; 32]));
+    let have = peer("a", "10.1.0.0/16");
+    assert_eq!(
+        plan(&map([want.clone()]), &map([have])),
+        [Op::UpsertPeer(want.clone())]
+    );
+    assert!(plan(&map([want.clone()]), &map([want])).is_empty());
+}
+
+#[test]
 fn passive_peer_ignores_learned_endpoint() {
     let mut want = peer("a", "10.1.0.0/16");
     want.endpoint = None;
@@ -75,14 +88,18 @@ fn matching_state_needs_nothing() {
 }
 
 fn arb_peer() -> impl Strategy<Value = PeerConfig> {
-    (0u8..6, 0u8..4, any::<bool>(), 0u16..3).prop_map(|(id, net, has_endpoint, keepalive)| {
-        let mut p = peer(&format!("p{id}"), &format!("10.{net}.0.0/16"));
-        if !has_endpoint {
-            p.endpoint = None;
-        }
-        p.persistent_keepalive = keepalive;
-        p
-    })
+    (0u8..6, 0u8..4, any::<bool>(), 0u16..3, 0u8..3).prop_map(
+        |(id, net, has_endpoint, keepalive, psk)| {
+            let mut p = peer(&format!("p{id}"), &format!("10.{net}.0.0/16"));
+            if !has_endpoint {
+                p.endpoint = None;
+            }
+            p.persistent_keepalive = keepalive;
+            p.preshared_key =
+                (psk > 0).then(|| crate::core::psk::PresharedKey::from_bytes([psk; 32]));
+            p
+        },
+    )
 }
 
 proptest! {

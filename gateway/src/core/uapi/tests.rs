@@ -13,6 +13,7 @@ fn config() -> PeerConfig {
             .map(|s| s.parse().expect("cidr"))
             .collect(),
         persistent_keepalive: 25,
+        preshared_key: None,
     }
 }
 
@@ -21,7 +22,7 @@ fn new_peer_is_one_section() {
     let txs = transactions(&Op::UpsertPeer(config()), false, UpsertStyle::RemoveThenAdd);
     assert_eq!(txs.len(), 1);
     assert_eq!(
-        txs[0],
+        *txs[0],
         format!(
             "public_key={}\nendpoint=192.0.2.2:51820\npersistent_keepalive_interval=25\nallowed_ip=10.2.0.0/16\nallowed_ip=10.10.0.2/32\n",
             key(1).to_hex()
@@ -43,6 +44,22 @@ fn standard_update_replaces_allowed_ips_in_place() {
     assert_eq!(txs.len(), 1);
     assert!(txs[0].contains("replace_allowed_ips=true\n"));
     assert!(!txs[0].contains("remove"));
+}
+
+#[test]
+fn preshared_key_is_written_and_cleared_in_place() {
+    let mut with_psk = config();
+    with_psk.preshared_key = Some(crate::core::psk::PresharedKey::from_bytes([0xab; 32]));
+    let txs = transactions(&Op::UpsertPeer(with_psk), false, UpsertStyle::RemoveThenAdd);
+    assert!(
+        txs[0].contains(&format!("preshared_key={}\n", "ab".repeat(32))),
+        "{}",
+        *txs[0]
+    );
+    let new_without = transactions(&Op::UpsertPeer(config()), false, UpsertStyle::InPlace);
+    assert!(!new_without[0].contains("preshared_key"));
+    let cleared = transactions(&Op::UpsertPeer(config()), true, UpsertStyle::InPlace);
+    assert!(cleared[0].contains(&format!("preshared_key={}\n", "0".repeat(64))));
 }
 
 #[test]
@@ -112,8 +129,9 @@ proptest::proptest! {
             endpoint: Some("192.0.2.7:4242".parse().expect("addr")),
             allowed_ips,
             persistent_keepalive: keepalive,
+            preshared_key: None,
         };
-        let body = transactions(&Op::UpsertPeer(config.clone()), false, UpsertStyle::InPlace).concat();
+        let body = transactions(&Op::UpsertPeer(config.clone()), false, UpsertStyle::InPlace).iter().map(|t| t.as_str()).collect::<String>();
         let report = parse_get(&format!("{body}errno=0\n\n")).expect("parses");
         proptest::prop_assert_eq!(report.peers.len(), 1);
         proptest::prop_assert_eq!(report.peers[0].config(), config);

@@ -27,6 +27,7 @@ fn raw(name: &str, cidrs: &[&str]) -> RawPeer {
         allowed_ips: cidrs.iter().map(|s| (*s).to_owned()).collect(),
         persistent_keepalive: None,
         has_preshared_key_ref: false,
+        preshared_key: None,
     }
 }
 
@@ -187,6 +188,67 @@ fn secret_ref_needs_the_kubernetes_source() {
     let mut peer = raw("b", &["10.2.0.0/16"]);
     peer.has_preshared_key_ref = true;
     assert!(one_rejection(peer).contains("presharedKeySecretRef"));
+}
+
+fn with_secret(value: Option<SecretValue>) -> Outcome {
+    let mut peer = raw("b", &["10.2.0.0/16"]);
+    peer.has_preshared_key_ref = true;
+    peer.preshared_key = value;
+    let ctx = Context {
+        supports_secret_refs: true,
+        ..ctx()
+    };
+    validate(vec![Declaration::Peer(peer)], &ctx)
+}
+
+#[test]
+fn preshared_key_from_the_secret_is_accepted() {
+    let value = zeroize::Zeroizing::new(b"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n".to_vec());
+    let outcome = with_secret(Some(SecretValue::Found {
+        secret: "Secret \"x\" key \"psk\"".to_owned(),
+        value,
+    }));
+    assert!(outcome.rejected.is_empty(), "{outcome:?}");
+    assert_eq!(
+        outcome.accepted[0].preshared_key,
+        Some(PresharedKey::from_bytes([1; 32]))
+    );
+}
+
+#[test]
+fn unreadable_secret_rejects_the_peer_as_unavailable() {
+    let outcome = with_secret(Some(SecretValue::Unavailable(
+        "Secret \"x\" not found".to_owned(),
+    )));
+    assert!(outcome.accepted.is_empty());
+    assert_eq!(outcome.rejected[0].kind, RejectionKind::SecretUnavailable);
+    assert!(outcome.rejected[0].reason.contains("not found"));
+    let outcome = with_secret(None);
+    assert_eq!(outcome.rejected[0].kind, RejectionKind::SecretUnavailable);
+}
+
+#[test]
+fn bad_secret_value_is_invalid_and_not_echoed() {
+    let outcome = with_secret(Some(SecretValue::Found {
+        secret: "Secret \"x\" key \"psk\"".to_owned(),
+        value: zeroize::Zeroizing::new(b"hunter2".to_vec()),
+    }));
+    assert_eq!(outcome.rejected[0].kind, RejectionKind::Invalid);
+    let reason = &outcome.rejected[0].reason;
+    assert!(reason.contains("Secret \"x\" key \"psk\""), "{reason}");
+    assert!(!reason.contains("hunter2"), "{reason}");
+}
+
+#[test]
+fn conflicts_are_marked_as_such() {
+    let outcome = validate(
+        vec![
+            Declaration::Peer(raw("b", &["10.2.0.0/16"])),
+            Declaration::Peer(raw("c", &["10.2.1.0/24"])),
+        ],
+        &ctx(),
+    );
+    assert_eq!(outcome.rejected[0].kind, RejectionKind::Conflict);
 }
 
 #[test]

@@ -11,6 +11,7 @@ fn config() -> PeerConfig {
             .map(|s| s.parse().expect("cidr"))
             .collect(),
         persistent_keepalive: 25,
+        preshared_key: None,
     }
 }
 
