@@ -89,3 +89,91 @@ fn list_without_a_cluster_says_what_to_do() {
     let err = String::from_utf8(out.stderr).expect("utf8");
     assert!(err.contains("KUBECONFIG"), "{err}");
 }
+
+/// `peer add --apply`, `peer list` and `peer remove` against the test API server
+/// (`kube-fake`: no Kubernetes API server can run where the tests run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_list_and_remove_through_the_kubernetes_api() {
+    let fake = kube_fake::FakeApiServer::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        kube_fake::FakeConfig::default(),
+    )
+    .await
+    .expect("fake API server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\nusers:\n- name: operator\n  user: {{}}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: operator\n    namespace: zt-system\ncurrent-context: fake\n",
+            fake.url()
+        ),
+    )
+    .expect("write kubeconfig");
+    let run = |args: Vec<&'static str>| {
+        let kubeconfig = kubeconfig.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_peerctl"))
+                .args(args)
+                .env("KUBECONFIG", kubeconfig)
+                .env_remove("KUBERNETES_SERVICE_HOST")
+                .output()
+                .expect("run peerctl")
+        })
+    };
+
+    let added = run(vec![
+        "peer",
+        "add",
+        "--cluster",
+        "lux-k8s",
+        "--public-key",
+        KEY,
+        "--endpoint",
+        "192.0.2.7:51820",
+        "--allowed-ips",
+        "10.10.0.2/32,10.245.0.0/16",
+        "--apply",
+    ])
+    .await
+    .expect("join");
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let stored = fake
+        .get(kube_fake::PEERS, "zt-system", "lux-k8s")
+        .await
+        .expect("stored");
+    assert_eq!(stored["spec"]["cluster"], "lux-k8s");
+    assert_eq!(stored["spec"]["allowedIPs"][1], "10.245.0.0/16");
+
+    let listed = run(vec!["peer", "list", "--output", "json"])
+        .await
+        .expect("join");
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(rows[0]["name"], "lux-k8s");
+    assert_eq!(rows[0]["endpoint"], "192.0.2.7:51820");
+    let table = run(vec!["peer", "list"]).await.expect("join");
+    let table = String::from_utf8(table.stdout).expect("utf8");
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(table.contains("lux-k8s"), "{table}");
+
+    let removed = run(vec!["peer", "remove", "lux-k8s"]).await.expect("join");
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    assert!(
+        fake.get(kube_fake::PEERS, "zt-system", "lux-k8s")
+            .await
+            .is_none()
+    );
+}

@@ -1,6 +1,6 @@
 //! The Kubernetes API routes the gateway uses, with the API server's status codes and
-//! `Status` bodies: list, watch and get of `WireGuardPeer`s, server-side apply on their status
-//! subresource, get of Secrets, and get, create and replace of Leases.
+//! `Status` bodies: list, watch, get, apply and delete of `WireGuardPeer`s, server-side apply
+//! on their status subresource, get of Secrets, and get, create and replace of Leases.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,7 +25,10 @@ pub(crate) fn router(state: Shared) -> Router {
     let leases = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases";
     Router::new()
         .route(peers, get(list_or_watch_peers))
-        .route(&format!("{peers}/{{name}}"), get(get_peer))
+        .route(
+            &format!("{peers}/{{name}}"),
+            get(get_peer).patch(apply_peer).delete(delete_peer),
+        )
         .route(
             &format!("{peers}/{{name}}/status"),
             patch(patch_peer_status),
@@ -188,6 +191,73 @@ async fn get_object(state: &Shared, kind: Kind, ns: String, name: String) -> Res
     match state.lock().await.objects.get(&key) {
         Some(object) => axum::Json(object.clone()).into_response(),
         None => not_found(kind, &key.2),
+    }
+}
+
+/// Server-side apply of a whole `WireGuardPeer` (what `peerctl peer add --apply` sends):
+/// creates it or replaces its spec, keeping the status; one field manager is enough here.
+async fn apply_peer(
+    State(state): State<Shared>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !content_type.starts_with("application/apply-patch+yaml") {
+        return failure(
+            415,
+            "UnsupportedMediaType",
+            format!("the fake accepts only application/apply-patch+yaml, not {content_type:?}"),
+        );
+    }
+    if query.get("fieldManager").is_none_or(String::is_empty) {
+        return failure(400, "BadRequest", "PATCH with apply requires fieldManager");
+    }
+    let Ok(applied) = serde_json::from_slice::<Value>(&body) else {
+        return failure(
+            400,
+            "BadRequest",
+            "the fake reads apply bodies written as JSON",
+        );
+    };
+    if applied.get("apiVersion").and_then(Value::as_str) != Some(PEERS.api_version)
+        || applied.get("kind").and_then(Value::as_str) != Some(PEERS.kind)
+        || applied["metadata"]["name"].as_str() != Some(name.as_str())
+    {
+        return failure(
+            422,
+            "Invalid",
+            format!(
+                "{name:?} is invalid: apply needs apiVersion, kind and a matching metadata.name"
+            ),
+        );
+    }
+    let Some(spec) = applied.get("spec").cloned() else {
+        return failure(
+            422,
+            "Invalid",
+            format!("{name:?} is invalid: spec is required"),
+        );
+    };
+    let stored = state
+        .lock()
+        .await
+        .put(PEERS, &ns, &name, json!({ "spec": spec }));
+    (StatusCode::OK, axum::Json(stored)).into_response()
+}
+
+/// Deletes a `WireGuardPeer`, answering with the object as it was deleted.
+async fn delete_peer(
+    State(state): State<Shared>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    match state.lock().await.delete(PEERS, &ns, &name) {
+        Some(object) => (StatusCode::OK, axum::Json(object)).into_response(),
+        None => not_found(PEERS, &name),
     }
 }
 
