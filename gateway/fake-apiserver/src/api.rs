@@ -203,39 +203,10 @@ async fn apply_peer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if !content_type.starts_with("application/apply-patch+yaml") {
-        return failure(
-            415,
-            "UnsupportedMediaType",
-            format!("the fake accepts only application/apply-patch+yaml, not {content_type:?}"),
-        );
-    }
-    if query.get("fieldManager").is_none_or(String::is_empty) {
-        return failure(400, "BadRequest", "PATCH with apply requires fieldManager");
-    }
-    let Ok(applied) = serde_json::from_slice::<Value>(&body) else {
-        return failure(
-            400,
-            "BadRequest",
-            "the fake reads apply bodies written as JSON",
-        );
+    let (applied, _manager) = match read_apply(&headers, &query, &body, &name) {
+        Ok(read) => read,
+        Err(response) => return *response,
     };
-    if applied.get("apiVersion").and_then(Value::as_str) != Some(PEERS.api_version)
-        || applied.get("kind").and_then(Value::as_str) != Some(PEERS.kind)
-        || applied["metadata"]["name"].as_str() != Some(name.as_str())
-    {
-        return failure(
-            422,
-            "Invalid",
-            format!(
-                "{name:?} is invalid: apply needs apiVersion, kind and a matching metadata.name"
-            ),
-        );
-    }
     let Some(spec) = applied.get("spec").cloned() else {
         return failure(
             422,
@@ -248,6 +219,67 @@ async fn apply_peer(
         .await
         .put(PEERS, &ns, &name, json!({ "spec": spec }));
     (StatusCode::OK, axum::Json(stored)).into_response()
+}
+
+/// Checks an apply request as the API server does: its content type, a field manager, a body
+/// (the gateway and peerctl send JSON, which is YAML) naming apiVersion, kind and `name`.
+/// Returns the body and the field manager.
+fn read_apply(
+    headers: &HeaderMap,
+    query: &BTreeMap<String, String>,
+    body: &[u8],
+    name: &str,
+) -> Result<(Value, String), Box<Response>> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !content_type.starts_with("application/apply-patch+yaml") {
+        return Err(Box::new(failure(
+            415,
+            "UnsupportedMediaType",
+            format!("the fake accepts only application/apply-patch+yaml, not {content_type:?}"),
+        )));
+    }
+    let Some(manager) = query.get("fieldManager").filter(|m| !m.is_empty()) else {
+        return Err(Box::new(failure(
+            400,
+            "BadRequest",
+            "PATCH with apply requires fieldManager",
+        )));
+    };
+    let Ok(applied) = serde_json::from_slice::<Value>(body) else {
+        return Err(Box::new(failure(
+            400,
+            "BadRequest",
+            "the fake reads apply bodies written as JSON",
+        )));
+    };
+    if applied.get("apiVersion").and_then(Value::as_str) != Some(PEERS.api_version)
+        || applied.get("kind").and_then(Value::as_str) != Some(PEERS.kind)
+    {
+        return Err(Box::new(failure(
+            422,
+            "Invalid",
+            format!(
+                "{}.{} {name:?} is invalid: apply needs apiVersion {} and kind {}",
+                PEERS.plural,
+                group(PEERS),
+                PEERS.api_version,
+                PEERS.kind
+            ),
+        )));
+    }
+    if let Some(given) = applied["metadata"]["name"].as_str()
+        && given != name
+    {
+        return Err(Box::new(failure(
+            422,
+            "Invalid",
+            format!("metadata.name {given:?} does not match {name:?}"),
+        )));
+    }
+    Ok((applied, manager.clone()))
 }
 
 /// Deletes a `WireGuardPeer`, answering with the object as it was deleted.
@@ -271,53 +303,12 @@ async fn patch_peer_status(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if !content_type.starts_with("application/apply-patch+yaml") {
-        return failure(
-            415,
-            "UnsupportedMediaType",
-            format!("the fake accepts only application/apply-patch+yaml, not {content_type:?}"),
-        );
-    }
-    let Some(manager) = query.get("fieldManager").filter(|m| !m.is_empty()) else {
-        return failure(400, "BadRequest", "PATCH with apply requires fieldManager");
+    let (applied, manager) = match read_apply(&headers, &query, &body, &name) {
+        Ok(read) => read,
+        Err(response) => return *response,
     };
+    let manager = &manager;
     let force = query.get("force").is_some_and(|f| f == "true");
-    // JSON is YAML; the gateway sends JSON.
-    let Ok(applied) = serde_json::from_slice::<Value>(&body) else {
-        return failure(
-            400,
-            "BadRequest",
-            "the fake reads apply bodies written as JSON",
-        );
-    };
-    if applied.get("apiVersion").and_then(Value::as_str) != Some(PEERS.api_version)
-        || applied.get("kind").and_then(Value::as_str) != Some(PEERS.kind)
-    {
-        return failure(
-            422,
-            "Invalid",
-            format!(
-                "{}.{} {name:?} is invalid: apply needs apiVersion {} and kind {}",
-                PEERS.plural,
-                group(PEERS),
-                PEERS.api_version,
-                PEERS.kind
-            ),
-        );
-    }
-    if let Some(given) = applied["metadata"]["name"].as_str()
-        && given != name
-    {
-        return failure(
-            422,
-            "Invalid",
-            format!("metadata.name {given:?} does not match {name:?}"),
-        );
-    }
     let mut state = state.lock().await;
     *state.stats.status_patches.entry(name.clone()).or_default() += 1;
     let key: Key = (PEERS.plural, ns, name.clone());

@@ -20,18 +20,7 @@ struct Rig {
 async fn rig() -> Rig {
     let fake = FakeKms::start(
         "127.0.0.1:0".parse().expect("addr"),
-        FakeConfig {
-            client_id: "gateway-a".to_owned(),
-            client_secret: CLIENT_SECRET.to_owned(),
-            token_ttl: Duration::from_secs(3600),
-            secrets: vec![(
-                "proj".to_owned(),
-                "prod".to_owned(),
-                "/zt".to_owned(),
-                "wg-key".to_owned(),
-                format!("{KEY}\n"),
-            )],
-        },
+        fake_config(&format!("{KEY}\n")),
     )
     .await
     .expect("fake kms");
@@ -60,6 +49,22 @@ async fn rig() -> Rig {
         },
     };
     Rig { fake, dir, config }
+}
+
+/// The fake's identity and the gateway key secret `proj/prod/zt/wg-key` = `value`.
+fn fake_config(value: &str) -> FakeConfig {
+    FakeConfig {
+        client_id: "gateway-a".to_owned(),
+        client_secret: CLIENT_SECRET.to_owned(),
+        token_ttl: Duration::from_secs(3600),
+        secrets: vec![(
+            "proj".to_owned(),
+            "prod".to_owned(),
+            "/zt".to_owned(),
+            "wg-key".to_owned(),
+            value.to_owned(),
+        )],
+    }
 }
 
 fn store(config: &InfisicalConfig) -> InfisicalStore {
@@ -406,18 +411,7 @@ fn test_pki() -> (String, String, String) {
 async fn tls_rig(trust: bool, ca_text: Option<&str>) -> (Rig, FakeKms) {
     let (ca, cert, key) = test_pki();
     let mut rig = rig().await;
-    let config = FakeConfig {
-        client_id: "gateway-a".to_owned(),
-        client_secret: CLIENT_SECRET.to_owned(),
-        token_ttl: Duration::from_secs(3600),
-        secrets: vec![(
-            "proj".to_owned(),
-            "prod".to_owned(),
-            "/zt".to_owned(),
-            "wg-key".to_owned(),
-            KEY.to_owned(),
-        )],
-    };
+    let config = fake_config(KEY);
     let tls = FakeKms::start_tls("127.0.0.1:0".parse().expect("addr"), config, &cert, &key)
         .await
         .expect("tls fake");
