@@ -373,8 +373,8 @@ fn production_liveness_unless_the_hidden_test_flag_is_given() {
 
 #[test]
 fn native_backend_from_file_and_from_the_command_line() {
-    let config = parse(&EMBEDDED.replace("backend = \"userspace\"", "backend = \"native\""))
-        .expect("valid");
+    let config =
+        parse(&EMBEDDED.replace("backend = \"userspace\"", "backend = \"native\"")).expect("valid");
     assert_eq!(config.backend, Backend::Native);
     let overrides = Overrides {
         interface_backend: Some("native".to_owned()),
