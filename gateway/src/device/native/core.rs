@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Packet, Tunn, TunnResult};
@@ -58,6 +59,8 @@ pub struct Core {
     slots: Vec<Option<Peer>>,
     by_key: BTreeMap<[u8; 32], usize>,
     routes: AllowedIps<usize>,
+    /// The rotation hook: a second key handshakes may be addressed to.
+    second: Option<SecondKey>,
     /// Drop counters.
     pub counters: Counters,
 }
@@ -88,6 +91,7 @@ impl Core {
             slots: Vec::new(),
             by_key: BTreeMap::new(),
             routes: AllowedIps::new(),
+            second: None,
             counters: Counters::default(),
         }
     }
@@ -144,17 +148,40 @@ impl Core {
             self.counters.invalid += 1;
             return;
         };
-        let packet = match limiter.verify_packet(Some(src.ip()), datagram, buf) {
-            Ok(packet) => packet,
+        // MAC1 names the responder key the sender used: the current one, or else the second.
+        let (packet, second) = match limiter.verify_packet(Some(src.ip()), datagram, buf) {
+            Ok(packet) => (packet, None),
             Err(TunnResult::WriteToNetwork(cookie)) => {
                 sink.send(src, cookie);
                 return;
+            }
+            Err(TunnResult::Err(WireGuardError::InvalidMac)) if self.second.is_some() => {
+                let Some(second) = self.second.as_ref() else {
+                    return;
+                };
+                match second.limiter.verify_packet(Some(src.ip()), datagram, buf) {
+                    Ok(packet) => (packet, Some(second)),
+                    Err(TunnResult::WriteToNetwork(cookie)) => {
+                        sink.send(src, cookie);
+                        return;
+                    }
+                    Err(_) => {
+                        self.counters.invalid += 1;
+                        return;
+                    }
+                }
             }
             Err(_) => {
                 self.counters.invalid += 1;
                 return;
             }
         };
+        let (private, public) = match second {
+            Some(second) => (&second.private, &second.public),
+            None => (private, public),
+        };
+        let on_second = second.is_some();
+        let is_init = matches!(packet, Packet::HandshakeInit(_));
         let index = match packet {
             Packet::HandshakeInit(init) => match parse_handshake_anon(private, public, &init) {
                 Ok(half) => match self.by_key.get(&half.peer_static_public) {
@@ -173,6 +200,10 @@ impl Core {
             Packet::PacketCookieReply(p) => (p.receiver_idx >> 8) as usize,
             Packet::PacketData(p) => (p.receiver_idx >> 8) as usize,
         };
+        if is_init {
+            // Only an initiation chooses the key; later messages follow the session.
+            self.answer_with(index, on_second);
+        }
         let Some(peer) = self.slots.get_mut(index).and_then(Option::as_mut) else {
             self.counters.invalid += 1;
             return;
@@ -222,6 +253,9 @@ impl Core {
             if let Some(limiter) = &self.limiter {
                 limiter.reset_count();
             }
+            if let Some(second) = &self.second {
+                second.limiter.reset_count();
+            }
             self.last_limiter_reset = now;
         }
         for peer in self.slots.iter_mut().flatten() {
@@ -262,8 +296,10 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
+mod rotation;
 mod table;
 
+use rotation::SecondKey;
 pub use table::Peer;
 
 #[cfg(test)]

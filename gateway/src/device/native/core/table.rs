@@ -31,6 +31,8 @@ pub struct Peer {
     pub(super) last_tx: Duration,
     /// Wall-clock time of its last handshake, as reported.
     pub(super) last_handshake: Option<SystemTime>,
+    /// Whether its `Tunn` runs on the second key (see `rotation.rs`).
+    pub(super) on_second: bool,
 }
 
 impl std::fmt::Debug for Peer {
@@ -126,6 +128,7 @@ impl Core {
                     tunn: None,
                     last_tx: Duration::ZERO,
                     last_handshake: None,
+                    on_second: false,
                 });
                 self.by_key.insert(public, index);
                 self.rebuild_tunn(index);
@@ -150,7 +153,7 @@ impl Core {
         self.rebuild_tunn(index);
     }
 
-    fn rebuild_tunn(&mut self, index: usize) {
+    pub(super) fn rebuild_tunn(&mut self, index: usize) {
         let (Some(private), Some(peer)) = (
             self.private.as_ref(),
             self.slots.get_mut(index).and_then(Option::as_mut),
@@ -167,6 +170,7 @@ impl Core {
             self.limiter.clone(),
         ));
         peer.last_handshake = None;
+        peer.on_second = false;
     }
 
     /// Removes a peer and its routes.

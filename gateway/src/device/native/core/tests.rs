@@ -352,3 +352,48 @@ fn unknown_initiators_are_counted() {
     assert_eq!(pair.b.counters.unknown_peer, 1);
     assert!(pair.b_out.tun.is_empty());
 }
+
+#[test]
+fn a_second_key_answers_handshakes_addressed_to_it() {
+    // a holds its current key (1) and a second one (9); b already knows a by the second key.
+    // (Peers that name the current key are what every other test here does.)
+    let mut pair = Pair::new();
+    let (second_priv, second_pub) = key(9);
+    pair.a.set_second_key(Some(second_priv));
+    let (_, a_pub) = key(1);
+    pair.b.remove_peer(&a_pub);
+    pair.b.peer_mut(second_pub).expect("slot").endpoint = Some(addr(A_ADDR));
+    pair.b.add_allowed_ip(&second_pub, net("10.1.0.0/16"));
+
+    let packet = ipv4([10, 2, 0, 7], [10, 1, 0, 5], b"to the new key");
+    pair.b
+        .from_tun(&packet, &mut pair.buf, Duration::ZERO, &mut pair.b_out);
+    pair.pump();
+    assert_eq!(pair.a_out.tun, vec![packet]);
+    assert!(pair.a.uses_second_key(&pair.b_pub));
+    let back = ipv4([10, 1, 0, 5], [10, 2, 0, 7], b"answer");
+    pair.a
+        .from_tun(&back, &mut pair.buf, Duration::ZERO, &mut pair.a_out);
+    pair.pump();
+    assert_eq!(pair.b_out.tun, vec![back]);
+    assert_eq!(pair.a.counters.invalid, 0);
+
+    // Without the second key, a handshake to it fails MAC1 and is counted.
+    let mut other = Pair::new();
+    other.b.remove_peer(&a_pub);
+    other.b.peer_mut(second_pub).expect("slot").endpoint = Some(addr(A_ADDR));
+    other.b.add_allowed_ip(&second_pub, net("10.1.0.0/16"));
+    other.b.from_tun(
+        &ipv4([10, 2, 0, 7], [10, 1, 0, 5], b"x"),
+        &mut other.buf,
+        Duration::ZERO,
+        &mut other.b_out,
+    );
+    other.pump();
+    assert!(other.a_out.tun.is_empty());
+    assert_eq!(other.a.counters.invalid, 1);
+
+    // Dropping the second key moves b's tunnel back to the current key.
+    pair.a.set_second_key(None);
+    assert!(!pair.a.uses_second_key(&pair.b_pub));
+}
