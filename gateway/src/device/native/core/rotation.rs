@@ -4,6 +4,11 @@
 //! the second key gets its `Tunn` switched to that key (which restarts its session, as any
 //! new handshake does). Peers that still use the current key are untouched. What promotes
 //! the second key to the current one is the rotation logic's business (not built yet).
+//!
+//! Known gap, to close before anything sets a second key outside tests: the switch happens
+//! before `Tunn` checks the initiation's timestamp, so a replayed initiation naming the other
+//! key could restart that peer's session. With no second key set (the only state the gateway
+//! uses today) nothing switches.
 
 use std::sync::Arc;
 
