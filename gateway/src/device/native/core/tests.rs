@@ -397,3 +397,69 @@ fn a_second_key_answers_handshakes_addressed_to_it() {
     pair.a.set_second_key(None);
     assert!(!pair.a.uses_second_key(&pair.b_pub));
 }
+
+#[test]
+fn preshared_keys_must_match() {
+    let mut pair = Pair::new();
+    pair.a.set_psk(&pair.b_pub, Some([5; 32]));
+    pair.b.set_psk(&pair.a_pub, Some([5; 32]));
+    let packet = ipv4([10, 1, 0, 5], [10, 2, 0, 7], b"psk");
+    pair.a
+        .from_tun(&packet, &mut pair.buf, Duration::ZERO, &mut pair.a_out);
+    pair.pump();
+    assert_eq!(pair.b_out.tun, vec![packet]);
+
+    let mut other = Pair::new();
+    other.a.set_psk(&other.b_pub, Some([5; 32]));
+    other.b.set_psk(&other.a_pub, Some([6; 32]));
+    other.a.from_tun(
+        &ipv4([10, 1, 0, 5], [10, 2, 0, 7], b"x"),
+        &mut other.buf,
+        Duration::ZERO,
+        &mut other.a_out,
+    );
+    other.pump();
+    assert!(other.b_out.tun.is_empty());
+    assert!(other.a.counters.invalid + other.b.counters.invalid > 0);
+}
+
+/// A minimal IPv6 packet (header only).
+fn ipv6(src: [u8; 16], dst: [u8; 16], payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u16;
+    let mut p = vec![0x60, 0, 0, 0, (len >> 8) as u8, len as u8, 17, 64];
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    p.extend_from_slice(payload);
+    p
+}
+
+#[test]
+fn ipv6_inner_packets_route_by_longest_prefix() {
+    let mut pair = Pair::new();
+    pair.a.add_allowed_ip(&pair.b_pub, net("fd00:2::/64"));
+    pair.b.add_allowed_ip(&pair.a_pub, net("fd00:1::/64"));
+    let a_ip = "fd00:1::5"
+        .parse::<std::net::Ipv6Addr>()
+        .expect("v6")
+        .octets();
+    let b_ip = "fd00:2::7"
+        .parse::<std::net::Ipv6Addr>()
+        .expect("v6")
+        .octets();
+    let packet = ipv6(a_ip, b_ip, b"over v6");
+    pair.a
+        .from_tun(&packet, &mut pair.buf, Duration::ZERO, &mut pair.a_out);
+    pair.pump();
+    assert_eq!(pair.b_out.tun, vec![packet]);
+    let elsewhere = "fd00:3::1"
+        .parse::<std::net::Ipv6Addr>()
+        .expect("v6")
+        .octets();
+    pair.a.from_tun(
+        &ipv6(a_ip, elsewhere, b"x"),
+        &mut pair.buf,
+        Duration::ZERO,
+        &mut pair.a_out,
+    );
+    assert_eq!(pair.a.counters.no_route, 1);
+}
