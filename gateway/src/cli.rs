@@ -47,7 +47,7 @@ pub struct Overrides {
     /// Overrides `interface.mtu`.
     #[arg(long, env = "ZTGW_INTERFACE_MTU")]
     pub interface_mtu: Option<String>,
-    /// Overrides `interface.backend` (`userspace` or `kernel`).
+    /// Overrides `interface.backend` (`userspace`, `kernel` or `native`).
     #[arg(long, env = "ZTGW_INTERFACE_BACKEND")]
     pub interface_backend: Option<String>,
     /// Overrides `cluster.name`.

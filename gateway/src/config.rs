@@ -33,6 +33,8 @@ pub enum Backend {
     Userspace,
     /// The Linux kernel module.
     Kernel,
+    /// Our own userspace device on `boringtun::noise` (opt-in).
+    Native,
 }
 
 /// Where the private key comes from.
@@ -310,11 +312,12 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let backend = match raw.interface.backend.as_deref().unwrap_or("userspace") {
         "userspace" => Backend::Userspace,
         "kernel" => Backend::Kernel,
+        "native" => Backend::Native,
         other => {
             return Err(bad(
                 "interface.backend",
                 other,
-                "expected \"userspace\" or \"kernel\"",
+                "expected \"userspace\", \"kernel\" or \"native\"",
             ));
         }
     };

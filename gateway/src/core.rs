@@ -5,6 +5,7 @@
 //! WireGuard implementation; a test (`core_boundary`) checks the imports.
 #![warn(missing_docs)]
 
+pub mod allowed_ips;
 pub mod health;
 pub mod key;
 pub mod lease;

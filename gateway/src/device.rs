@@ -5,6 +5,7 @@
 //! [`netlink`] adapter for the interface address, MTU, link state and one route per allowed IP.
 
 pub mod kernel;
+pub mod native;
 pub mod netlink;
 pub mod uapi_client;
 pub mod uapi_server;

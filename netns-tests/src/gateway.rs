@@ -91,6 +91,13 @@ impl<'c> GatewaySetup<'c> {
         })
     }
 
+    /// Selects the data plane (`interface.backend`: "userspace", "native", "kernel").
+    #[must_use]
+    pub fn backend(mut self, backend: &str) -> Self {
+        backend.clone_into(&mut self.config.backend);
+        self
+    }
+
     /// Runs the gateway in `netns` instead of the cluster's gateway namespace (a second
     /// gateway with the same interface, key and lease, whose UDP port is free there).
     #[must_use]
@@ -190,6 +197,23 @@ impl Gateway<'_> {
     /// Fails when it cannot be started or does not become ready (the error holds its log).
     pub fn launch<'c>(cluster: &'c Cluster, peers: &[&Cluster]) -> Result<Gateway<'c>> {
         let mut gateway = GatewaySetup::new(cluster)?.with_peers(peers)?.start()?;
+        gateway.wait_ready(READY_TIMEOUT)?;
+        Ok(gateway)
+    }
+
+    /// Like [`Gateway::launch`], with the data plane chosen (see [`GatewaySetup::backend`]).
+    ///
+    /// # Errors
+    /// As [`Gateway::launch`].
+    pub fn launch_with<'c>(
+        cluster: &'c Cluster,
+        peers: &[&Cluster],
+        backend: &str,
+    ) -> Result<Gateway<'c>> {
+        let mut gateway = GatewaySetup::new(cluster)?
+            .backend(backend)
+            .with_peers(peers)?
+            .start()?;
         gateway.wait_ready(READY_TIMEOUT)?;
         Ok(gateway)
     }

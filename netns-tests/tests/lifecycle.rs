@@ -1,5 +1,5 @@
 //! Clean shutdown: SIGTERM and SIGINT make the gateway exit 0 and remove its interface and
-//! UAPI socket.
+//! UAPI socket, on either userspace data plane.
 
 use std::time::Duration;
 
@@ -11,19 +11,25 @@ const EXIT: Duration = Duration::from_secs(10);
 #[test]
 fn sigterm_exits_zero_and_removes_interface_and_socket() {
     require_root!();
-    exits_cleanly_on(Signal::SIGTERM);
+    exits_cleanly_on(Signal::SIGTERM, "userspace");
+}
+
+#[test]
+fn native_sigterm_exits_zero_and_removes_interface_and_socket() {
+    require_root!();
+    exits_cleanly_on(Signal::SIGTERM, "native");
 }
 
 #[test]
 fn sigint_exits_zero_and_removes_interface_and_socket() {
     require_root!();
-    exits_cleanly_on(Signal::SIGINT);
+    exits_cleanly_on(Signal::SIGINT, "userspace");
 }
 
-fn exits_cleanly_on(signal: Signal) {
+fn exits_cleanly_on(signal: Signal, backend: &str) {
     let topo = Topology::clusters(2).expect("build topology");
     let (a, b) = (&topo.clusters[0], &topo.clusters[1]);
-    let mut gateway = Gateway::launch(a, &[b]).expect("gateway a ready");
+    let mut gateway = Gateway::launch_with(a, &[b], backend).expect("gateway a ready");
     let iface = gateway.iface().to_owned();
     let socket = gateway.socket_path();
     assert!(

@@ -1,6 +1,6 @@
 //! Peer files changing under a running gateway: adding, modifying (allowed IPs, then the
 //! endpoint) and removing peer c on gateway a takes effect within seconds, while a steady
-//! 100 packets/s ping from pod a to pod b loses nothing.
+//! 100 packets/s ping from pod a to pod b loses nothing. Once per data plane.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -17,11 +17,21 @@ const APPLY: Duration = Duration::from_secs(6);
 #[test]
 fn peer_added_modified_and_removed_live_without_disturbing_other_peers() {
     require_root!();
+    live_changes("userspace");
+}
+
+#[test]
+fn native_peer_added_modified_and_removed_live_without_disturbing_other_peers() {
+    require_root!();
+    live_changes("native");
+}
+
+fn live_changes(backend: &str) {
     let topo = Topology::clusters(3).expect("build topology");
     let (a, b, c) = (&topo.clusters[0], &topo.clusters[1], &topo.clusters[2]);
-    let gw_a = Gateway::launch(a, &[b]).expect("gateway a ready");
-    let _gw_b = Gateway::launch(b, &[a]).expect("gateway b ready");
-    let _gw_c = Gateway::launch(c, &[a]).expect("gateway c ready");
+    let gw_a = Gateway::launch_with(a, &[b], backend).expect("gateway a ready");
+    let _gw_b = Gateway::launch_with(b, &[a], backend).expect("gateway b ready");
+    let _gw_c = Gateway::launch_with(c, &[a], backend).expect("gateway c ready");
     wait_reachable(&a.pod, b.pod_ip(), REACH).expect("pod a reaches pod b");
 
     let steady = SteadyPing::start(&a.pod, b.pod_ip(), Duration::from_millis(10))

@@ -65,6 +65,15 @@ impl Channel {
     /// # Errors
     /// When the pair cannot be created.
     pub fn pair() -> std::io::Result<(Self, RawFd)> {
+        let (ours, theirs) = Self::pair_stream()?;
+        Ok((ours, theirs.into_raw_fd()))
+    }
+
+    /// Creates the pair; returns our channel and the device's end as a stream.
+    ///
+    /// # Errors
+    /// When the pair cannot be created.
+    pub fn pair_stream() -> std::io::Result<(Self, UnixStream)> {
         let (ours, theirs) = UnixStream::pair()?;
         ours.set_read_timeout(Some(TIMEOUT))?;
         ours.set_write_timeout(Some(TIMEOUT))?;
@@ -72,7 +81,7 @@ impl Channel {
             Self {
                 stream: Mutex::new(ours),
             },
-            theirs.into_raw_fd(),
+            theirs,
         ))
     }
 

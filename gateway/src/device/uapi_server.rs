@@ -1,9 +1,10 @@
 //! The public UAPI socket `/var/run/wireguard/<name>.sock` (mode 0600: a `get` answer holds
 //! the private key), so `wg show` and `wg set` work against the userspace device.
 //!
-//! Requests are relayed to the device over its private channel, one at a time. A `set` that
-//! names a peer the device already has without `remove=true` is refused with `EOPNOTSUPP`:
-//! boringtun would abort its event loop on it.
+//! Requests are relayed to the device over its private channel, one at a time. For boringtun's
+//! device, a `set` that names a peer the device already has without `remove=true` is refused
+//! with `EOPNOTSUPP`: boringtun would abort its event loop on it. The native device
+//! (`in_place`) takes such updates.
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt as _;
@@ -38,7 +39,7 @@ impl Server {
     ///
     /// # Errors
     /// When the directory or socket cannot be created.
-    pub fn start(path: &Path, channel: Arc<Channel>) -> std::io::Result<Self> {
+    pub fn start(path: &Path, channel: Arc<Channel>, in_place: bool) -> std::io::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -51,7 +52,7 @@ impl Server {
                     Ok((stream, _)) => {
                         let channel = channel.clone();
                         tokio::spawn(async move {
-                            if let Err(e) = serve_client(stream, channel).await {
+                            if let Err(e) = serve_client(stream, channel, in_place).await {
                                 tracing::debug!(error = %e, "UAPI client connection ended");
                             }
                         });
@@ -77,7 +78,11 @@ impl Drop for Server {
     }
 }
 
-async fn serve_client(stream: UnixStream, channel: Arc<Channel>) -> std::io::Result<()> {
+async fn serve_client(
+    stream: UnixStream,
+    channel: Arc<Channel>,
+    in_place: bool,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     loop {
@@ -87,7 +92,7 @@ async fn serve_client(stream: UnixStream, channel: Arc<Channel>) -> std::io::Res
         else {
             return Ok(());
         };
-        let answer = answer(request, channel.clone()).await;
+        let answer = answer(request, channel.clone(), in_place).await;
         write.write_all(answer.as_bytes()).await?;
     }
 }
@@ -123,7 +128,11 @@ async fn read_request(
     }
 }
 
-async fn answer(request: zeroize::Zeroizing<Vec<String>>, channel: Arc<Channel>) -> String {
+async fn answer(
+    request: zeroize::Zeroizing<Vec<String>>,
+    channel: Arc<Channel>,
+    in_place: bool,
+) -> String {
     let result = tokio::task::spawn_blocking(move || -> Result<String, i32> {
         match request.first().map(String::as_str) {
             Some("get=1") => channel
@@ -133,6 +142,12 @@ async fn answer(request: zeroize::Zeroizing<Vec<String>>, channel: Arc<Channel>)
             Some("set=1") => {
                 let body: String = request[1..].iter().map(|l| format!("{l}\n")).collect();
                 let body = zeroize::Zeroizing::new(body);
+                if in_place {
+                    return channel
+                        .exchange_raw(set_request(&body).as_bytes())
+                        .map(|a| a.to_string())
+                        .map_err(|_| EPROTO);
+                }
                 let existing: BTreeSet<PublicKey> = channel
                     .get()
                     .map_err(|_| EPROTO)?

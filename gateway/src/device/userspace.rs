@@ -4,7 +4,12 @@
 //!
 //! boringtun asserts when a `set` names a peer it already has, so a changed peer is removed
 //! and added again in two transactions: its session restarts, every other peer is untouched.
+//!
+//! The same adapter runs the `native` backend ([`super::native`]): the same private channel
+//! and public socket, but peers are updated in place, keeping their sessions.
 
+use std::os::fd::IntoRawFd as _;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +18,7 @@ use defguard_boringtun::device::{DeviceConfig, DeviceHandle};
 use kms_client::PrivateKey;
 use zeroize::Zeroizing;
 
+use super::native::NativeHandle;
 use super::netlink::Netlink;
 use super::uapi_client::Channel;
 use super::uapi_server::Server;
@@ -31,7 +37,23 @@ pub struct UserspaceDevice {
     netlink: Netlink,
     channel: Arc<Channel>,
     server: Option<Server>,
-    handle: Option<DeviceHandle>,
+    handle: Option<Engine>,
+    style: UpsertStyle,
+}
+
+/// The data plane behind the channel.
+enum Engine {
+    Boringtun(DeviceHandle),
+    Native(NativeHandle),
+}
+
+/// Which data plane [`UserspaceDevice::create_with`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plane {
+    /// boringtun's device (`backend = "userspace"`).
+    Boringtun,
+    /// Our own device on `boringtun::noise` (`backend = "native"`).
+    Native,
 }
 
 impl std::fmt::Debug for UserspaceDevice {
@@ -51,6 +73,18 @@ impl UserspaceDevice {
     /// # Errors
     /// [`Error::InUse`], [`Error::PortInUse`], [`Error::Create`] and netlink failures.
     pub async fn create(settings: &InterfaceSettings, key: &PrivateKey) -> Result<Self, Error> {
+        Self::create_with(settings, key, Plane::Boringtun).await
+    }
+
+    /// Like [`Self::create`], with the data plane chosen.
+    ///
+    /// # Errors
+    /// As [`Self::create`].
+    pub async fn create_with(
+        settings: &InterfaceSettings,
+        key: &PrivateKey,
+        plane: Plane,
+    ) -> Result<Self, Error> {
         let name = settings.name.clone();
         let socket = uapi_client::socket_path(&name);
         let netlink = Netlink::open().map_err(|e| Error::Create {
@@ -59,29 +93,35 @@ impl UserspaceDevice {
         })?;
         recover_stale(&netlink, &name, &socket).await?;
 
-        let (channel, device_fd) = Channel::pair().map_err(|e| Error::Create {
+        let (channel, device_end) = Channel::pair_stream().map_err(|e| Error::Create {
             name: name.clone(),
             reason: format!("cannot create the UAPI channel: {e}"),
         })?;
-        // One event thread: several would reorder a flow's packets across threads, which TCP
-        // reads as loss.
-        let config = DeviceConfig {
-            n_threads: 1,
-            use_connected_socket: true,
-            use_multi_queue: false,
-            uapi_fd: device_fd,
+        let (handle, style) = match plane {
+            Plane::Boringtun => (
+                Engine::Boringtun(start_boringtun(&name, device_end).await?),
+                UpsertStyle::RemoveThenAdd,
+            ),
+            Plane::Native => {
+                let (create_name, port) = (name.clone(), settings.listen_port);
+                let handle = tokio::task::spawn_blocking(move || {
+                    NativeHandle::start(&create_name, port, device_end)
+                })
+                .await
+                .map_err(|e| Error::Create {
+                    name: name.clone(),
+                    reason: format!("device thread failed: {e}"),
+                })?
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::AddrInUse => Error::PortInUse { port },
+                    _ => Error::Create {
+                        name: name.clone(),
+                        reason: e.to_string(),
+                    },
+                })?;
+                (Engine::Native(handle), UpsertStyle::InPlace)
+            }
         };
-        let create_name = name.clone();
-        let handle = tokio::task::spawn_blocking(move || DeviceHandle::new(&create_name, config))
-            .await
-            .map_err(|e| Error::Create {
-                name: name.clone(),
-                reason: format!("device thread failed: {e}"),
-            })?
-            .map_err(|e| Error::Create {
-                name: name.clone(),
-                reason: e.to_string(),
-            })?;
         let mut device = Self {
             name: name.clone(),
             index: 0,
@@ -90,6 +130,7 @@ impl UserspaceDevice {
             channel: Arc::new(channel),
             server: None,
             handle: Some(handle),
+            style,
         };
         match device.bring_up(settings, key).await {
             Ok(()) => Ok(device),
@@ -101,7 +142,36 @@ impl UserspaceDevice {
             }
         }
     }
+}
 
+/// Starts boringtun's device with `device_end` as its UAPI descriptor.
+async fn start_boringtun(name: &str, device_end: UnixStream) -> Result<DeviceHandle, Error> {
+    {
+        let name = name.to_owned();
+        let device_fd = device_end.into_raw_fd();
+        // One event thread: several would reorder a flow's packets across threads, which TCP
+        // reads as loss.
+        let config = DeviceConfig {
+            n_threads: 1,
+            use_connected_socket: true,
+            use_multi_queue: false,
+            uapi_fd: device_fd,
+        };
+        let create_name = name.clone();
+        tokio::task::spawn_blocking(move || DeviceHandle::new(&create_name, config))
+            .await
+            .map_err(|e| Error::Create {
+                name: name.clone(),
+                reason: format!("device thread failed: {e}"),
+            })?
+            .map_err(|e| Error::Create {
+                name: name.clone(),
+                reason: e.to_string(),
+            })
+    }
+}
+
+impl UserspaceDevice {
     async fn bring_up(
         &mut self,
         settings: &InterfaceSettings,
@@ -136,7 +206,8 @@ impl UserspaceDevice {
         self.netlink
             .configure(&self.name, self.index, settings.mtu, settings.address)
             .await?;
-        let server = Server::start(&self.socket, self.channel.clone()).map_err(|e| {
+        let in_place = self.style == UpsertStyle::InPlace;
+        let server = Server::start(&self.socket, self.channel.clone(), in_place).map_err(|e| {
             self.create_error(format!(
                 "cannot serve the UAPI socket {}: {e}",
                 self.socket.display()
@@ -155,12 +226,24 @@ impl UserspaceDevice {
 
     async fn teardown(&mut self) -> Result<(), Error> {
         drop(self.server.take());
-        if let Some(handle) = self.handle.take() {
-            // Dropping the handle stops the device threads and removes the socket; the TUN
-            // device disappears when its last descriptor closes.
-            tokio::task::spawn_blocking(move || drop(handle))
-                .await
-                .map_err(|e| self.create_error(format!("device thread failed: {e}")))?;
+        match self.handle.take() {
+            Some(Engine::Boringtun(handle)) => {
+                // Dropping the handle stops the device threads and removes the socket; the
+                // TUN device disappears when its last descriptor closes.
+                tokio::task::spawn_blocking(move || drop(handle))
+                    .await
+                    .map_err(|e| self.create_error(format!("device thread failed: {e}")))?;
+            }
+            Some(Engine::Native(handle)) => {
+                // The threads stop; deleting the link wakes the one blocked reading the TUN.
+                drop(handle);
+                let _ = std::fs::remove_file(&self.socket);
+                if let Some(index) = self.netlink.index(&self.name).await? {
+                    self.netlink.delete_link(&self.name, index).await?;
+                }
+                return Ok(());
+            }
+            None => {}
         }
         let _ = std::fs::remove_file(&self.socket);
         for _ in 0..50 {
@@ -204,7 +287,7 @@ impl Device for UserspaceDevice {
     }
 
     async fn apply(&mut self, op: &Op, previous: Option<&PeerConfig>) -> Result<(), Error> {
-        for body in uapi::transactions(op, previous.is_some(), UpsertStyle::RemoveThenAdd) {
+        for body in uapi::transactions(op, previous.is_some(), self.style) {
             self.uapi_set(body).await?;
         }
         self.netlink

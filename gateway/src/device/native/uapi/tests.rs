@@ -1,0 +1,133 @@
+use std::net::SocketAddr;
+
+use ipnet::IpNet;
+use proptest::prelude::*;
+
+use super::{EINVAL, EOPNOTSUPP, answer, apply, parse_set};
+use crate::core::uapi::parse_get;
+use crate::device::native::core::Core;
+
+fn hex(bytes: [u8; 32]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn lines(text: &str) -> Vec<String> {
+    text.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn set_then_get_round_trips_through_the_standard_parser() {
+    let mut core = Core::new();
+    let peer = hex([7; 32]);
+    let request = format!(
+        "set=1\nprivate_key={}\nlisten_port=51820\npublic_key={peer}\npreshared_key={}\nendpoint=[2001:db8::1]:51820\npersistent_keepalive_interval=25\nallowed_ip=10.2.0.0/16\nallowed_ip=fd00::/64\nprotocol_version=1",
+        hex([1; 32]),
+        hex([9; 32])
+    );
+    assert_eq!(&*answer(&mut core, &lines(&request), 51820), "errno=0\n\n");
+    let got = answer(&mut core, &lines("get=1"), 51820);
+    let report = parse_get(&got).expect("parses");
+    assert_eq!(report.listen_port, Some(51820));
+    let p = &report.peers[0];
+    assert_eq!(p.public_key.to_hex(), peer);
+    assert_eq!(
+        p.endpoint,
+        Some("[2001:db8::1]:51820".parse().expect("addr"))
+    );
+    assert_eq!(p.persistent_keepalive, 25);
+    assert_eq!(p.allowed_ips.len(), 2);
+    assert!(got.contains(&format!("private_key={}", hex([1; 32]))));
+
+    // An in-place update: replace the allowed IPs, keep the peer.
+    let update = format!(
+        "set=1\npublic_key={peer}\nreplace_allowed_ips=true\nallowed_ip=10.3.0.0/16\npersistent_keepalive_interval=0"
+    );
+    assert_eq!(&*answer(&mut core, &lines(&update), 51820), "errno=0\n\n");
+    let report = parse_get(&answer(&mut core, &lines("get=1"), 51820)).expect("parses");
+    let nets: Vec<IpNet> = report.peers[0].allowed_ips.iter().copied().collect();
+    assert_eq!(nets, vec!["10.3.0.0/16".parse::<IpNet>().expect("net")]);
+    assert_eq!(report.peers[0].persistent_keepalive, 0);
+
+    let remove = format!("set=1\npublic_key={peer}\nremove=true");
+    assert_eq!(&*answer(&mut core, &lines(&remove), 51820), "errno=0\n\n");
+    assert!(
+        parse_get(&answer(&mut core, &lines("get=1"), 51820))
+            .expect("parses")
+            .peers
+            .is_empty()
+    );
+}
+
+#[test]
+fn bad_requests_are_refused() {
+    let peer = hex([7; 32]);
+    for body in [
+        "listen_port=x".to_owned(),
+        "bogus=1".to_owned(),
+        "allowed_ip=10.0.0.0/8".to_owned(),
+        "public_key=abc".to_owned(),
+        format!("public_key={peer}\nendpoint=nowhere"),
+        format!("public_key={peer}\nprotocol_version=2"),
+        format!("public_key={peer}\nremove=yes"),
+        "no equals sign".to_owned(),
+    ] {
+        assert_eq!(parse_set(body.lines()), Err(EINVAL), "{body}");
+    }
+    let mut core = Core::new();
+    let request = parse_set(["listen_port=1"]).expect("parses");
+    assert_eq!(apply(&mut core, request, 2), Err(EOPNOTSUPP));
+    assert_eq!(&*answer(&mut core, &lines("what=1"), 2), "errno=-22\n\n");
+    let update_only = format!("public_key={peer}\nupdate_only=true\nallowed_ip=10.0.0.0/8");
+    apply(
+        &mut core,
+        parse_set(update_only.lines()).expect("parses"),
+        2,
+    )
+    .expect("applies");
+    assert!(!core.has_peer(&[7; 32]));
+}
+
+fn arb_net() -> impl Strategy<Value = IpNet> {
+    prop_oneof![
+        (any::<[u8; 4]>(), 0u8..=32)
+            .prop_map(|(a, l)| IpNet::new(a.into(), l).expect("len").trunc()),
+        (any::<[u8; 16]>(), 0u8..=128)
+            .prop_map(|(a, l)| IpNet::new(a.into(), l).expect("len").trunc()),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn parser_never_panics(text in "[ -~\n]{0,400}") {
+        let _ = parse_set(text.lines());
+    }
+
+    #[test]
+    fn peers_round_trip(
+        peers in proptest::collection::btree_map(
+            any::<[u8; 32]>(),
+            (any::<SocketAddr>(), any::<u16>(), proptest::collection::btree_set(arb_net(), 0..4)),
+            0..4,
+        )
+    ) {
+        let mut core = Core::new();
+        let mut request = vec!["set=1".to_owned(), format!("private_key={}", hex([3; 32]))];
+        for (key, (endpoint, keepalive, nets)) in &peers {
+            request.push(format!("public_key={}", hex(*key)));
+            request.push(format!("endpoint={endpoint}"));
+            request.push(format!("persistent_keepalive_interval={keepalive}"));
+            for net in nets {
+                request.push(format!("allowed_ip={net}"));
+            }
+        }
+        prop_assert_eq!(&*answer(&mut core, &request, 1), "errno=0\n\n");
+        let report = parse_get(&answer(&mut core, &lines("get=1"), 1)).expect("parses");
+        prop_assert_eq!(report.peers.len(), peers.len());
+        for p in report.peers {
+            let (endpoint, keepalive, _) = &peers[p.public_key.as_bytes()];
+            let expected = SocketAddr::new(endpoint.ip().to_canonical(), endpoint.port());
+            prop_assert_eq!(p.endpoint, Some(expected));
+            prop_assert_eq!(p.persistent_keepalive, *keepalive);
+        }
+    }
+}
