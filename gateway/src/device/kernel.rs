@@ -68,6 +68,8 @@ impl KernelDevice {
             mtu: None,
             fwmark: None,
         };
+        // Our copy is wiped; defguard_wireguard_rs converts it into its own `Key`, which is not
+        // zeroized on drop, before handing it to the kernel (see docs/key-custody.md).
         let configured = api.configure_interface(&config);
         config.prvkey.zeroize();
         if let Err(e) = configured {
