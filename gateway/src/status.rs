@@ -2,18 +2,19 @@
 //! `docs/admin-api.md`): the interface and every applied peer as of the last reconcile.
 //!
 //! The driver publishes a fresh snapshot every pass, the same way it publishes metrics; the
-//! admin handlers only read it. Nothing here holds key material: public keys only.
+//! admin handlers only read it. `peerctl` reads the same types back. Nothing here holds key
+//! material: public keys only.
 
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The version of the JSON document; bumped only for changes that break readers.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The whole document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     /// [`SCHEMA_VERSION`].
     pub schema: u32,
@@ -30,7 +31,7 @@ pub struct Status {
 }
 
 /// What runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GatewayInfo {
     /// The gateway build's version.
     pub version: String,
@@ -41,7 +42,7 @@ pub struct GatewayInfo {
 }
 
 /// The local interface.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterfaceStatus {
     /// Interface name.
     pub name: String,
@@ -58,7 +59,7 @@ pub struct InterfaceStatus {
 }
 
 /// One applied peer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerStatus {
     /// `metadata.name` of its declaration.
     pub name: String,
@@ -83,7 +84,7 @@ pub struct PeerStatus {
 }
 
 /// A declaration that was not applied, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RejectedDeclaration {
     /// Where it came from (file and document).
     pub origin: String,

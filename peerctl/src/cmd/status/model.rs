@@ -1,56 +1,7 @@
-//! The admin API's status document (schema 1, `docs/admin-api.md`), as far as `peerctl` reads
-//! it. Unknown fields are ignored, as the schema allows.
+//! The admin API's status document (schema 1, `docs/admin-api.md`), read with the gateway's
+//! own types. Unknown fields are ignored, as the schema allows.
 
-use serde::Deserialize;
-
-/// The schema version this peerctl understands.
-pub const SCHEMA: u32 = 1;
-
-/// `GET /v1/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Status {
-    pub schema: u32,
-    pub now_unix: u64,
-    pub gateway: Gateway,
-    pub interface: Interface,
-    pub peers: Vec<Peer>,
-    pub rejected: Vec<Rejected>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Gateway {
-    pub version: String,
-    pub cluster: String,
-    pub backend: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Interface {
-    pub name: String,
-    pub public_key: String,
-    pub listen_port: u16,
-    pub address: String,
-    pub key_age_seconds: Option<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Peer {
-    pub cluster: String,
-    pub public_key: String,
-    pub endpoint: Option<String>,
-    pub connected: bool,
-    pub last_handshake_unix: Option<u64>,
-    pub rx_bytes: u64,
-    pub tx_bytes: u64,
-    pub allowed_ips: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Rejected {
-    pub origin: String,
-    pub name: Option<String>,
-    pub reason: String,
-}
+pub use gateway::status::{PeerStatus as Peer, SCHEMA_VERSION as SCHEMA, Status};
 
 /// Parses the document and checks its schema version.
 ///
