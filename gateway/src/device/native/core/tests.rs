@@ -75,6 +75,13 @@ impl Pair {
         }
     }
 
+    /// Hands `a` a packet from pod 10.1.0.5 to pod 10.2.0.7 as if read from its TUN device.
+    fn send_from_a(&mut self, payload: &[u8]) {
+        let packet = ipv4([10, 1, 0, 5], [10, 2, 0, 7], payload);
+        self.a
+            .from_tun(&packet, &mut self.buf, Duration::ZERO, &mut self.a_out);
+    }
+
     /// Delivers everything in flight until both sides are quiet; returns datagrams moved.
     fn pump(&mut self) -> usize {
         let mut moved = 0;
@@ -180,19 +187,9 @@ fn unrouted_destinations_and_foreign_sources_are_dropped() {
 #[test]
 fn garbage_replays_and_unknown_indices_are_counted_not_fatal() {
     let mut pair = Pair::new();
-    pair.a.from_tun(
-        &ipv4([10, 1, 0, 5], [10, 2, 0, 7], b"1"),
-        &mut pair.buf,
-        Duration::ZERO,
-        &mut pair.a_out,
-    );
+    pair.send_from_a(b"1");
     pair.pump();
-    pair.a.from_tun(
-        &ipv4([10, 1, 0, 5], [10, 2, 0, 7], b"2"),
-        &mut pair.buf,
-        Duration::ZERO,
-        &mut pair.a_out,
-    );
+    pair.send_from_a(b"2");
     let (_, data) = pair.a_out.sent.pop_front().expect("data packet");
     let src = addr(A_ADDR);
     let mut bad: Vec<Vec<u8>> = vec![
@@ -228,19 +225,9 @@ fn garbage_replays_and_unknown_indices_are_counted_not_fatal() {
 #[test]
 fn endpoint_roams_to_the_authenticated_source() {
     let mut pair = Pair::new();
-    pair.a.from_tun(
-        &ipv4([10, 1, 0, 5], [10, 2, 0, 7], b"1"),
-        &mut pair.buf,
-        Duration::ZERO,
-        &mut pair.a_out,
-    );
+    pair.send_from_a(b"1");
     pair.pump();
-    pair.a.from_tun(
-        &ipv4([10, 1, 0, 5], [10, 2, 0, 7], b"2"),
-        &mut pair.buf,
-        Duration::ZERO,
-        &mut pair.a_out,
-    );
+    pair.send_from_a(b"2");
     let (_, data) = pair.a_out.sent.pop_front().expect("data");
     let roamed = addr("198.51.100.9:4000");
     pair.b.from_udp(
@@ -266,12 +253,7 @@ fn endpoint_roams_to_the_authenticated_source() {
 #[test]
 fn in_place_updates_keep_the_session_and_keepalive_fires() {
     let mut pair = Pair::new();
-    pair.a.from_tun(
-        &ipv4([10, 1, 0, 5], [10, 2, 0, 7], b"1"),
-        &mut pair.buf,
-        Duration::ZERO,
-        &mut pair.a_out,
-    );
+    pair.send_from_a(b"1");
     pair.pump();
     let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
     pair.b
@@ -342,12 +324,7 @@ impl Tunn {
 fn unknown_initiators_are_counted() {
     let mut pair = Pair::new();
     pair.b.remove_peer(&pair.a_pub);
-    pair.a.from_tun(
-        &ipv4([10, 1, 0, 5], [10, 2, 0, 7], b"1"),
-        &mut pair.buf,
-        Duration::ZERO,
-        &mut pair.a_out,
-    );
+    pair.send_from_a(b"1");
     pair.pump();
     assert_eq!(pair.b.counters.unknown_peer, 1);
     assert!(pair.b_out.tun.is_empty());
