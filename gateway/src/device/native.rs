@@ -8,33 +8,38 @@
 //! - **uapi**: answers UAPI requests on the private channel the gateway relays the public
 //!   socket through.
 //!
-//! All three share one [`core::Core`] behind a mutex, locked once per packet (or request).
-//! Each thread owns its buffers, allocated once. The sans-IO logic is in [`core`] and
-//! [`uapi`]; this file is the IO around them.
+//! IO is batched: the TUN device hands over TCP super-packets (offloads, [`tun`]) that are
+//! split, encrypted and sent as one UDP GSO run ([`udp`]); received datagrams come in
+//! `recvmmsg` batches (coalesced by UDP GRO) and the decrypted packets are coalesced again
+//! into one TUN write. All three threads share one [`core::Core`] behind a mutex, locked once
+//! per batch (or request) for the crypto only; the system calls happen outside it. Each
+//! thread owns its buffers, allocated once. The sans-IO logic is in [`core`] and [`uapi`];
+//! this file and its IO modules are the rest.
 
 pub mod core;
+pub mod tun;
 pub mod uapi;
+pub mod udp;
 
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use defguard_boringtun::device::tun::TunSocket;
-
 use self::core::{Core, Sink};
+use self::tun::Tun;
+use self::udp::Udp;
 use crate::clock;
 
 /// How often the peers' timers run.
 const TICK: Duration = Duration::from_millis(250);
 /// The UDP receive timeout: the longest the udp thread waits before checking timers and stop.
 const RECV_TIMEOUT: Duration = Duration::from_millis(100);
-/// Largest datagram or packet handled (a TUN MTU up to 65535 plus WireGuard's overhead).
+/// Scratch space for one encrypted or decrypted packet (a TUN MTU up to 65535 plus
+/// WireGuard's overhead).
 const BUF_SIZE: usize = 65536 + 148;
-/// Socket buffers asked for (with CAP_NET_ADMIN beyond `net.core.*mem_max`).
-const SOCKET_BUFFER: usize = 7 * 1024 * 1024;
 
 /// A running native device. Dropping it stops its threads; the TUN interface goes away
 /// when its descriptor closes or the link is deleted.
@@ -63,10 +68,9 @@ impl NativeHandle {
     /// # Errors
     /// When the TUN device or the socket cannot be created (`AddrInUse` for a taken port).
     pub fn start(name: &str, listen_port: u16, uapi: UnixStream) -> std::io::Result<Self> {
-        let udp = bind(listen_port)?;
-        let tun = TunSocket::new(name).map_err(|e| std::io::Error::other(e.to_string()))?;
-        let tun = Arc::new(tun);
-        let udp = Arc::new(udp);
+        let udp = Arc::new(Udp::bind(listen_port, RECV_TIMEOUT)?);
+        let tun = Arc::new(Tun::create(name)?);
+        tracing::debug!(gro = udp.gro(), "native device: UDP socket bound");
         let core = Arc::new(Mutex::new(Core::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let spawn = |thread: &str, f: Box<dyn FnOnce() + Send>| {
@@ -105,107 +109,102 @@ fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn bind(port: u16) -> std::io::Result<UdpSocket> {
-    let socket = match UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port)) {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(e),
-        Err(_) => UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, port))?,
-    };
-    socket.set_read_timeout(Some(RECV_TIMEOUT))?;
-    use nix::sys::socket::{setsockopt, sockopt};
-    for result in [
-        setsockopt(&socket, sockopt::RcvBufForce, &SOCKET_BUFFER),
-        setsockopt(&socket, sockopt::SndBufForce, &SOCKET_BUFFER),
-    ] {
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "cannot enlarge the UDP socket buffers");
-        }
-    }
-    Ok(socket)
+/// Batches the core's output: datagrams into GSO runs, TUN packets into coalesced writes.
+/// Nothing leaves before [`IoSink::flush`].
+struct IoSink<'a> {
+    udp: &'a Udp,
+    batch: udp::Batch,
+    tun: &'a Tun,
+    writer: tun::Writer,
 }
 
-/// Writes the core's output to the socket and the TUN device.
-struct IoSink<'a> {
-    udp: &'a UdpSocket,
-    tun: &'a TunSocket,
-    v6: bool,
+impl<'a> IoSink<'a> {
+    fn new(udp: &'a Udp, tun: &'a Tun) -> Self {
+        Self {
+            udp,
+            batch: udp::Batch::new(),
+            tun,
+            writer: tun::Writer::new(),
+        }
+    }
+
+    fn flush(&mut self) {
+        self.batch.flush(self.udp);
+        self.writer.flush(self.tun);
+    }
 }
 
 impl Sink for IoSink<'_> {
     fn send(&mut self, to: SocketAddr, datagram: &[u8]) {
-        let to = match (self.v6, to.ip()) {
-            (true, IpAddr::V4(v4)) => SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), to.port()),
-            _ => to,
-        };
-        if let Err(e) = self.udp.send_to(datagram, to) {
-            tracing::trace!(error = %e, "UDP send failed");
-        }
+        self.batch.push(self.udp, to, datagram);
     }
 
     fn write_tun(&mut self, packet: &[u8]) {
-        match packet.first().map(|b| b >> 4) {
-            Some(4) => drop(self.tun.write4(packet)),
-            Some(6) => drop(self.tun.write6(packet)),
-            _ => {}
-        }
+        self.writer.push(self.tun, packet);
     }
 }
 
-fn is_v6(udp: &UdpSocket) -> bool {
-    udp.local_addr().is_ok_and(|a| a.is_ipv6())
-}
-
-fn tun_loop(core: &Mutex<Core>, tun: &TunSocket, udp: &UdpSocket, stop: &AtomicBool) {
-    let mut packet = vec![0u8; BUF_SIZE];
+fn tun_loop(core: &Mutex<Core>, tun: &Tun, udp: &Udp, stop: &AtomicBool) {
+    let mut reader = tun::Reader::new();
     let mut out = vec![0u8; BUF_SIZE];
-    let mut sink = IoSink {
-        udp,
-        tun,
-        v6: is_v6(udp),
-    };
+    let mut sink = IoSink::new(udp, tun);
     while !stop.load(Ordering::Relaxed) {
-        let n = match tun.read(&mut packet) {
-            Ok(read) => read.len(),
-            Err(e) => {
-                if !stop.load(Ordering::Relaxed) {
-                    tracing::warn!(error = %e, "TUN read failed; the native device stops sending");
-                }
+        let mut guard: Option<MutexGuard<'_, Core>> = None;
+        let now = clock::monotonic();
+        let read = tun.read_batch(&mut reader, |packet| {
+            guard
+                .get_or_insert_with(|| lock(core))
+                .from_tun(packet, &mut out, now, &mut sink);
+        });
+        drop(guard);
+        sink.flush();
+        if let Err(e) = read {
+            if stop.load(Ordering::Relaxed) {
                 return;
             }
-        };
-        if n == 0 {
-            continue;
+            match e.kind() {
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::InvalidInput => {}
+                std::io::ErrorKind::Other if e.raw_os_error().is_none() => {
+                    tracing::trace!(error = %e, "TUN read dropped");
+                }
+                _ => {
+                    tracing::warn!(error = %e, "TUN read failed; the native device stops sending");
+                    return;
+                }
+            }
         }
-        let now = clock::monotonic();
-        lock(core).from_tun(&packet[..n], &mut out, now, &mut sink);
     }
 }
 
-fn udp_loop(core: &Mutex<Core>, tun: &TunSocket, udp: &UdpSocket, stop: &AtomicBool) {
-    let mut datagram = vec![0u8; BUF_SIZE];
+fn udp_loop(core: &Mutex<Core>, tun: &Tun, udp: &Udp, stop: &AtomicBool) {
+    let mut receiver = udp::Receiver::new();
     let mut out = vec![0u8; BUF_SIZE];
-    let mut sink = IoSink {
-        udp,
-        tun,
-        v6: is_v6(udp),
-    };
+    let mut sink = IoSink::new(udp, tun);
     let mut last_tick = Duration::ZERO;
     let mut reported_invalid = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let received = udp.recv_from(&mut datagram);
-        let now = clock::monotonic();
-        let mut core = lock(core);
+        let mut guard: Option<MutexGuard<'_, Core>> = None;
+        let received = udp.recv_batch(&mut receiver, |src, datagram| {
+            let now = clock::monotonic();
+            guard
+                .get_or_insert_with(|| lock(core))
+                .from_udp(src, datagram, &mut out, now, &mut sink);
+        });
         match received {
-            Ok((n, src)) => core.from_udp(src, &datagram[..n], &mut out, now, &mut sink),
+            Ok(()) => {}
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
                 ) => {}
             Err(e) => tracing::trace!(error = %e, "UDP receive failed"),
         }
+        let now = clock::monotonic();
         if now.saturating_sub(last_tick) >= TICK {
             last_tick = now;
+            let core = guard.get_or_insert_with(|| lock(core));
             core.tick(now, clock::now(), &mut out, &mut sink);
             let invalid = core.counters.invalid;
             if invalid != reported_invalid {
@@ -216,6 +215,8 @@ fn udp_loop(core: &Mutex<Core>, tun: &TunSocket, udp: &UdpSocket, stop: &AtomicB
                 reported_invalid = invalid;
             }
         }
+        drop(guard);
+        sink.flush();
     }
 }
 
