@@ -89,6 +89,44 @@ pub enum Error {
     },
 }
 
+/// Why a data plane dropped a packet (the `reason` label of
+/// `zt_wireguard_dropped_packets_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DropReason {
+    /// A datagram from the network that did not parse, authenticate or match a session.
+    Invalid,
+    /// A handshake initiation from a static key that is not a peer.
+    UnknownPeer,
+    /// A packet from the TUN device for an address no peer holds.
+    NoRoute,
+    /// A packet from the TUN device for a peer with no known endpoint.
+    NoEndpoint,
+    /// A decrypted packet whose inner source is not in the sender's allowed IPs.
+    BadSource,
+}
+
+impl DropReason {
+    /// Every reason, in label order.
+    pub const ALL: [Self; 5] = [
+        Self::Invalid,
+        Self::UnknownPeer,
+        Self::NoRoute,
+        Self::NoEndpoint,
+        Self::BadSource,
+    ];
+
+    /// Returns the label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invalid => "invalid",
+            Self::UnknownPeer => "unknown_peer",
+            Self::NoRoute => "no_route",
+            Self::NoEndpoint => "no_endpoint",
+            Self::BadSource => "bad_source",
+        }
+    }
+}
+
 /// A WireGuard device the driver can reconcile.
 #[allow(async_fn_in_trait)]
 pub trait Device {
@@ -100,6 +138,12 @@ pub trait Device {
     /// # Errors
     /// When the device cannot be queried.
     async fn report(&mut self) -> Result<DeviceReport, Error>;
+
+    /// Returns how many packets the data plane dropped, by reason, since it started. Only the
+    /// native plane counts them; the others return nothing.
+    fn dropped_packets(&self) -> Vec<(DropReason, u64)> {
+        Vec::new()
+    }
 
     /// Applies one operation, including the routes for the peer's allowed IPs. `previous` is
     /// the peer's configuration before the operation, if the device had it.

@@ -314,6 +314,8 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
         }
         self.metrics.set_peers(samples);
         self.metrics.set_peer_counts(counts);
+        self.metrics
+            .set_dropped_packets(self.device.name(), &self.device.dropped_packets());
         let rejected = self
             .last_rejections
             .iter()
@@ -397,3 +399,6 @@ fn log_applied(op: &Op, accepted: &[PeerSpec]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,7 +3,9 @@
 //! Per-peer values are read from the device by the driver and exported as they are at the
 //! last reconcile; counters come straight from the device's counters (a peer re-created by the
 //! device starts again from zero, which Prometheus reads as a reset). Labels stay bounded:
-//! `cluster` (a validated DNS label), `state` and `version`; never a key or packet data.
+//! `cluster` (a validated DNS label), `interface` (the configured name), and fixed sets
+//! (`state`, `reason`, `operation`, `result`, `source`) besides `version`; never a key or
+//! packet data.
 
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +15,7 @@ use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricT
 use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use crate::core::health::PeerCounts;
+use crate::device::DropReason;
 
 /// One peer's values at the last reconcile.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +43,7 @@ pub struct Metrics {
     kms_requests: IntCounterVec,
     key_created: prometheus::GaugeVec,
     key_source: IntGaugeVec,
+    dropped_packets: IntCounterVec,
 }
 
 impl Metrics {
@@ -81,6 +85,15 @@ impl Metrics {
             &["source"],
         )?;
         registry.register(Box::new(key_source.clone()))?;
+        // No series unless the data plane counts drops (only `native` does).
+        let dropped_packets = IntCounterVec::new(
+            Opts::new(
+                "zt_wireguard_dropped_packets_total",
+                "Packets the data plane dropped, by interface and reason (invalid, unknown_peer, no_route, no_endpoint, bad_source); native data plane only.",
+            ),
+            &["interface", "reason"],
+        )?;
+        registry.register(Box::new(dropped_packets.clone()))?;
         let peer_states = IntGaugeVec::new(
             Opts::new(
                 "zt_wireguard_peers",
@@ -108,6 +121,7 @@ impl Metrics {
             kms_requests,
             key_created,
             key_source,
+            dropped_packets,
         };
         metrics.set_peer_counts(PeerCounts::default());
         // Every series a rule's increase() looks at exists from the start, at 0.
@@ -158,6 +172,20 @@ impl Metrics {
             .map(|d| d.as_secs_f64())
         {
             self.key_created.with_label_values::<&str>(&[]).set(seconds);
+        }
+    }
+
+    /// Publishes a data plane's drop counts: its own totals since it started, which only
+    /// grow (a lower one is ignored).
+    pub fn set_dropped_packets(&self, interface: &str, drops: &[(DropReason, u64)]) {
+        for (reason, count) in drops {
+            let counter = self
+                .dropped_packets
+                .with_label_values(&[interface, reason.as_str()]);
+            let delta = count.saturating_sub(counter.get());
+            if delta > 0 {
+                counter.inc_by(delta);
+            }
         }
     }
 

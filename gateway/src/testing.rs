@@ -1,8 +1,8 @@
 //! Test doubles for the adapters (only with `cfg(test)` or the `testing` feature).
 //!
 //! [`FakeDevice`] stands in for a WireGuard device: it holds peers in memory, records every
-//! operation it is asked to apply, reports handshakes and counters a test sets, and can be
-//! told to refuse operations on a peer.
+//! operation it is asked to apply, reports handshakes, counters and drop counts a test sets,
+//! and can be told to refuse operations on a peer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,7 +12,7 @@ use crate::core::key::PublicKey;
 use crate::core::peer::PeerConfig;
 use crate::core::plan::Op;
 use crate::core::uapi::{DeviceReport, PeerReport};
-use crate::device::{Device, Error};
+use crate::device::{Device, DropReason, Error};
 
 /// An in-memory device. Clones share state, so a test keeps one while the driver owns another.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +26,7 @@ struct FakeState {
     stats: BTreeMap<PublicKey, Stats>,
     log: Vec<Op>,
     refused: BTreeSet<PublicKey>,
+    dropped: Vec<(DropReason, u64)>,
 }
 
 /// What the device reports about a peer's tunnel.
@@ -58,6 +59,11 @@ impl FakeDevice {
     /// Sets what the device reports about `key`'s tunnel.
     pub fn set_stats(&self, key: PublicKey, stats: Stats) {
         self.lock().stats.insert(key, stats);
+    }
+
+    /// Sets the drop counts the device reports.
+    pub fn set_dropped_packets(&self, dropped: Vec<(DropReason, u64)>) {
+        self.lock().dropped = dropped;
     }
 
     /// Makes every later operation on `key` fail (or succeed again with `false`).
@@ -109,6 +115,10 @@ impl Device for FakeDevice {
             listen_port: Some(51820),
             peers,
         })
+    }
+
+    fn dropped_packets(&self) -> Vec<(DropReason, u64)> {
+        self.lock().dropped.clone()
     }
 
     async fn apply(&mut self, op: &Op, _previous: Option<&PeerConfig>) -> Result<(), Error> {

@@ -45,7 +45,7 @@ pub use binary::{gateway_bin, peerctl_bin, workspace_bin};
 pub use gateway::{Gateway, GatewayConfig, GatewaySetup, HTTP_LISTEN, READY_TIMEOUT};
 pub use http::{http_get, http_request};
 pub use kms::TestKms;
-pub use metric::metric_value;
+pub use metric::{metric_value, promtool_check_metrics};
 pub use netns::{Netns, veth};
 pub use peer::PeerSpec;
 pub use ping::{PingStats, SteadyPing, ping, wait_reachable};

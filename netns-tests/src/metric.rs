@@ -1,4 +1,8 @@
-//! Reading single samples out of Prometheus text exposition format.
+//! Reading single samples out of Prometheus text exposition format, and linting it with
+//! `promtool check metrics`.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
 
 /// Returns the value of the first sample of metric `name` whose labels include all of
 /// `labels` (other labels are allowed), e.g.
@@ -21,6 +25,34 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
             }
             value.split_whitespace().next()?.parse().ok()
         })
+}
+
+/// Runs `promtool check metrics` on `text`: returns whether it passed and what it printed
+/// (nothing when it has no complaint).
+///
+/// # Panics
+/// When `promtool` cannot be run (callers check it with `require_tool!` first).
+pub fn promtool_check_metrics(text: &str) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write metrics");
+    let out = child.wait_with_output().expect("promtool");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), printed)
 }
 
 #[cfg(test)]

@@ -4,13 +4,12 @@
 //! `promtool check metrics` finds nothing to complain about.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use netns_tests::rules::repo_root;
 use netns_tests::{
-    Gateway, Topology, eventually, metric_value, require_root, require_tool, wait_reachable,
+    Gateway, Topology, eventually, metric_value, promtool_check_metrics, require_root,
+    require_tool, wait_reachable,
 };
 use prometheus_parse::{Scrape, Value};
 
@@ -114,27 +113,4 @@ fn documented() -> BTreeMap<String, (&'static str, BTreeSet<String>)> {
             (cells[1].trim_matches('`').to_owned(), (kind, labels))
         })
         .collect()
-}
-
-fn promtool_check_metrics(text: &str) -> (bool, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write metrics");
-    let out = child.wait_with_output().expect("promtool");
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), printed)
 }

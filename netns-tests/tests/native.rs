@@ -1,18 +1,28 @@
 //! The native data plane seen from outside: `wg show dump` and `wg set` against its UAPI
 //! socket, an in-place allowed-IPs change under a steady ping (nothing lost, no new
-//! handshake), and garbage on its UDP port dropped and counted while the tunnel keeps working.
+//! handshake), and garbage on its UDP port dropped and counted (in the log and on `/metrics`)
+//! while the tunnel keeps working.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use anyhow::{anyhow, ensure};
 use netns_tests::{
-    Gateway, LISTEN_PORT, SteadyPing, Topology, eventually, ping, require_root, wait_reachable,
+    Gateway, LISTEN_PORT, SteadyPing, Topology, eventually, metric_value, ping,
+    promtool_check_metrics, require_root, require_tool, wait_reachable,
 };
 
 const REACH: Duration = Duration::from_secs(10);
 const SETTLE: Duration = Duration::from_secs(5);
 const NATIVE: &str = "native";
+const DROPPED: &str = "zt_wireguard_dropped_packets_total";
+const REASONS: [&str; 5] = [
+    "invalid",
+    "unknown_peer",
+    "no_route",
+    "no_endpoint",
+    "bad_source",
+];
 
 #[test]
 fn wg_show_and_wg_set_update_a_peer_in_place_without_loss_or_new_handshake() {
@@ -107,11 +117,28 @@ fn dropped_invalid(log: &str) -> u64 {
 #[test]
 fn garbage_on_the_udp_port_is_dropped_and_counted_while_the_tunnel_works() {
     require_root!();
+    require_tool!("promtool");
     let topo = Topology::clusters(2).expect("build topology");
     let (a, b) = (&topo.clusters[0], &topo.clusters[1]);
     let gw_a = Gateway::launch_with(a, &[b], NATIVE).expect("gateway a ready");
     let _gw_b = Gateway::launch_with(b, &[a], NATIVE).expect("gateway b ready");
     wait_reachable(&a.pod, b.pod_ip(), REACH).expect("pod a reaches pod b");
+    let dropped = |text: &str, reason: &str| {
+        metric_value(
+            text,
+            DROPPED,
+            &[("interface", gw_a.iface()), ("reason", reason)],
+        )
+    };
+    // Every reason is exported from the driver's first pass on.
+    let invalid_before = eventually(SETTLE, || {
+        let text = gw_a.metrics()?;
+        for reason in REASONS {
+            ensure!(dropped(&text, reason).is_some(), "no {reason} series yet");
+        }
+        dropped(&text, "invalid").ok_or_else(|| anyhow!("no invalid series"))
+    })
+    .expect("the drop counters are on /metrics");
 
     let target = SocketAddr::new(a.underlay_ip().into(), LISTEN_PORT);
     let mut garbage: Vec<Vec<u8>> = vec![
@@ -151,4 +178,20 @@ fn garbage_on_the_udp_port_is_dropped_and_counted_while_the_tunnel_works() {
         Ok(())
     })
     .expect("the garbage is counted");
+    let expected = invalid_before + sent as f64;
+    let text = eventually(SETTLE, || {
+        let text = gw_a.metrics()?;
+        let counted = dropped(&text, "invalid").unwrap_or(0.0);
+        ensure!(
+            counted >= expected,
+            "{DROPPED}{{reason=\"invalid\"}} is {counted}, expected at least {expected}"
+        );
+        Ok(text)
+    })
+    .expect("the garbage is counted on /metrics");
+    let (passed, printed) = promtool_check_metrics(&text);
+    assert!(
+        passed && printed.trim().is_empty(),
+        "promtool check metrics:\n{printed}"
+    );
 }

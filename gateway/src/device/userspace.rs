@@ -22,7 +22,7 @@ use super::native::NativeHandle;
 use super::netlink::Netlink;
 use super::uapi_client::Channel;
 use super::uapi_server::Server;
-use super::{Device, Error, InterfaceSettings, uapi_client};
+use super::{Device, DropReason, Error, InterfaceSettings, uapi_client};
 use crate::core::peer::PeerConfig;
 use crate::core::plan::Op;
 use crate::core::uapi::{self, DeviceReport, UpsertStyle};
@@ -284,6 +284,26 @@ impl Device for UserspaceDevice {
                 name: self.name.clone(),
                 source,
             })
+    }
+
+    fn dropped_packets(&self) -> Vec<(DropReason, u64)> {
+        let Some(Engine::Native(handle)) = &self.handle else {
+            return Vec::new();
+        };
+        let counters = handle.counters();
+        DropReason::ALL
+            .into_iter()
+            .map(|reason| {
+                let count = match reason {
+                    DropReason::Invalid => counters.invalid,
+                    DropReason::UnknownPeer => counters.unknown_peer,
+                    DropReason::NoRoute => counters.no_route,
+                    DropReason::NoEndpoint => counters.no_endpoint,
+                    DropReason::BadSource => counters.bad_source,
+                };
+                (reason, count)
+            })
+            .collect()
     }
 
     async fn apply(&mut self, op: &Op, previous: Option<&PeerConfig>) -> Result<(), Error> {

@@ -19,14 +19,14 @@ fn parse(text: &str) -> Scrape {
     Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).expect("valid exposition")
 }
 
-/// The "Exported metrics" table of docs/metrics.md: name -> (type, labels).
-fn documented() -> BTreeMap<String, (String, BTreeSet<String>)> {
+/// A metrics table of docs/metrics.md, by the title of its section: name -> (type, labels).
+fn documented(title: &str) -> BTreeMap<String, (String, BTreeSet<String>)> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/metrics.md");
     let text = std::fs::read_to_string(&path).expect("docs/metrics.md");
     let section = text
         .split("\n## ")
-        .find(|s| s.starts_with("Exported metrics"))
-        .expect("an 'Exported metrics' section");
+        .find(|s| s.starts_with(title))
+        .unwrap_or_else(|| panic!("a '{title}' section"));
     section
         .lines()
         .filter(|line| line.starts_with("| `zt_wireguard_"))
@@ -58,6 +58,7 @@ fn exposition_matches_the_documented_names_types_and_labels() {
         disconnected: 0,
         rejected: 2,
     });
+    metrics.set_dropped_packets("wg0", &[(DropReason::Invalid, 1)]);
     let scrape = parse(&metrics.render());
 
     let mut seen: BTreeMap<String, (String, BTreeSet<String>)> = BTreeMap::new();
@@ -74,7 +75,9 @@ fn exposition_matches_the_documented_names_types_and_labels() {
             .or_insert_with(|| (kind.to_owned(), BTreeSet::new()));
         entry.1.extend(s.labels.keys().cloned());
     }
-    assert_eq!(seen, documented());
+    let mut expected = documented("Exported metrics");
+    expected.extend(documented("Native data plane metrics"));
+    assert_eq!(seen, expected);
     for (name, (kind, _)) in &seen {
         assert_eq!(kind == "counter", name.ends_with("_total"), "{name}");
         let help = scrape.docs.get(name).map(String::as_str).unwrap_or("");
@@ -130,4 +133,48 @@ fn every_peer_state_and_the_build_version_are_exported_from_the_start() {
         .expect("build info");
     assert_eq!(build.labels.get("version"), Some(env!("CARGO_PKG_VERSION")));
     assert_eq!(build.value, Value::Gauge(1.0));
+}
+
+#[test]
+fn dropped_packets_render_as_one_counter_per_interface_and_reason() {
+    let metrics = Metrics::new().expect("metrics");
+    let before = parse(&metrics.render());
+    assert!(
+        !before
+            .samples
+            .iter()
+            .any(|s| s.metric == "zt_wireguard_dropped_packets_total"),
+        "no series before a data plane reports drops"
+    );
+
+    metrics.set_dropped_packets(
+        "wg0",
+        &[(DropReason::Invalid, 27), (DropReason::NoRoute, 0)],
+    );
+    metrics.set_dropped_packets(
+        "wg0",
+        &[(DropReason::Invalid, 30), (DropReason::NoRoute, 2)],
+    );
+
+    let scrape = parse(&metrics.render());
+    let value = |reason: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == "zt_wireguard_dropped_packets_total"
+                    && s.labels.get("interface") == Some("wg0")
+                    && s.labels.get("reason") == Some(reason)
+            })
+            .map(|s| s.value.clone())
+    };
+    assert_eq!(value("invalid"), Some(Value::Counter(30.0)));
+    assert_eq!(value("no_route"), Some(Value::Counter(2.0)));
+    assert_eq!(value("bad_source"), None);
+    assert!(
+        scrape
+            .docs
+            .get("zt_wireguard_dropped_packets_total")
+            .is_some_and(|help| help.len() > 20)
+    );
 }

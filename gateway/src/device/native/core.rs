@@ -11,8 +11,9 @@ use std::time::{Duration, SystemTime};
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::rate_limiter::RateLimiter;
-use boringtun::noise::{Packet, Tunn, TunnResult};
+use boringtun::noise::{HandshakeInit, Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
+use zeroize::Zeroizing;
 
 use crate::core::allowed_ips::AllowedIps;
 
@@ -20,11 +21,14 @@ use crate::core::allowed_ips::AllowedIps;
 const HANDSHAKE_RATE_LIMIT: u64 = 100;
 /// How often the rate limiter's count is reset.
 const RATE_LIMIT_WINDOW: Duration = Duration::from_secs(1);
-/// Peer slots are indexed by 24 bits (`Tunn` shifts the index left by 8).
-const MAX_PEERS: usize = 1 << 24;
+/// Peer slots take 23 of the 24 bits of the index `Tunn` puts in its receiver indexes (it
+/// shifts it left by 8); the 24th says which static key's tunnel owns the session.
+const MAX_PEERS: usize = 1 << 23;
 /// A reported handshake time moves only when it differs by more than this from the last one
 /// (the age `Tunn` reports is only as fresh as its last timer update).
 const HANDSHAKE_JITTER: Duration = Duration::from_secs(1);
+/// Length of a handshake response message.
+const HANDSHAKE_RESPONSE_LEN: usize = 92;
 
 /// Where the core's output goes.
 pub trait Sink {
@@ -50,19 +54,53 @@ pub struct Counters {
     pub bad_source: u64,
 }
 
-/// The device: its key, its peers and their routes.
+/// The device: its keys, its peers and their routes.
 pub struct Core {
-    private: Option<StaticSecret>,
-    public: Option<PublicKey>,
-    limiter: Option<Arc<RateLimiter>>,
+    /// The current static key.
+    current: Option<StaticKey>,
     last_limiter_reset: Duration,
     slots: Vec<Option<Peer>>,
     by_key: BTreeMap<[u8; 32], usize>,
     routes: AllowedIps<usize>,
     /// The rotation hook: a second key handshakes may be addressed to.
-    second: Option<SecondKey>,
+    second: Option<StaticKey>,
     /// Drop counters.
     pub counters: Counters,
+}
+
+/// One of the device's static keys, with the rate limiter that checks MAC1 against it.
+struct StaticKey {
+    private: StaticSecret,
+    public: PublicKey,
+    limiter: Arc<RateLimiter>,
+}
+
+impl StaticKey {
+    fn new(bytes: [u8; 32]) -> Self {
+        let private = StaticSecret::from(bytes);
+        let public = PublicKey::from(&private);
+        let limiter = Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT));
+        Self {
+            private,
+            public,
+            limiter,
+        }
+    }
+
+    /// Returns whether this is the key `bytes`.
+    fn is(&self, bytes: &[u8; 32]) -> bool {
+        *Zeroizing::new(self.private.to_bytes()) == *bytes
+    }
+}
+
+/// What a datagram from the network is, for what the core does after `Tunn` accepted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Message {
+    Init,
+    Response,
+    CookieReply,
+    /// A data message, with its receiver index.
+    Data(u32),
 }
 
 impl std::fmt::Debug for Core {
@@ -84,9 +122,7 @@ impl Core {
     /// Returns a device without key or peers.
     pub fn new() -> Self {
         Self {
-            private: None,
-            public: None,
-            limiter: None,
+            current: None,
             last_limiter_reset: Duration::ZERO,
             slots: Vec::new(),
             by_key: BTreeMap::new(),
@@ -98,11 +134,12 @@ impl Core {
 
     /// Returns the private key, if set.
     pub fn private_key(&self) -> Option<&StaticSecret> {
-        self.private.as_ref()
+        self.current.as_ref().map(|k| &k.private)
     }
 
     /// Handles one IP packet read from the TUN device: encrypts it for the peer that holds
-    /// its destination. `buf` must hold the packet plus 32 bytes and at least 148.
+    /// its destination, on the peer's active tunnel. `buf` must hold the packet plus 32 bytes
+    /// and at least 148.
     pub fn from_tun(&mut self, packet: &[u8], buf: &mut [u8], now: Duration, sink: &mut dyn Sink) {
         let Some(dst) = Tunn::dst_address(packet) else {
             self.counters.no_route += 1;
@@ -116,11 +153,11 @@ impl Core {
             self.counters.no_route += 1;
             return;
         };
-        let Some(tunn) = peer.tunn.as_mut() else {
+        let Some(tunnel) = peer.tunnels[peer.active as usize].as_mut() else {
             self.counters.no_route += 1;
             return;
         };
-        if let TunnResult::WriteToNetwork(datagram) = tunn.encapsulate(packet, buf) {
+        if let TunnResult::WriteToNetwork(datagram) = tunnel.tunn.encapsulate(packet, buf) {
             match peer.endpoint {
                 Some(to) => {
                     sink.send(to, datagram);
@@ -132,6 +169,11 @@ impl Core {
     }
 
     /// Handles one datagram from the network.
+    ///
+    /// An initiation goes to the peer's tunnel on the key its MAC1 names; everything else
+    /// goes by its receiver index to the tunnel that owns the session. An initiation changes
+    /// nothing but its own tunnel's handshake state: the peer's active tunnel changes when
+    /// the peer confirms a newer session, and its endpoint on responses and data.
     pub fn from_udp(
         &mut self,
         src: SocketAddr,
@@ -140,91 +182,51 @@ impl Core {
         now: Duration,
         sink: &mut dyn Sink,
     ) {
-        let (Some(private), Some(public), Some(limiter)) = (
-            self.private.as_ref(),
-            self.public.as_ref(),
-            self.limiter.as_ref(),
-        ) else {
-            self.counters.invalid += 1;
+        let Some((packet, mac_key)) = self.verify_mac(src, datagram, buf, sink) else {
             return;
         };
-        // MAC1 names the responder key the sender used: the current one, or else the second.
-        let (packet, second) = match limiter.verify_packet(Some(src.ip()), datagram, buf) {
-            Ok(packet) => (packet, None),
-            Err(TunnResult::WriteToNetwork(cookie)) => {
-                sink.send(src, cookie);
-                return;
-            }
-            Err(TunnResult::Err(WireGuardError::InvalidMac)) if self.second.is_some() => {
-                let Some(second) = self.second.as_ref() else {
-                    return;
-                };
-                match second.limiter.verify_packet(Some(src.ip()), datagram, buf) {
-                    Ok(packet) => (packet, Some(second)),
-                    Err(TunnResult::WriteToNetwork(cookie)) => {
-                        sink.send(src, cookie);
-                        return;
-                    }
-                    Err(_) => {
-                        self.counters.invalid += 1;
-                        return;
-                    }
-                }
-            }
-            Err(_) => {
-                self.counters.invalid += 1;
-                return;
-            }
-        };
-        let (private, public) = match second {
-            Some(second) => (&second.private, &second.public),
-            None => (private, public),
-        };
-        let on_second = second.is_some();
-        let is_init = matches!(packet, Packet::HandshakeInit(_));
-        let index = match packet {
-            Packet::HandshakeInit(init) => match parse_handshake_anon(private, public, &init) {
-                Ok(half) => match self.by_key.get(&half.peer_static_public) {
-                    Some(index) => *index,
-                    None => {
-                        self.counters.unknown_peer += 1;
-                        return;
-                    }
-                },
-                Err(_) => {
-                    self.counters.invalid += 1;
-                    return;
-                }
+        let (index, key, message) = match packet {
+            Packet::HandshakeInit(init) => match self.initiator(mac_key, &init) {
+                Some(index) => (index, mac_key, Message::Init),
+                None => return,
             },
-            Packet::HandshakeResponse(p) => (p.receiver_idx >> 8) as usize,
-            Packet::PacketCookieReply(p) => (p.receiver_idx >> 8) as usize,
-            Packet::PacketData(p) => (p.receiver_idx >> 8) as usize,
+            Packet::HandshakeResponse(p) => with_session(p.receiver_idx, Message::Response),
+            Packet::PacketCookieReply(p) => with_session(p.receiver_idx, Message::CookieReply),
+            Packet::PacketData(p) => with_session(p.receiver_idx, Message::Data(p.receiver_idx)),
         };
-        if is_init {
-            // Only an initiation chooses the key; later messages follow the session.
-            self.answer_with(index, on_second);
-        }
+        let created = message == Message::Init && self.add_second_tunnel(index, key);
         let Some(peer) = self.slots.get_mut(index).and_then(Option::as_mut) else {
             self.counters.invalid += 1;
             return;
         };
-        let Some(tunn) = peer.tunn.as_mut() else {
+        let Some(tunnel) = peer.tunnels[key as usize].as_mut() else {
             self.counters.invalid += 1;
             return;
         };
-        match tunn.decapsulate(Some(src.ip()), datagram, buf) {
+        let confirmed = match tunnel.tunn.decapsulate(Some(src.ip()), datagram, buf) {
             TunnResult::Err(_) => {
                 self.counters.invalid += 1;
+                if created {
+                    // A failed initiation leaves nothing behind.
+                    peer.tunnels[key as usize] = None;
+                }
                 return;
             }
-            TunnResult::Done => {}
+            TunnResult::Done => tunnel.confirms(message),
             TunnResult::WriteToNetwork(reply) => {
+                if message == Message::Init {
+                    tunnel.unconfirmed = answered_session(reply);
+                }
                 sink.send(src, reply);
                 peer.last_tx = now;
                 // Packets queued while there was no session go out now.
-                while let TunnResult::WriteToNetwork(queued) = tunn.decapsulate(None, &[], buf) {
+                while let TunnResult::WriteToNetwork(queued) =
+                    tunnel.tunn.decapsulate(None, &[], buf)
+                {
                     sink.send(src, queued);
                 }
+                // Our own initiation is answered: that session is the newest.
+                message == Message::Response
             }
             TunnResult::WriteToTunnelV4(inner, source) => {
                 if self.routes.lookup(IpAddr::V4(source)) == Some(&index) {
@@ -232,6 +234,7 @@ impl Core {
                 } else {
                     self.counters.bad_source += 1;
                 }
+                tunnel.confirms(message)
             }
             TunnResult::WriteToTunnelV6(inner, source) => {
                 if self.routes.lookup(IpAddr::V6(source)) == Some(&index) {
@@ -239,10 +242,16 @@ impl Core {
                 } else {
                     self.counters.bad_source += 1;
                 }
+                tunnel.confirms(message)
             }
+        };
+        if confirmed {
+            peer.active = key;
         }
-        // Authenticated: the peer roams to where it sent from.
-        peer.endpoint = Some(canonical(src));
+        if matches!(message, Message::Response | Message::Data(_)) {
+            // Authenticated by a session key: the peer roams to where it sent from.
+            peer.endpoint = Some(canonical(src));
+        }
     }
 
     /// Runs every peer's timers (call about every 250 ms): handshake retries, rekeys, the
@@ -250,25 +259,31 @@ impl Core {
     /// wall-clock time, for the reported handshake times.
     pub fn tick(&mut self, now: Duration, wall: SystemTime, buf: &mut [u8], sink: &mut dyn Sink) {
         if now.saturating_sub(self.last_limiter_reset) >= RATE_LIMIT_WINDOW {
-            if let Some(limiter) = &self.limiter {
-                limiter.reset_count();
-            }
-            if let Some(second) = &self.second {
-                second.limiter.reset_count();
+            for own in [&self.current, &self.second].into_iter().flatten() {
+                own.limiter.reset_count();
             }
             self.last_limiter_reset = now;
         }
         for peer in self.slots.iter_mut().flatten() {
-            let Some(tunn) = peer.tunn.as_mut() else {
+            for key in [Key::Current, Key::Second] {
+                let Some(tunnel) = peer.tunnels[key as usize].as_mut() else {
+                    continue;
+                };
+                // Expiry and failed retries need nothing from us: `Tunn` starts over. Only
+                // the active tunnel speaks first; the other one's sessions still expire and
+                // it still answers initiations, but what its timers would send is dropped.
+                if let TunnResult::WriteToNetwork(datagram) = tunnel.tunn.update_timers(buf)
+                    && key == peer.active
+                    && let Some(to) = peer.endpoint
+                {
+                    sink.send(to, datagram);
+                    peer.last_tx = now;
+                }
+            }
+            let Some(tunnel) = peer.tunnels[peer.active as usize].as_mut() else {
                 continue;
             };
-            // Expiry and failed retries need nothing from us: `Tunn` starts over.
-            if let TunnResult::WriteToNetwork(datagram) = tunn.update_timers(buf)
-                && let Some(to) = peer.endpoint
-            {
-                sink.send(to, datagram);
-                peer.last_tx = now;
-            }
+            let tunn = &mut tunnel.tunn;
             let keepalive = Duration::from_secs(u64::from(peer.keepalive));
             if peer.keepalive > 0
                 && now.saturating_sub(peer.last_tx) >= keepalive
@@ -289,6 +304,82 @@ impl Core {
             }
         }
     }
+
+    /// Checks a datagram's MAC1 (and the handshake load) against the current key, then the
+    /// second one. Returns the message and the key its MAC1 names (the current key for
+    /// messages without MAC1); answers with a cookie reply under load.
+    fn verify_mac<'d>(
+        &mut self,
+        src: SocketAddr,
+        datagram: &'d [u8],
+        buf: &mut [u8],
+        sink: &mut dyn Sink,
+    ) -> Option<(Packet<'d>, Key)> {
+        let Some(current) = self.current.as_ref() else {
+            self.counters.invalid += 1;
+            return None;
+        };
+        match current.limiter.verify_packet(Some(src.ip()), datagram, buf) {
+            Ok(packet) => return Some((packet, Key::Current)),
+            Err(TunnResult::Err(WireGuardError::InvalidMac)) if self.second.is_some() => {}
+            Err(TunnResult::WriteToNetwork(cookie)) => {
+                sink.send(src, cookie);
+                return None;
+            }
+            Err(_) => {
+                self.counters.invalid += 1;
+                return None;
+            }
+        }
+        let second = self.second.as_ref()?;
+        match second.limiter.verify_packet(Some(src.ip()), datagram, buf) {
+            Ok(packet) => Some((packet, Key::Second)),
+            Err(TunnResult::WriteToNetwork(cookie)) => {
+                sink.send(src, cookie);
+                None
+            }
+            Err(_) => {
+                self.counters.invalid += 1;
+                None
+            }
+        }
+    }
+
+    /// Returns the slot of the peer that sent an initiation to our key `key`.
+    fn initiator(&mut self, key: Key, init: &HandshakeInit) -> Option<usize> {
+        let own = match key {
+            Key::Current => self.current.as_ref(),
+            Key::Second => self.second.as_ref(),
+        }?;
+        let Ok(half) = parse_handshake_anon(&own.private, &own.public, init) else {
+            self.counters.invalid += 1;
+            return None;
+        };
+        match self.by_key.get(&half.peer_static_public) {
+            Some(index) => Some(*index),
+            None => {
+                self.counters.unknown_peer += 1;
+                None
+            }
+        }
+    }
+}
+
+/// Returns the peer slot and the key of the tunnel that owns session `receiver`, with the
+/// message.
+fn with_session(receiver: u32, message: Message) -> (usize, Key, Message) {
+    let (index, key) = rotation::split_index(receiver);
+    (index, key, message)
+}
+
+/// Returns our index of the session a handshake response opens.
+fn answered_session(reply: &[u8]) -> Option<u32> {
+    match reply {
+        [2, 0, 0, 0, a, b, c, d, ..] if reply.len() == HANDSHAKE_RESPONSE_LEN => {
+            Some(u32::from_le_bytes([*a, *b, *c, *d]))
+        }
+        _ => None,
+    }
 }
 
 /// Returns `addr` with an IPv4-mapped IPv6 address turned into IPv4.
@@ -299,7 +390,7 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
 mod rotation;
 mod table;
 
-use rotation::SecondKey;
+use rotation::Key;
 pub use table::Peer;
 
 #[cfg(test)]

@@ -1,81 +1,125 @@
 //! The rotation hook: besides its current static key the device can hold a second one and
 //! answer handshakes addressed to it. A handshake message's MAC1 is keyed by the responder's
-//! public key, so it tells which of the two keys the sender used; a peer that initiates to
-//! the second key gets its `Tunn` switched to that key (which restarts its session, as any
-//! new handshake does). Peers that still use the current key are untouched. What promotes
-//! the second key to the current one is the rotation logic's business (not built yet).
+//! public key, so it tells which of the two keys the sender used.
 //!
-//! Known gap, to close before anything sets a second key outside tests: the switch happens
-//! before `Tunn` checks the initiation's timestamp, so a replayed initiation naming the other
-//! key could restart that peer's session. With no second key set (the only state the gateway
-//! uses today) nothing switches.
+//! Each peer has one `Tunn` per static key: the current key's, and the second key's, created
+//! when the peer first initiates to it. Each `Tunn` keeps its own sessions and the newest
+//! initiation timestamp it accepted, so an initiation is checked for replay by the tunnel of
+//! the key it names and cannot touch the other tunnel. Receiver indexes say which tunnel owns
+//! a session: `Tunn` puts its 24-bit index (shifted left by 8) into every message, the low 23
+//! bits are the peer's slot and the top one is set for the second key.
+//!
+//! Outgoing traffic uses the peer's *active* tunnel: the one whose session the peer confirmed
+//! last (our initiation answered, or the peer's first data on a session we answered). An
+//! initiation alone never changes it, so an initiation replayed to a tunnel with no record of
+//! it (a second-key tunnel created after the original) at most leaves an unconfirmed session
+//! there. What promotes the second key to the current one is the rotation logic's business
+//! (not built yet).
 
-use std::sync::Arc;
+use super::table::Tunnel;
+use super::{Core, Message, StaticKey};
 
-use boringtun::noise::rate_limiter::RateLimiter;
-use boringtun::x25519::{PublicKey, StaticSecret};
+/// One of the device's two static keys; the index of its tunnel in `Peer::tunnels`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Key {
+    Current = 0,
+    Second = 1,
+}
 
-use super::{Core, HANDSHAKE_RATE_LIMIT};
+/// The bit of a `Tunn` index that marks the second key's tunnel (bit 31 of the receiver
+/// index on the wire).
+const SECOND_KEY_BIT: u32 = 1 << 23;
 
-/// The second static key and its MAC1 checker.
-pub(super) struct SecondKey {
-    pub(super) private: StaticSecret,
-    pub(super) public: PublicKey,
-    pub(super) limiter: Arc<RateLimiter>,
+/// Returns the `Tunn` index for the peer in slot `slot` on `key`.
+pub(super) fn tunn_index(slot: usize, key: Key) -> u32 {
+    let slot = u32::try_from(slot).unwrap_or(0) & (SECOND_KEY_BIT - 1);
+    match key {
+        Key::Current => slot,
+        Key::Second => slot | SECOND_KEY_BIT,
+    }
+}
+
+/// Splits a receiver index into the peer's slot and the key whose tunnel owns the session.
+pub(super) fn split_index(receiver: u32) -> (usize, Key) {
+    let index = receiver >> 8;
+    let key = if index & SECOND_KEY_BIT == 0 {
+        Key::Current
+    } else {
+        Key::Second
+    };
+    ((index & (SECOND_KEY_BIT - 1)) as usize, key)
 }
 
 impl Core {
-    /// Sets (or with `None` drops) the second key. Dropping it moves peers that were using
-    /// it back to the current key.
+    /// Sets (or with `None` drops) the second key. Setting the key it already has changes
+    /// nothing; otherwise every peer's tunnel on the old second key is dropped, and peers that
+    /// were using it go back to the current key with their sessions there cleared (those
+    /// sessions are older than the switch, so the peer has likely dropped them; the next
+    /// packet starts a handshake).
     pub fn set_second_key(&mut self, key: Option<[u8; 32]>) {
-        self.second = key.map(|bytes| {
-            let private = StaticSecret::from(bytes);
-            let public = PublicKey::from(&private);
-            let limiter = Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT));
-            SecondKey {
-                private,
-                public,
-                limiter,
-            }
-        });
-        for index in 0..self.slots.len() {
-            if self.slots[index].as_ref().is_some_and(|p| p.on_second) {
-                self.rebuild_tunn(index);
+        match (&self.second, &key) {
+            (None, None) => return,
+            (Some(own), Some(bytes)) if own.is(bytes) => return,
+            _ => {}
+        }
+        self.second = key.map(StaticKey::new);
+        let current = self.current.as_ref();
+        for peer in self.slots.iter_mut().flatten() {
+            peer.replace_tunnel(Key::Second, None);
+            if peer.active == Key::Second {
+                peer.active = Key::Current;
+                if let (Some(own), Some(tunnel)) =
+                    (current, peer.tunnels[Key::Current as usize].as_mut())
+                {
+                    // Clears the sessions and keeps the record of accepted initiations.
+                    tunnel.tunn.set_static_private(
+                        own.private.clone(),
+                        own.public,
+                        Some(own.limiter.clone()),
+                    );
+                    tunnel.unconfirmed = None;
+                }
             }
         }
     }
 
-    /// Returns whether the peer's tunnel runs on the second key.
+    /// Returns whether the peer's outgoing traffic uses the second key.
     pub fn uses_second_key(&self, public: &[u8; 32]) -> bool {
         self.by_key
             .get(public)
             .and_then(|i| self.slots.get(*i)?.as_ref())
-            .is_some_and(|p| p.on_second)
+            .is_some_and(|p| p.active == Key::Second)
     }
 
-    /// Makes sure the peer in slot `index` answers with the key its handshake named.
-    pub(super) fn answer_with(&mut self, index: usize, second: bool) {
-        let current = self
-            .slots
-            .get(index)
-            .and_then(Option::as_ref)
-            .map(|p| p.on_second);
-        if current.is_none() || current == Some(second) {
-            return;
-        }
-        if !second {
-            self.rebuild_tunn(index);
-            return;
-        }
-        let (Some(key), Some(peer)) = (
+    /// Gives the peer in slot `index` a tunnel on the second key if `key` is it and the
+    /// peer has none. Returns whether it did.
+    pub(super) fn add_second_tunnel(&mut self, index: usize, key: Key) -> bool {
+        let (Key::Second, Some(own), Some(peer)) = (
+            key,
             self.second.as_ref(),
             self.slots.get_mut(index).and_then(Option::as_mut),
         ) else {
-            return;
+            return false;
         };
-        if let Some(tunn) = peer.tunn.as_mut() {
-            tunn.set_static_private(key.private.clone(), key.public, Some(key.limiter.clone()));
-            peer.on_second = true;
+        if peer.tunnels[Key::Second as usize].is_some() {
+            return false;
+        }
+        let tunnel = Tunnel::new(own, Key::Second, index, peer);
+        peer.tunnels[Key::Second as usize] = Some(tunnel);
+        true
+    }
+}
+
+impl Tunnel {
+    /// Returns whether `message`, which this tunnel just accepted, is the peer's first on
+    /// the session this tunnel answered an initiation with.
+    pub(super) fn confirms(&mut self, message: Message) -> bool {
+        match message {
+            Message::Data(index) if self.unconfirmed == Some(index) => {
+                self.unconfirmed = None;
+                true
+            }
+            _ => false,
         }
     }
 }

@@ -1,18 +1,18 @@
 //! The peer table: keys, peers by public key and by slot (the receiver index `Tunn` puts
-//! in every message, shifted right by 8), and their allowed IPs.
+//! in every message, shifted right by 8, holds the slot; see `rotation.rs`), and their
+//! allowed IPs.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use boringtun::noise::Tunn;
-use boringtun::noise::rate_limiter::RateLimiter;
-use boringtun::x25519::{PublicKey, StaticSecret};
+use boringtun::x25519::PublicKey;
 use ipnet::IpNet;
 use zeroize::Zeroizing;
 
-use super::{Core, HANDSHAKE_RATE_LIMIT, MAX_PEERS};
+use super::rotation::{Key, tunn_index};
+use super::{Core, MAX_PEERS, StaticKey};
 
 /// One peer's state.
 pub struct Peer {
@@ -25,14 +25,27 @@ pub struct Peer {
     /// Persistent keepalive interval in seconds (0 = off). Kept here, not in `Tunn`, so it can
     /// change without a new session.
     pub keepalive: u16,
-    /// The protocol state; `None` until the device has a private key.
-    pub(super) tunn: Option<Tunn>,
+    /// One tunnel per static key of the device, indexed by [`Key`]: the current key's
+    /// (`None` until the device has a private key) and the second key's (created when the
+    /// peer first initiates to it).
+    pub(super) tunnels: [Option<Tunnel>; 2],
+    /// The tunnel outgoing traffic uses: the one whose session the peer confirmed last.
+    pub(super) active: Key,
+    /// Bytes (tx, rx) counted by tunnels that were dropped since.
+    pub(super) retired: (u64, u64),
     /// Monotonic time of the last datagram sent to it.
     pub(super) last_tx: Duration,
     /// Wall-clock time of its last handshake, as reported.
     pub(super) last_handshake: Option<SystemTime>,
-    /// Whether its `Tunn` runs on the second key (see `rotation.rs`).
-    pub(super) on_second: bool,
+}
+
+/// One `Tunn` (sessions with the peer under one of the device's static keys) and what the
+/// core tracks about it.
+pub(super) struct Tunnel {
+    pub(super) tunn: Tunn,
+    /// Our index of the session this tunnel answered an initiation with, until the peer's
+    /// first packet on it confirms it.
+    pub(super) unconfirmed: Option<u32>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -50,37 +63,68 @@ impl Peer {
         self.last_handshake
     }
 
-    /// Returns (tx bytes, rx bytes) of its current tunnel.
+    /// Returns (tx bytes, rx bytes) of its tunnels, including those since dropped.
     pub fn bytes(&self) -> (u64, u64) {
-        self.tunn.as_ref().map_or((0, 0), |t| {
-            let (_, tx, rx, _, _) = t.stats();
-            (tx as u64, rx as u64)
-        })
+        self.tunnels
+            .iter()
+            .flatten()
+            .map(Tunnel::bytes)
+            .fold(self.retired, |(tx, rx), (t, r)| {
+                (tx.saturating_add(t), rx.saturating_add(r))
+            })
+    }
+
+    /// Replaces its tunnel on `key`, keeping the count of the old one's bytes.
+    pub(super) fn replace_tunnel(&mut self, key: Key, tunnel: Option<Tunnel>) {
+        if let Some(old) = std::mem::replace(&mut self.tunnels[key as usize], tunnel) {
+            let (tx, rx) = old.bytes();
+            self.retired = (
+                self.retired.0.saturating_add(tx),
+                self.retired.1.saturating_add(rx),
+            );
+        }
+    }
+}
+
+impl Tunnel {
+    /// Returns a tunnel to the peer in slot `slot` under the device's static key `own`.
+    pub(super) fn new(own: &StaticKey, key: Key, slot: usize, peer: &Peer) -> Self {
+        Self {
+            tunn: Tunn::new(
+                own.private.clone(),
+                PublicKey::from(peer.public),
+                peer.psk.as_ref().map(|k| **k),
+                None,
+                tunn_index(slot, key),
+                Some(own.limiter.clone()),
+            ),
+            unconfirmed: None,
+        }
+    }
+
+    fn bytes(&self) -> (u64, u64) {
+        let (_, tx, rx, _, _) = self.tunn.stats();
+        (tx as u64, rx as u64)
     }
 }
 
 impl Core {
-    /// Sets (or with `None` removes) the private key. Every session restarts, as the key
-    /// is part of every handshake. Setting the key it already has changes nothing.
+    /// Sets (or with `None` removes) the private key. Every session on it restarts, as the
+    /// key is part of every handshake. Setting the key it already has changes nothing.
     pub fn set_private_key(&mut self, key: Option<[u8; 32]>) {
         let Some(bytes) = key else {
-            self.private = None;
-            self.public = None;
-            self.limiter = None;
+            self.current = None;
             for peer in self.slots.iter_mut().flatten() {
-                peer.tunn = None;
+                peer.replace_tunnel(Key::Current, None);
+                peer.replace_tunnel(Key::Second, None);
+                peer.active = Key::Current;
             }
             return;
         };
-        if self.private.as_ref().map(|k| k.to_bytes()) == Some(bytes) {
+        if self.current.as_ref().is_some_and(|k| k.is(&bytes)) {
             return;
         }
-        let private = StaticSecret::from(bytes);
-        let public = PublicKey::from(&private);
-        let limiter = Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT));
-        self.private = Some(private);
-        self.public = Some(public);
-        self.limiter = Some(limiter);
+        self.current = Some(StaticKey::new(bytes));
         for index in 0..self.slots.len() {
             self.rebuild_tunn(index);
         }
@@ -125,10 +169,11 @@ impl Core {
                     psk: None,
                     endpoint: None,
                     keepalive: 0,
-                    tunn: None,
+                    tunnels: [None, None],
+                    active: Key::Current,
+                    retired: (0, 0),
                     last_tx: Duration::ZERO,
                     last_handshake: None,
-                    on_second: false,
                 });
                 self.by_key.insert(public, index);
                 self.rebuild_tunn(index);
@@ -138,7 +183,8 @@ impl Core {
         self.slots.get_mut(index).and_then(Option::as_mut)
     }
 
-    /// Changes a peer's preshared key; a different key starts a new session.
+    /// Changes a peer's preshared key; a different key starts a new session (on the current
+    /// key: the second key's tunnel is dropped).
     pub fn set_psk(&mut self, public: &[u8; 32], psk: Option<[u8; 32]>) {
         let Some(index) = self.by_key.get(public).copied() else {
             return;
@@ -150,27 +196,22 @@ impl Core {
             return;
         }
         peer.psk = psk.map(Zeroizing::new);
+        peer.replace_tunnel(Key::Second, None);
+        peer.active = Key::Current;
         self.rebuild_tunn(index);
     }
 
+    /// Gives the peer in slot `index` a new tunnel on the current key.
     pub(super) fn rebuild_tunn(&mut self, index: usize) {
-        let (Some(private), Some(peer)) = (
-            self.private.as_ref(),
+        let (Some(own), Some(peer)) = (
+            self.current.as_ref(),
             self.slots.get_mut(index).and_then(Option::as_mut),
         ) else {
             return;
         };
-        let index = u32::try_from(index).unwrap_or(u32::MAX) & 0x00ff_ffff;
-        peer.tunn = Some(Tunn::new(
-            private.clone(),
-            PublicKey::from(peer.public),
-            peer.psk.as_ref().map(|k| **k),
-            None,
-            index,
-            self.limiter.clone(),
-        ));
+        let tunnel = Tunnel::new(own, Key::Current, index, peer);
+        peer.replace_tunnel(Key::Current, Some(tunnel));
         peer.last_handshake = None;
-        peer.on_second = false;
     }
 
     /// Removes a peer and its routes.
