@@ -29,12 +29,11 @@ use crate::device::InterfaceSettings;
 /// Which WireGuard implementation runs the tunnel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// boringtun in the gateway process over a TUN device.
+    /// The gateway's own WireGuard device (the native data plane on `boringtun::noise`) in
+    /// the gateway process over a TUN device. `"native"` is accepted as another name for it.
     Userspace,
     /// The Linux kernel module.
     Kernel,
-    /// Our own userspace device on `boringtun::noise` (opt-in).
-    Native,
 }
 
 /// Where the private key comes from.
@@ -312,7 +311,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let backend = match raw.interface.backend.as_deref().unwrap_or("userspace") {
         "userspace" => Backend::Userspace,
         "kernel" => Backend::Kernel,
-        "native" => Backend::Native,
+        "native" => Backend::Userspace,
         other => {
             return Err(bad(
                 "interface.backend",

@@ -18,7 +18,7 @@ use crate::config::{Backend, Config, PeersConfig};
 use crate::core::health::{Liveness, Readiness};
 use crate::core::key::PublicKey;
 use crate::device::kernel::KernelDevice;
-use crate::device::userspace::{Plane, UserspaceDevice};
+use crate::device::userspace::UserspaceDevice;
 use crate::device::{Device, InterfaceSettings};
 use crate::driver::{Driver, INTERVAL, Outputs};
 use crate::http::{self, AppState};
@@ -228,12 +228,6 @@ impl<S: PeerSource> Wiring<S> {
                 drop(loaded);
                 self.serve(device?, signals).await
             }
-            Backend::Native => {
-                let device =
-                    UserspaceDevice::create_with(&self.settings, &loaded.key, Plane::Native).await;
-                drop(loaded);
-                self.serve(device?, signals).await
-            }
             Backend::Kernel => {
                 let device = KernelDevice::create(&self.settings, &loaded.key).await;
                 drop(loaded);
@@ -330,7 +324,6 @@ fn identity(
             backend: match config.backend {
                 Backend::Userspace => "userspace",
                 Backend::Kernel => "kernel",
-                Backend::Native => "native",
             }
             .to_owned(),
         },

@@ -372,16 +372,16 @@ fn production_liveness_unless_the_hidden_test_flag_is_given() {
 }
 
 #[test]
-fn native_backend_from_file_and_from_the_command_line() {
+fn native_is_another_name_for_the_userspace_backend() {
     let config =
         parse(&EMBEDDED.replace("backend = \"userspace\"", "backend = \"native\"")).expect("valid");
-    assert_eq!(config.backend, Backend::Native);
+    assert_eq!(config.backend, Backend::Userspace);
     let overrides = Overrides {
         interface_backend: Some("native".to_owned()),
         ..Overrides::default()
     };
     let config = Config::parse(EMBEDDED, "gateway.toml", &overrides).expect("valid");
-    assert_eq!(config.backend, Backend::Native);
+    assert_eq!(config.backend, Backend::Userspace);
     let err = parse(&EMBEDDED.replace("backend = \"userspace\"", "backend = \"fast\""))
         .expect_err("unknown backend");
     assert!(err.to_string().contains("\"native\""), "{err}");

@@ -1,20 +1,12 @@
-//! The `userspace` backend: boringtun's device running in this process over a TUN device.
-//! The gateway talks to it over a private UAPI channel and serves the standard socket
-//! `/var/run/wireguard/<name>.sock` itself, so `wg show` works against it.
-//!
-//! boringtun asserts when a `set` names a peer it already has, so a changed peer is removed
-//! and added again in two transactions: its session restarts, every other peer is untouched.
-//!
-//! The same adapter runs the `native` backend ([`super::native`]): the same private channel
-//! and public socket, but peers are updated in place, keeping their sessions.
+//! The `userspace` backend: the gateway's own WireGuard device ([`super::native`], the
+//! native data plane) running in this process over a TUN device. The gateway talks to it over
+//! a private UAPI channel and serves the standard socket `/var/run/wireguard/<name>.sock`
+//! itself, so `wg show` works against it. Peers are updated in place, keeping their
+//! sessions.
 
-use std::os::fd::IntoRawFd as _;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use defguard_boringtun::device::{DeviceConfig, DeviceHandle};
 use kms_client::PrivateKey;
 use zeroize::Zeroizing;
 
@@ -37,23 +29,7 @@ pub struct UserspaceDevice {
     netlink: Netlink,
     channel: Arc<Channel>,
     server: Option<Server>,
-    handle: Option<Engine>,
-    style: UpsertStyle,
-}
-
-/// The data plane behind the channel.
-enum Engine {
-    Boringtun(DeviceHandle),
-    Native(NativeHandle),
-}
-
-/// Which data plane [`UserspaceDevice::create_with`] starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Plane {
-    /// boringtun's device (`backend = "userspace"`).
-    Boringtun,
-    /// Our own device on `boringtun::noise` (`backend = "native"`).
-    Native,
+    handle: Option<NativeHandle>,
 }
 
 impl std::fmt::Debug for UserspaceDevice {
@@ -73,18 +49,6 @@ impl UserspaceDevice {
     /// # Errors
     /// [`Error::InUse`], [`Error::PortInUse`], [`Error::Create`] and netlink failures.
     pub async fn create(settings: &InterfaceSettings, key: &PrivateKey) -> Result<Self, Error> {
-        Self::create_with(settings, key, Plane::Boringtun).await
-    }
-
-    /// Like [`Self::create`], with the data plane chosen.
-    ///
-    /// # Errors
-    /// As [`Self::create`].
-    pub async fn create_with(
-        settings: &InterfaceSettings,
-        key: &PrivateKey,
-        plane: Plane,
-    ) -> Result<Self, Error> {
         let name = settings.name.clone();
         let socket = uapi_client::socket_path(&name);
         let netlink = Netlink::open().map_err(|e| Error::Create {
@@ -97,31 +61,22 @@ impl UserspaceDevice {
             name: name.clone(),
             reason: format!("cannot create the UAPI channel: {e}"),
         })?;
-        let (handle, style) = match plane {
-            Plane::Boringtun => (
-                Engine::Boringtun(start_boringtun(&name, device_end).await?),
-                UpsertStyle::RemoveThenAdd,
-            ),
-            Plane::Native => {
-                let (create_name, port) = (name.clone(), settings.listen_port);
-                let handle = tokio::task::spawn_blocking(move || {
-                    NativeHandle::start(&create_name, port, device_end)
-                })
-                .await
-                .map_err(|e| Error::Create {
-                    name: name.clone(),
-                    reason: format!("device thread failed: {e}"),
-                })?
-                .map_err(|e| match e.kind() {
-                    std::io::ErrorKind::AddrInUse => Error::PortInUse { port },
-                    _ => Error::Create {
-                        name: name.clone(),
-                        reason: e.to_string(),
-                    },
-                })?;
-                (Engine::Native(handle), UpsertStyle::InPlace)
-            }
-        };
+        let (create_name, port) = (name.clone(), settings.listen_port);
+        let handle = tokio::task::spawn_blocking(move || {
+            NativeHandle::start(&create_name, port, device_end)
+        })
+        .await
+        .map_err(|e| Error::Create {
+            name: name.clone(),
+            reason: format!("device thread failed: {e}"),
+        })?
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => Error::PortInUse { port },
+            _ => Error::Create {
+                name: name.clone(),
+                reason: e.to_string(),
+            },
+        })?;
         let mut device = Self {
             name: name.clone(),
             index: 0,
@@ -130,7 +85,6 @@ impl UserspaceDevice {
             channel: Arc::new(channel),
             server: None,
             handle: Some(handle),
-            style,
         };
         match device.bring_up(settings, key).await {
             Ok(()) => Ok(device),
@@ -141,33 +95,6 @@ impl UserspaceDevice {
                 Err(e)
             }
         }
-    }
-}
-
-/// Starts boringtun's device with `device_end` as its UAPI descriptor.
-async fn start_boringtun(name: &str, device_end: UnixStream) -> Result<DeviceHandle, Error> {
-    {
-        let name = name.to_owned();
-        let device_fd = device_end.into_raw_fd();
-        // One event thread: several would reorder a flow's packets across threads, which TCP
-        // reads as loss.
-        let config = DeviceConfig {
-            n_threads: 1,
-            use_connected_socket: true,
-            use_multi_queue: false,
-            uapi_fd: device_fd,
-        };
-        let create_name = name.clone();
-        tokio::task::spawn_blocking(move || DeviceHandle::new(&create_name, config))
-            .await
-            .map_err(|e| Error::Create {
-                name: name.clone(),
-                reason: format!("device thread failed: {e}"),
-            })?
-            .map_err(|e| Error::Create {
-                name: name.clone(),
-                reason: e.to_string(),
-            })
     }
 }
 
@@ -206,8 +133,7 @@ impl UserspaceDevice {
         self.netlink
             .configure(&self.name, self.index, settings.mtu, settings.address)
             .await?;
-        let in_place = self.style == UpsertStyle::InPlace;
-        let server = Server::start(&self.socket, self.channel.clone(), in_place).map_err(|e| {
+        let server = Server::start(&self.socket, self.channel.clone(), true).map_err(|e| {
             self.create_error(format!(
                 "cannot serve the UAPI socket {}: {e}",
                 self.socket.display()
@@ -226,32 +152,11 @@ impl UserspaceDevice {
 
     async fn teardown(&mut self) -> Result<(), Error> {
         drop(self.server.take());
-        match self.handle.take() {
-            Some(Engine::Boringtun(handle)) => {
-                // Dropping the handle stops the device threads and removes the socket; the
-                // TUN device disappears when its last descriptor closes.
-                tokio::task::spawn_blocking(move || drop(handle))
-                    .await
-                    .map_err(|e| self.create_error(format!("device thread failed: {e}")))?;
-            }
-            Some(Engine::Native(handle)) => {
-                // The threads stop; deleting the link wakes the one blocked reading the TUN.
-                drop(handle);
-                let _ = std::fs::remove_file(&self.socket);
-                if let Some(index) = self.netlink.index(&self.name).await? {
-                    self.netlink.delete_link(&self.name, index).await?;
-                }
-                return Ok(());
-            }
-            None => {}
+        if let Some(handle) = self.handle.take() {
+            // The threads stop; deleting the link wakes the one blocked reading the TUN.
+            drop(handle);
         }
         let _ = std::fs::remove_file(&self.socket);
-        for _ in 0..50 {
-            if self.netlink.index(&self.name).await?.is_none() {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         if let Some(index) = self.netlink.index(&self.name).await? {
             self.netlink.delete_link(&self.name, index).await?;
         }
@@ -287,7 +192,7 @@ impl Device for UserspaceDevice {
     }
 
     fn dropped_packets(&self) -> Vec<(DropReason, u64)> {
-        let Some(Engine::Native(handle)) = &self.handle else {
+        let Some(handle) = &self.handle else {
             return Vec::new();
         };
         let counters = handle.counters();
@@ -307,7 +212,7 @@ impl Device for UserspaceDevice {
     }
 
     async fn apply(&mut self, op: &Op, previous: Option<&PeerConfig>) -> Result<(), Error> {
-        for body in uapi::transactions(op, previous.is_some(), self.style) {
+        for body in uapi::transactions(op, previous.is_some(), UpsertStyle::InPlace) {
             self.uapi_set(body).await?;
         }
         self.netlink
