@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use netns_tests::{Gateway, Netns, Proc, Topology, WgGo, eventually, wait_reachable};
+use netns_tests::{Gateway, Netns, Proc, Topology, WgUserspace, eventually, wait_reachable};
 
 const REACH: Duration = Duration::from_secs(10);
 const PINGS: u32 = 200;
@@ -104,8 +104,8 @@ fn measure(plane: Plane, reps: u32, seconds: u32) -> Result<Result1> {
             (&a.pod, &b.pod, b.pod_ip())
         }
         Plane::WireguardGo => {
-            _wggo.push(WgGo::start(a, &[b.peer()])?);
-            _wggo.push(WgGo::start(b, &[a.peer()])?);
+            _wggo.push(WgUserspace::start(a, &[b.peer()])?);
+            _wggo.push(WgUserspace::start(b, &[a.peer()])?);
             (&a.pod, &b.pod, b.pod_ip())
         }
         Plane::Veth => (&a.gw, &b.gw, b.underlay_ip()),
