@@ -2,9 +2,10 @@
 //!
 //! This crate owns throwaway network namespaces, the veth/bridge plumbing between them, and
 //! launchers for the processes that run inside them: our `gateway` binary, `wireguard-go` as a
-//! reference peer (and `boringtun-cli`, for the benchmark), and a real Prometheus. Everything it creates is named uniquely per test process and removed in
-//! `Drop`, and every wait is bounded ([`eventually`]). It must only ever address hosts inside
-//! the namespaces it created.
+//! reference peer (and `boringtun-cli`, for the benchmark), and a real Prometheus. Everything
+//! it creates is named uniquely per test process and removed in `Drop`, and every wait is
+//! bounded ([`eventually`]). It must only ever address hosts inside the namespaces it created.
+//! [`bench`](mod@bench) holds the benchmark's parsing and arithmetic.
 //!
 //! A typical test:
 //!
@@ -23,6 +24,7 @@
 //! ```
 
 mod apiserver;
+pub mod bench;
 mod binary;
 mod gateway;
 mod http;
