@@ -373,6 +373,8 @@ pub struct Samples {
     pub load_p99_ms: Vec<f64>,
     /// Echo requests lost during a 1-stream TCP run, percent.
     pub load_echo_loss: Vec<f64>,
+    /// The rate of that TCP run, Gbit/s received.
+    pub load_gbps: Vec<f64>,
 }
 
 impl Samples {
@@ -393,6 +395,7 @@ impl Samples {
             load_p50_ms: median(&self.load_p50_ms),
             load_p99_ms: median(&self.load_p99_ms),
             load_echo_loss: median(&self.load_echo_loss),
+            load_gbps: median(&self.load_gbps),
         }
     }
 }
@@ -429,4 +432,6 @@ pub struct Summary {
     pub load_p99_ms: Option<f64>,
     /// Echo requests lost during a 1-stream TCP run, percent.
     pub load_echo_loss: Option<f64>,
+    /// The rate of that TCP run, Gbit/s received.
+    pub load_gbps: Option<f64>,
 }

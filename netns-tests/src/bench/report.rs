@@ -12,7 +12,7 @@ use super::{
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Measured: the medians.
-    Measured(Summary),
+    Measured(Box<Summary>),
     /// Not measured, and why (e.g. a missing tool).
     Skipped(String),
     /// The measurement failed, with the error.
@@ -32,7 +32,7 @@ impl PlaneResult {
     /// The medians, if the plane was measured.
     pub fn summary(&self) -> Option<&Summary> {
         match &self.outcome {
-            Outcome::Measured(summary) => Some(summary),
+            Outcome::Measured(summary) => Some(summary.as_ref()),
             Outcome::Skipped(_) | Outcome::Failed(_) => None,
         }
     }
@@ -294,13 +294,16 @@ impl Report<'_> {
         );
         let _ = writeln!(
             out,
-            "| plane | idle p50 | vs wg-go | idle p99 | vs wg-go | load p50 | vs wg-go | load p99 | vs wg-go | echoes lost under load % |"
+            "| plane | idle p50 | vs wg-go | idle p99 | vs wg-go | load p50 | vs wg-go | load p99 | vs wg-go | echoes lost under load % | load Gbit/s |"
         );
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            out,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
         for (plane, s) in self.measured() {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 plane.label(),
                 number(s.idle_p50_ms, 3),
                 self.vs_reference(s.idle_p50_ms, |s| s.idle_p50_ms),
@@ -311,6 +314,7 @@ impl Report<'_> {
                 number(s.load_p99_ms, 3),
                 self.vs_reference(s.load_p99_ms, |s| s.load_p99_ms),
                 number(s.load_echo_loss, 1),
+                number(s.load_gbps, 2),
             );
         }
         out.push('\n');

@@ -175,7 +175,7 @@ fn summary_takes_medians() {
 fn measured(plane: Plane, tcp1: f64, small_pps: f64, p50: f64, fixed_loss: f64) -> PlaneResult {
     PlaneResult {
         plane,
-        outcome: Outcome::Measured(Summary {
+        outcome: Outcome::Measured(Box::new(Summary {
             tcp1_gbps: Some(tcp1),
             tcp4_gbps: Some(tcp1),
             cpu_s_per_gb: plane.has_tunnel().then_some(3.0),
@@ -190,7 +190,8 @@ fn measured(plane: Plane, tcp1: f64, small_pps: f64, p50: f64, fixed_loss: f64) 
             load_p50_ms: Some(p50 * 3.0),
             load_p99_ms: Some(p50 * 4.0),
             load_echo_loss: Some(0.0),
-        }),
+            load_gbps: Some(tcp1 / 2.0),
+        })),
     }
 }
 
@@ -309,6 +310,10 @@ fn report_has_a_table_per_group_and_every_target() {
         "{text}"
     );
     assert!(text.contains("| wireguard-go | 25.0 | 0.500 |"), "{text}");
+    assert!(
+        text.contains("| 1.600 | 1.00× | 0.0 | 0.25 |\n"),
+        "the RTT row ends with echo loss and the load's rate: {text}"
+    );
     assert!(
         text.contains("Not measured: boringtun-cli: boringtun-cli is not installed"),
         "{text}"

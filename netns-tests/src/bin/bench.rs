@@ -114,7 +114,7 @@ fn try_main() -> Result<bool> {
         }
         eprintln!("measuring {} (BENCH_REPS={})", plane.label(), settings.reps);
         let outcome = match measure(plane, &settings, &mut fixed) {
-            Ok(summary) => Outcome::Measured(summary),
+            Ok(summary) => Outcome::Measured(Box::new(summary)),
             Err(error) => {
                 eprintln!("{} failed: {error:#}", plane.label());
                 // The first line of the error is enough for the table; the rest is above.
@@ -281,7 +281,7 @@ fn measure(plane: Plane, settings: &Settings, fixed: &mut Option<FixedRate>) -> 
         samples.large_pps.push(large.received_per_second());
         samples.large_loss.push(large.loss_percent());
 
-        let loaded = run.ping_under_load()?;
+        let (loaded, load) = run.ping_under_load()?;
         let rtts = loaded.rtts_after(LOAD_WARMUP_ECHOES);
         samples
             .load_p50_ms
@@ -290,6 +290,7 @@ fn measure(plane: Plane, settings: &Settings, fixed: &mut Option<FixedRate>) -> 
             .load_p99_ms
             .push(percentile(&rtts, 0.99).context("no ping replies under load")?);
         samples.load_echo_loss.push(loaded.loss_percent());
+        samples.load_gbps.push(load.bits_per_second / 1e9);
     }
 
     // The first plane measured sets the loss test's rate for all.
@@ -397,8 +398,9 @@ impl Run<'_> {
         Ok(run)
     }
 
-    /// Pings during a 1-stream iperf3 TCP run, stopping half a second before it ends.
-    fn ping_under_load(&self) -> Result<PingRun> {
+    /// Pings during a 1-stream iperf3 TCP run, stopping half a second before it ends;
+    /// returns the pings and the run.
+    fn ping_under_load(&self) -> Result<(PingRun, TcpRun)> {
         let count = (self.seconds * 1000 / PING_INTERVAL_MS)
             .saturating_sub(50)
             .max(LOAD_WARMUP_ECHOES + 20);
@@ -409,8 +411,7 @@ impl Run<'_> {
             let pings = self.ping(count)?;
             // The load must have run for the RTTs to mean anything.
             let out = load.finish(Duration::from_secs(u64::from(self.seconds) + 30))?;
-            parse_iperf_tcp(&out)?;
-            Ok(pings)
+            Ok((pings, parse_iperf_tcp(&out)?))
         })
     }
 }
