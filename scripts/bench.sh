@@ -7,7 +7,8 @@
 #  3. runs target/release/bench with ZTGW_BORINGTUN_BIN pointing at that boringtun-cli.
 # BENCH_REPS, BENCH_SECONDS and BENCH_PLANES pass through to the bench (see the README). A
 # ZTGW_BORINGTUN_BIN already set is used as it is, and nothing is installed for it. When
-# boringtun-cli cannot be installed, the bench runs without that plane and says so.
+# boringtun-cli cannot be installed, the bench runs without that plane and says so. Only the
+# report goes to stdout (`scripts/bench.sh > report.md`); progress goes to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +30,7 @@ command -v wg >/dev/null 2>&1 || missing+=(wireguard-tools)
 command -v wireguard-go >/dev/null 2>&1 || missing+=(wireguard-go)
 command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
+  echo "installing: ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   # The iperf3 package must not start its daemon: the bench starts its own servers inside
   # the namespaces. policy-rc.d answering 101 forbids starting services; an existing policy
@@ -50,11 +51,11 @@ if [ -z "${ZTGW_BORINGTUN_BIN:-}" ]; then
   tools=$target_dir/bench-tools
   boringtun=$tools/bin/boringtun-cli
   if [ "$("$boringtun" --version 2>/dev/null || true)" != "boringtun $BORINGTUN_VERSION" ]; then
-    echo "installing boringtun-cli $BORINGTUN_VERSION into $tools (a release build: minutes)"
+    echo "installing boringtun-cli $BORINGTUN_VERSION into $tools (a release build: minutes)" >&2
     started=$SECONDS
     if cargo install boringtun-cli --locked --force --version "$BORINGTUN_VERSION" \
-      --root "$tools" --target-dir "$tools/build"; then
-      echo "boringtun-cli $BORINGTUN_VERSION installed in $((SECONDS - started)) s"
+      --root "$tools" --target-dir "$tools/build" >&2; then
+      echo "boringtun-cli $BORINGTUN_VERSION installed in $((SECONDS - started)) s" >&2
     else
       echo "warning: boringtun-cli could not be installed; the bench will skip it" >&2
     fi
@@ -66,5 +67,5 @@ if [ -z "${ZTGW_BORINGTUN_BIN:-}" ]; then
   fi
 fi
 
-cargo build --release --locked --bins
+cargo build --release --locked --bins >&2
 exec "$target_dir/release/bench"
