@@ -218,6 +218,11 @@ impl Gateway<'_> {
         Ok(gateway)
     }
 
+    /// Returns the gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
     /// Returns the config the gateway was started with.
     pub fn config(&self) -> &GatewayConfig {
         &self.config

@@ -2,9 +2,10 @@
 //!
 //! This crate owns throwaway network namespaces, the veth/bridge plumbing between them, and
 //! launchers for the processes that run inside them: our `gateway` binary, `wireguard-go` as a
-//! reference peer, and a real Prometheus. Everything it creates is named uniquely per test process and removed in
-//! `Drop`, and every wait is bounded ([`eventually`]). It must only ever address hosts inside
-//! the namespaces it created.
+//! reference peer (and `boringtun-cli`, for the benchmark), and a real Prometheus. Everything
+//! it creates is named uniquely per test process and removed in `Drop`, and every wait is
+//! bounded ([`eventually`]). It must only ever address hosts inside the namespaces it created.
+//! [`bench`](mod@bench) holds the benchmark's parsing and arithmetic.
 //!
 //! A typical test:
 //!
@@ -23,6 +24,7 @@
 //! ```
 
 mod apiserver;
+pub mod bench;
 mod binary;
 mod gateway;
 mod http;
@@ -37,7 +39,7 @@ pub mod rules;
 mod topology;
 mod uapi;
 mod wait;
-mod wggo;
+mod wg_userspace;
 mod xfer;
 
 pub use apiserver::{NAMESPACE, TestApiServer, condition, peers_toml};
@@ -54,7 +56,7 @@ pub use prometheus::{Alert, PROMETHEUS_INTERVAL, Prometheus, percent_encode};
 pub use topology::{Cluster, LISTEN_PORT, TUNNEL_PREFIX, Topology, unique_iface};
 pub use uapi::{WgDump, WgPeer, wg_dump};
 pub use wait::{eventually, unix_time};
-pub use wggo::WgGo;
+pub use wg_userspace::{WgProgram, WgUserspace};
 pub use xfer::{TRANSFER_BYTES, tcp_transfer, traffic_both_ways};
 
 /// Skips the calling test unless it runs as root; fails instead when

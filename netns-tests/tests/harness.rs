@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use netns_tests::{
-    Netns, SteadyPing, Topology, WgGo, eventually, http_get, ping, require_root, tcp_transfer,
-    wait_reachable,
+    Netns, SteadyPing, Topology, WgUserspace, eventually, http_get, ping, require_root,
+    tcp_transfer, wait_reachable,
 };
 
 const XFER: &str = env!("CARGO_BIN_EXE_tcp-xfer");
@@ -19,8 +19,8 @@ fn wireguard_go_on_both_sides_carries_ping_and_tcp_both_ways() {
     require_root!();
     let topo = Topology::clusters(2).expect("build topology");
     let (a, b) = (&topo.clusters[0], &topo.clusters[1]);
-    let wg_a = WgGo::start(a, &[b.peer()]).expect("start wireguard-go a");
-    let wg_b = WgGo::start(b, &[a.peer()]).expect("start wireguard-go b");
+    let wg_a = WgUserspace::start(a, &[b.peer()]).expect("start wireguard-go a");
+    let wg_b = WgUserspace::start(b, &[a.peer()]).expect("start wireguard-go b");
 
     wait_reachable(&a.pod, b.pod_ip(), Duration::from_secs(10)).expect("pod a reaches pod b");
     wait_reachable(&b.pod, a.pod_ip(), Duration::from_secs(10)).expect("pod b reaches pod a");

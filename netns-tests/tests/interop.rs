@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use netns_tests::{
-    Gateway, READY_TIMEOUT, Topology, WgGo, require_root, traffic_both_ways, wait_reachable,
+    Gateway, READY_TIMEOUT, Topology, WgUserspace, require_root, traffic_both_ways, wait_reachable,
 };
 
 const XFER: &str = env!("CARGO_BIN_EXE_tcp-xfer");
@@ -18,7 +18,7 @@ fn we_send_first(backend: &str) {
     // Without keepalive wireguard-go stays silent until it has something to send.
     let mut a_for_b = a.peer();
     a_for_b.persistent_keepalive = None;
-    let _wg_b = WgGo::start(b, &[a_for_b]).expect("start wireguard-go b");
+    let _wg_b = WgUserspace::start(b, &[a_for_b]).expect("start wireguard-go b");
     let _gw_a = Gateway::launch_with(a, &[b], backend).expect("gateway a ready");
 
     wait_reachable(&a.pod, b.pod_ip(), REACH).expect("pod a reaches pod b (a first)");
@@ -38,7 +38,7 @@ fn they_send_first(backend: &str) {
     setup.write_peer("b", &b_for_a).expect("write peer b");
     let mut gw_a = setup.start().expect("start gateway a");
     gw_a.wait_ready(READY_TIMEOUT).expect("gateway a ready");
-    let _wg_b = WgGo::start(b, &[a.peer()]).expect("start wireguard-go b");
+    let _wg_b = WgUserspace::start(b, &[a.peer()]).expect("start wireguard-go b");
 
     wait_reachable(&b.pod, a.pod_ip(), REACH).expect("pod b reaches pod a (b first)");
     wait_reachable(&a.pod, b.pod_ip(), REACH).expect("pod a reaches pod b");

@@ -1,28 +1,55 @@
-//! `bench`: throughput and latency of each data plane between two pods, on the two-cluster
-//! topology in network namespaces. Not a test: run it as root from a release build
-//! (`cargo build --release --bins && sudo target/release/bench`), which finds the `gateway`
-//! binary next to itself (or via `ZTGW_GATEWAY_BIN`).
+//! `bench`: throughput, packet rate, loss, latency and CPU cost of each data plane between two
+//! pods, on the two-cluster topology in network namespaces. Not a test: run it as root from a
+//! release build, best through `scripts/bench.sh`, which installs the tools first. It finds the
+//! `gateway` binary next to itself (or via `ZTGW_GATEWAY_BIN`).
 //!
-//! For each plane (our `native` and `userspace` gateways on both sides, wireguard-go on both
-//! sides, and the raw veth underlay between the two gateway namespaces) it measures, several
-//! times: iperf3 TCP with 1 and 4 streams, and idle ping RTT (p50, p99). It prints medians
-//! and ratios against wireguard-go as a markdown table.
+//! Planes: our `native` and `userspace` gateways on both sides, wireguard-go on both sides,
+//! boringtun-cli on both sides (`ZTGW_BORINGTUN_BIN`, else `boringtun-cli` on the `PATH`;
+//! skipped when missing), and the raw veth underlay between the two gateway namespaces.
 //!
-//! Options: `BENCH_REPS` (default 3), `BENCH_SECONDS` per iperf3 run (default 5).
+//! Per plane and repetition: idle ping RTT; iperf3 TCP with 1 stream (counting the CPU time of
+//! the tunnel processes on both sides) and 4 streams; UDP at the maximum rate with 64 B and
+//! 1,400 B packets; ping RTT during a 1-stream TCP run. Then UDP 1,400 B at half the first
+//! measured plane's (normally native's) maximum rate, the same rate for every plane. It prints
+//! the machine, then medians as markdown tables with ratios against wireguard-go, and whether
+//! each target of the native plane is met. The parsing and the arithmetic live in
+//! `netns_tests::bench`.
+//!
+//! Options: `BENCH_REPS` (default 3), `BENCH_SECONDS` per iperf3 run (default 5),
+//! `BENCH_PLANES` (comma list of `native,userspace,wireguard-go,boringtun-cli,veth`; default
+//! all).
 
 use std::net::Ipv4Addr;
-use std::process::ExitCode;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
-use netns_tests::{Gateway, Netns, Proc, Topology, WgGo, eventually, wait_reachable};
+use anyhow::{Context as _, Result, bail, ensure};
+use netns_tests::bench::report::{FixedRate, Outcome, PlaneResult, Report};
+use netns_tests::bench::{
+    FIXED_RATE_SHARE, IDLE_PINGS, LARGE_PACKET, LOAD_WARMUP_ECHOES, PING_INTERVAL_MS, PingRun,
+    Plane, SMALL_PACKET, Samples, Summary, TcpRun, UDP_OVERHEAD, UdpRun, cpu_model,
+    cpu_seconds_per_gb, median, offered_bits_per_second, parse_cpu_ticks, parse_iperf_tcp,
+    parse_iperf_udp, parse_ping, parse_planes, percentile,
+};
+use netns_tests::{
+    Gateway, Netns, Proc, Topology, WgProgram, WgUserspace, eventually, has_tool, wait_reachable,
+};
+use nix::unistd::{SysconfVar, sysconf};
 
+/// How long the pods may take to reach each other through a new tunnel.
 const REACH: Duration = Duration::from_secs(10);
-const PINGS: u32 = 200;
+
+/// How long an iperf3 client keeps retrying while the server is not listening or still busy.
+const SERVER_RETRY: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     match try_main() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("bench: some planes failed (see above)");
+            ExitCode::FAILURE
+        }
         Err(error) => {
             eprintln!("bench failed: {error:#}");
             ExitCode::FAILURE
@@ -30,182 +57,361 @@ fn main() -> ExitCode {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Plane {
-    Native,
-    Userspace,
-    WireguardGo,
-    Veth,
+/// What every measurement needs to know.
+#[derive(Debug)]
+struct Settings {
+    reps: u32,
+    seconds: u32,
+    /// `sysconf(_SC_CLK_TCK)`: the unit of `/proc/<pid>/stat` CPU times.
+    ticks_per_second: u64,
+    /// boringtun-cli's path, or why it cannot be used.
+    boringtun: Result<PathBuf, String>,
 }
 
-impl Plane {
-    fn label(self) -> &'static str {
-        match self {
-            Plane::Native => "native (ours)",
-            Plane::Userspace => "userspace (boringtun device)",
-            Plane::WireguardGo => "wireguard-go",
-            Plane::Veth => "raw veth (no tunnel)",
-        }
+fn env_number(name: &str, default: u32) -> Result<u32> {
+    match std::env::var(name) {
+        Ok(value) => value
+            .trim()
+            .parse()
+            .with_context(|| format!("{name}={value:?} is not a number")),
+        Err(_) => Ok(default),
     }
 }
 
-/// Medians over the repetitions.
-#[derive(Debug, Clone, Copy, Default)]
-struct Result1 {
-    tcp1_gbps: f64,
-    tcp4_gbps: f64,
-    rtt_p50_ms: f64,
-    rtt_p99_ms: f64,
-}
-
-fn env_number(name: &str, default: u32) -> u32 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn try_main() -> Result<()> {
+/// Returns whether every selected plane was measured or skipped (none failed).
+fn try_main() -> Result<bool> {
     if !nix::unistd::Uid::effective().is_root() {
         bail!("the benchmark creates network namespaces and must run as root");
     }
-    let reps = env_number("BENCH_REPS", 3).max(1);
-    let seconds = env_number("BENCH_SECONDS", 5).max(1);
-    let planes = [
-        Plane::Native,
-        Plane::Userspace,
-        Plane::WireguardGo,
-        Plane::Veth,
-    ];
-    let mut results = Vec::new();
-    for plane in planes {
-        eprintln!("measuring {} ({reps} repetitions)", plane.label());
-        results.push((plane, measure(plane, reps, seconds)?));
+    for tool in ["iperf3", "ping", "ip"] {
+        ensure!(
+            has_tool(tool),
+            "{tool} is not installed (scripts/bench.sh installs it)"
+        );
     }
-    print_table(&results, reps, seconds);
-    Ok(())
+    let planes = parse_planes(std::env::var("BENCH_PLANES").ok().as_deref())?;
+    let ticks = sysconf(SysconfVar::CLK_TCK)
+        .context("sysconf(_SC_CLK_TCK)")?
+        .context("no clock tick rate")?;
+    let settings = Settings {
+        reps: env_number("BENCH_REPS", 3)?.max(1),
+        seconds: env_number("BENCH_SECONDS", 5)?.max(1),
+        ticks_per_second: u64::try_from(ticks).context("bad clock tick rate")?,
+        boringtun: boringtun_bin(),
+    };
+    println!("{}", describe_machine(&settings));
+
+    let mut results = Vec::new();
+    let mut fixed = None;
+    for plane in planes {
+        if let Some(why) = unavailable(plane, &settings) {
+            eprintln!("skipping {}: {why}", plane.label());
+            results.push(PlaneResult {
+                plane,
+                outcome: Outcome::Skipped(why),
+            });
+            continue;
+        }
+        eprintln!("measuring {} (BENCH_REPS={})", plane.label(), settings.reps);
+        let outcome = match measure(plane, &settings, &mut fixed) {
+            Ok(summary) => Outcome::Measured(Box::new(summary)),
+            Err(error) => {
+                eprintln!("{} failed: {error:#}", plane.label());
+                // The first line of the error is enough for the table; the rest is above.
+                let first = format!("{error:#}");
+                Outcome::Failed(first.lines().next().unwrap_or_default().to_owned())
+            }
+        };
+        results.push(PlaneResult { plane, outcome });
+    }
+    let report = Report {
+        results: &results,
+        reps: settings.reps,
+        seconds: settings.seconds,
+        fixed,
+    };
+    print!("{}", report.render());
+    Ok(!results
+        .iter()
+        .any(|r| matches!(r.outcome, Outcome::Failed(_))))
 }
 
-fn measure(plane: Plane, reps: u32, seconds: u32) -> Result<Result1> {
+/// `$ZTGW_BORINGTUN_BIN`, else `boringtun-cli` on the `PATH`, else why neither works.
+fn boringtun_bin() -> Result<PathBuf, String> {
+    match std::env::var_os("ZTGW_BORINGTUN_BIN") {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(format!(
+                    "ZTGW_BORINGTUN_BIN={} is not a file (scripts/bench.sh installs boringtun-cli)",
+                    path.display()
+                ))
+            }
+        }
+        None if has_tool("boringtun-cli") => Ok(PathBuf::from("boringtun-cli")),
+        None => Err(
+            "boringtun-cli is not installed: set ZTGW_BORINGTUN_BIN or run scripts/bench.sh"
+                .to_owned(),
+        ),
+    }
+}
+
+/// Why `plane` cannot be measured here, if it cannot.
+fn unavailable(plane: Plane, settings: &Settings) -> Option<String> {
+    let needs_wg = matches!(plane, Plane::WireguardGo | Plane::BoringtunCli);
+    if needs_wg && !has_tool("wg") {
+        return Some("wg (wireguard-tools) is not installed".to_owned());
+    }
+    match plane {
+        Plane::WireguardGo if !has_tool("wireguard-go") => {
+            Some("wireguard-go is not installed".to_owned())
+        }
+        Plane::BoringtunCli => settings.boringtun.as_ref().err().cloned(),
+        _ => None,
+    }
+}
+
+/// The CPU, cores, kernel and tool versions, as a markdown list.
+fn describe_machine(settings: &Settings) -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let boringtun = match &settings.boringtun {
+        Ok(path) => version(&path.to_string_lossy()),
+        Err(_) => "not installed".to_owned(),
+    };
+    format!(
+        "Machine:\n\n\
+         - CPU: {} ({cores} cores available)\n\
+         - kernel: {}\n\
+         - wireguard-go: {}\n\
+         - boringtun-cli: {boringtun}\n\
+         - iperf3: {}\n",
+        cpu_model(&cpuinfo).unwrap_or_else(|| "unknown".to_owned()),
+        kernel.trim(),
+        version("wireguard-go"),
+        version("iperf3"),
+    )
+}
+
+/// The first line of `<program> --version`, or why there is none.
+fn version(program: &str) -> String {
+    match Command::new(program).arg("--version").output() {
+        Ok(output) => String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find(|line| !line.trim().is_empty())
+            .unwrap_or("unknown")
+            .trim()
+            .to_owned(),
+        Err(_) => "not installed".to_owned(),
+    }
+}
+
+/// Builds a topology with `plane` between the pods and runs every measurement on it.
+fn measure(plane: Plane, settings: &Settings, fixed: &mut Option<FixedRate>) -> Result<Summary> {
     let topo = Topology::clusters(2).context("failed to build the topology")?;
     let (a, b) = (&topo.clusters[0], &topo.clusters[1]);
-    let mut _gateways = Vec::new();
-    let mut _wggo = Vec::new();
+    // Tunnel processes, killed when these drop.
+    let mut gateways = Vec::new();
+    let mut devices = Vec::new();
     // Client and server namespaces and the address the client targets.
     let (client, server, target): (&Netns, &Netns, Ipv4Addr) = match plane {
         Plane::Native | Plane::Userspace => {
-            let backend = if plane == Plane::Native {
-                "native"
-            } else {
-                "userspace"
-            };
-            _gateways.push(Gateway::launch_with(a, &[b], backend)?);
-            _gateways.push(Gateway::launch_with(b, &[a], backend)?);
+            let backend = plane.name();
+            gateways.push(Gateway::launch_with(a, &[b], backend)?);
+            gateways.push(Gateway::launch_with(b, &[a], backend)?);
             (&a.pod, &b.pod, b.pod_ip())
         }
-        Plane::WireguardGo => {
-            _wggo.push(WgGo::start(a, &[b.peer()])?);
-            _wggo.push(WgGo::start(b, &[a.peer()])?);
+        Plane::WireguardGo | Plane::BoringtunCli => {
+            let program = match (plane, &settings.boringtun) {
+                (Plane::BoringtunCli, Ok(path)) => WgProgram::boringtun_cli(path),
+                (Plane::BoringtunCli, Err(why)) => bail!("{why}"),
+                _ => WgProgram::wireguard_go(),
+            };
+            devices.push(WgUserspace::start_with(&program, a, &[b.peer()])?);
+            devices.push(WgUserspace::start_with(&program, b, &[a.peer()])?);
             (&a.pod, &b.pod, b.pod_ip())
         }
         Plane::Veth => (&a.gw, &b.gw, b.underlay_ip()),
     };
+    let pids: Vec<u32> = gateways
+        .iter()
+        .map(Gateway::pid)
+        .chain(devices.iter().map(WgUserspace::pid))
+        .collect();
     wait_reachable(client, target, REACH).context("the pods do not reach each other")?;
-    // Killed on drop; the client retries until it listens.
+    // Killed on drop; clients retry until it listens.
     let _server: Proc = server.spawn(&["iperf3", "-s"], &[])?;
-    let mut tcp1 = Vec::new();
-    let mut tcp4 = Vec::new();
-    let mut p50 = Vec::new();
-    let mut p99 = Vec::new();
-    for _ in 0..reps {
-        let (median, tail) = rtt(client, target)?;
-        p50.push(median);
-        p99.push(tail);
-        tcp1.push(iperf(client, target, 1, seconds)?);
-        tcp4.push(iperf(client, target, 4, seconds)?);
+    let run = Run {
+        client,
+        target,
+        seconds: settings.seconds,
+    };
+
+    let mut samples = Samples::default();
+    for rep in 1..=settings.reps {
+        eprintln!("  {} repetition {rep}/{}", plane.name(), settings.reps);
+        let idle = run.ping(IDLE_PINGS)?.rtts_after(0);
+        samples
+            .idle_p50_ms
+            .push(percentile(&idle, 0.5).context("no idle ping replies")?);
+        samples
+            .idle_p99_ms
+            .push(percentile(&idle, 0.99).context("no idle ping replies")?);
+
+        let before = cpu_ticks(&pids)?;
+        let tcp1 = run.tcp(1)?;
+        let ticks = cpu_ticks(&pids)?.saturating_sub(before);
+        samples.tcp1_gbps.push(tcp1.bits_per_second / 1e9);
+        if plane.has_tunnel() {
+            samples.cpu_s_per_gb.extend(cpu_seconds_per_gb(
+                ticks,
+                settings.ticks_per_second,
+                tcp1.bytes,
+            ));
+        }
+        samples.tcp4_gbps.push(run.tcp(4)?.bits_per_second / 1e9);
+
+        let small = run.udp(SMALL_PACKET, 0)?;
+        samples.small_pps.push(small.received_per_second());
+        samples.small_loss.push(small.loss_percent());
+        let large = run.udp(LARGE_PACKET, 0)?;
+        samples.large_pps.push(large.received_per_second());
+        samples.large_loss.push(large.loss_percent());
+
+        let (loaded, load) = run.ping_under_load()?;
+        let rtts = loaded.rtts_after(LOAD_WARMUP_ECHOES);
+        samples
+            .load_p50_ms
+            .push(percentile(&rtts, 0.5).context("no ping replies under load")?);
+        samples
+            .load_p99_ms
+            .push(percentile(&rtts, 0.99).context("no ping replies under load")?);
+        samples.load_echo_loss.push(loaded.loss_percent());
+        samples.load_gbps.push(load.bits_per_second / 1e9);
     }
-    Ok(Result1 {
-        tcp1_gbps: median_of(&mut tcp1),
-        tcp4_gbps: median_of(&mut tcp4),
-        rtt_p50_ms: median_of(&mut p50),
-        rtt_p99_ms: median_of(&mut p99),
+
+    // The first plane measured sets the loss test's rate for all.
+    let rate = match fixed {
+        Some(rate) => *rate,
+        None => {
+            let max = median(&samples.large_pps).context("no UDP rate measured")?;
+            let rate = FixedRate {
+                reference: plane,
+                packets_per_second: max * FIXED_RATE_SHARE,
+                bits_per_second: offered_bits_per_second(max, FIXED_RATE_SHARE, LARGE_PACKET),
+            };
+            ensure!(
+                rate.bits_per_second > 0,
+                "{} carried no UDP packets",
+                plane.label()
+            );
+            *fixed = Some(rate);
+            rate
+        }
+    };
+    for rep in 1..=settings.reps {
+        eprintln!(
+            "  {} UDP at a fixed rate {rep}/{}",
+            plane.name(),
+            settings.reps
+        );
+        let at_rate = run.udp(LARGE_PACKET, rate.bits_per_second)?;
+        samples.fixed_pps.push(at_rate.received_per_second());
+        samples.fixed_loss.push(at_rate.loss_percent());
+    }
+    Ok(samples.summary())
+}
+
+/// The sum of utime and stime, in clock ticks, of every process in `pids`.
+fn cpu_ticks(pids: &[u32]) -> Result<u64> {
+    pids.iter().try_fold(0, |sum, pid| {
+        let path = format!("/proc/{pid}/stat");
+        let stat = std::fs::read_to_string(&path)
+            .with_context(|| format!("failed to read {path}: has the tunnel process exited?"))?;
+        Ok(sum + parse_cpu_ticks(&stat)?)
     })
 }
 
-/// Runs an iperf3 client; returns the received rate in Gbit/s.
-fn iperf(client: &Netns, target: Ipv4Addr, streams: u32, seconds: u32) -> Result<f64> {
-    let target = target.to_string();
-    let (streams, seconds) = (streams.to_string(), seconds.to_string());
-    let argv = [
-        "iperf3", "-c", &target, "-P", &streams, "-t", &seconds, "-J",
-    ];
-    // The server may not listen yet at the first run.
-    let out = eventually(Duration::from_secs(10), || client.run(&argv))?;
-    parse_iperf(&out)
+/// The client side of the measurements: where they run and what they target.
+#[derive(Debug, Clone, Copy)]
+struct Run<'a> {
+    client: &'a Netns,
+    target: Ipv4Addr,
+    seconds: u32,
 }
 
-fn parse_iperf(json: &str) -> Result<f64> {
-    let value: serde_json::Value = serde_json::from_str(json).context("iperf3 JSON")?;
-    let bps = value["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .context("no end.sum_received.bits_per_second in iperf3 output")?;
-    Ok(bps / 1e9)
-}
-
-/// Pings `PINGS` times at 10 ms intervals; returns (p50, p99) RTT in ms.
-fn rtt(client: &Netns, target: Ipv4Addr) -> Result<(f64, f64)> {
-    let target = target.to_string();
-    let count = PINGS.to_string();
-    let out = client.run(&["ping", "-c", &count, "-i", "0.01", "-n", &target])?;
-    let mut times: Vec<f64> = out
-        .lines()
-        .filter_map(|l| l.split("time=").nth(1))
-        .filter_map(|t| t.split_whitespace().next()?.parse().ok())
-        .collect();
-    if times.is_empty() {
-        bail!("no ping replies:\n{out}");
+impl Run<'_> {
+    /// iperf3 TCP with `streams` parallel streams.
+    fn tcp(&self, streams: u32) -> Result<TcpRun> {
+        let out = self.iperf(&["-P", &streams.to_string()])?;
+        parse_iperf_tcp(&out)
     }
-    times.sort_by(f64::total_cmp);
-    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
-    Ok((at(0.5), at(0.99)))
-}
 
-fn median_of(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
-}
+    /// iperf3 UDP with `packet`-byte packets (IP header included) at `bits_per_second` of
+    /// payload, 0 for as fast as the sender can.
+    fn udp(&self, packet: u32, bits_per_second: u64) -> Result<UdpRun> {
+        let payload = (packet - UDP_OVERHEAD).to_string();
+        let rate = bits_per_second.to_string();
+        let out = self.iperf(&["-u", "-b", &rate, "-l", &payload])?;
+        parse_iperf_udp(&out)
+    }
 
-fn print_table(results: &[(Plane, Result1)], reps: u32, seconds: u32) {
-    let reference = results
-        .iter()
-        .find(|(p, _)| *p == Plane::WireguardGo)
-        .map(|(_, r)| *r)
-        .unwrap_or_default();
-    let ratio = |value: f64, of: f64| {
-        if of > 0.0 {
-            format!("{:.2}×", value / of)
-        } else {
-            "–".to_owned()
-        }
-    };
-    println!(
-        "Medians of {reps} runs; iperf3 TCP {seconds} s per run; ping: {PINGS} echoes at 10 ms, idle.\n"
-    );
-    println!(
-        "| plane | TCP 1 stream Gbit/s | vs wg-go | TCP 4 streams Gbit/s | vs wg-go | RTT p50 ms | RTT p99 ms | p50 vs wg-go |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (plane, r) in results {
-        println!(
-            "| {} | {:.2} | {} | {:.2} | {} | {:.3} | {:.3} | {} |",
-            plane.label(),
-            r.tcp1_gbps,
-            ratio(r.tcp1_gbps, reference.tcp1_gbps),
-            r.tcp4_gbps,
-            ratio(r.tcp4_gbps, reference.tcp4_gbps),
-            r.rtt_p50_ms,
-            r.rtt_p99_ms,
-            ratio(r.rtt_p50_ms, reference.rtt_p50_ms),
-        );
+    /// Runs an iperf3 client with `extra` options and returns its JSON; retries while the
+    /// server does not listen yet or is still busy with the previous test.
+    fn iperf(&self, extra: &[&str]) -> Result<String> {
+        let argv = self.iperf_argv(extra);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        eventually(SERVER_RETRY, || self.client.run(&argv))
+    }
+
+    fn iperf_argv(&self, extra: &[&str]) -> Vec<String> {
+        let mut argv: Vec<String> = ["iperf3", "-c", &self.target.to_string(), "-J", "-t"]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        argv.push(self.seconds.to_string());
+        argv.extend(extra.iter().map(ToString::to_string));
+        argv
+    }
+
+    /// `count` echo requests, one every `PING_INTERVAL_MS`.
+    fn ping(&self, count: u32) -> Result<PingRun> {
+        let interval = format!("{:.3}", f64::from(PING_INTERVAL_MS) / 1e3);
+        let target = self.target.to_string();
+        let count = count.to_string();
+        // ping exits non-zero when replies are missing; the output still counts them.
+        let output = self
+            .client
+            .exec(&["ping", "-n", "-c", &count, "-i", &interval, &target])?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let run = parse_ping(&stdout).with_context(|| {
+            format!(
+                "ping failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )
+        })?;
+        ensure!(!run.replies.is_empty(), "no ping replies:\n{stdout}");
+        Ok(run)
+    }
+
+    /// Pings during a 1-stream iperf3 TCP run, stopping half a second before it ends;
+    /// returns the pings and the run.
+    fn ping_under_load(&self) -> Result<(PingRun, TcpRun)> {
+        let count = (self.seconds * 1000 / PING_INTERVAL_MS)
+            .saturating_sub(50)
+            .max(LOAD_WARMUP_ECHOES + 20);
+        let argv = self.iperf_argv(&["-P", "1"]);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        eventually(SERVER_RETRY, || {
+            let load = self.client.spawn(&argv, &[])?;
+            let pings = self.ping(count)?;
+            // The load must have run for the RTTs to mean anything.
+            let out = load.finish(Duration::from_secs(u64::from(self.seconds) + 30))?;
+            Ok((pings, parse_iperf_tcp(&out)?))
+        })
     }
 }

@@ -1,5 +1,6 @@
-//! `wireguard-go` configured with `wg` and `ip`, as the reference WireGuard peer for interop
-//! tests and for checking the harness itself without our gateway.
+//! Userspace WireGuard implementations configured with `wg` and `ip`: `wireguard-go`, the
+//! reference peer for interop tests and for checking the harness itself without our gateway,
+//! and `boringtun-cli`, which the benchmark also measures.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -15,41 +16,106 @@ use crate::topology::{Cluster, LISTEN_PORT, TUNNEL_PREFIX};
 use crate::uapi::{WgDump, wg_dump};
 use crate::wait::eventually;
 
-/// A `wireguard-go` device in a cluster's gateway namespace, killed on drop.
+/// How to run one userspace WireGuard implementation in the foreground: its command line
+/// before the interface name, and its environment. It must create the UAPI socket
+/// `/var/run/wireguard/<iface>.sock` that `wg` talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WgProgram {
+    name: String,
+    argv: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+impl WgProgram {
+    /// `wireguard-go <iface>` from the `PATH`, kept in the foreground by
+    /// `WG_PROCESS_FOREGROUND=1`.
+    pub fn wireguard_go() -> Self {
+        Self {
+            name: "wireguard-go".to_owned(),
+            argv: vec!["wireguard-go".to_owned()],
+            envs: vec![("WG_PROCESS_FOREGROUND".to_owned(), "1".to_owned())],
+        }
+    }
+
+    /// `<path> --foreground --disable-drop-privileges <iface>`: boringtun's command-line
+    /// device, with its default thread count.
+    pub fn boringtun_cli(path: &Path) -> Self {
+        Self {
+            name: "boringtun-cli".to_owned(),
+            argv: vec![
+                path.to_string_lossy().into_owned(),
+                "--foreground".to_owned(),
+                "--disable-drop-privileges".to_owned(),
+            ],
+            envs: Vec::new(),
+        }
+    }
+
+    /// Returns the implementation's name, for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A userspace WireGuard device (see [`WgProgram`]) in a cluster's gateway namespace, killed
+/// on drop.
 #[derive(Debug)]
-pub struct WgGo<'c> {
+pub struct WgUserspace<'c> {
     cluster: &'c Cluster,
+    program: WgProgram,
     proc: Proc,
     _dir: TempDir,
 }
 
-impl<'c> WgGo<'c> {
-    /// Starts `wireguard-go <cluster.iface>` in the cluster's gateway namespace and configures
+impl<'c> WgUserspace<'c> {
+    /// Starts `wireguard-go` for the cluster; see [`WgUserspace::start_with`].
+    ///
+    /// # Errors
+    /// As [`WgUserspace::start_with`].
+    pub fn start(cluster: &'c Cluster, peers: &[PeerSpec]) -> Result<Self> {
+        Self::start_with(&WgProgram::wireguard_go(), cluster, peers)
+    }
+
+    /// Starts `program` on `<cluster.iface>` in the cluster's gateway namespace and configures
     /// it like our gateway would be: the cluster's key, port 51820, `peers`, the tunnel
     /// address, MTU 1420, and a route for every allowed IP outside the tunnel network.
     ///
     /// # Errors
-    /// Fails when `wireguard-go` does not come up or any `wg`/`ip` command fails.
-    pub fn start(cluster: &'c Cluster, peers: &[PeerSpec]) -> Result<Self> {
+    /// Fails when the program does not come up or any `wg`/`ip` command fails.
+    pub fn start_with(
+        program: &WgProgram,
+        cluster: &'c Cluster,
+        peers: &[PeerSpec],
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
-            .prefix(&format!("ztgw-wggo-{}-", cluster.name))
+            .prefix(&format!("ztgw-wg-{}-", cluster.name))
             .tempdir()
             .context("failed to create a key directory")?;
         let key_path = dir.path().join("private.key");
         std::fs::write(&key_path, cluster.key.to_base64().as_str())
             .context("failed to write the private key")?;
-        let proc = cluster.gw.spawn(
-            &["wireguard-go", &cluster.iface],
-            &[("WG_PROCESS_FOREGROUND", "1")],
-        )?;
+        let mut argv: Vec<&str> = program.argv.iter().map(String::as_str).collect();
+        argv.push(&cluster.iface);
+        let envs: Vec<(&str, &str)> = program
+            .envs
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect();
+        let proc = cluster.gw.spawn(&argv, &envs)?;
         // From here on, dropping `device` on an error also kills it and removes its socket.
         let mut device = Self {
             cluster,
+            program: program.clone(),
             proc,
             _dir: dir,
         };
         device.configure(&key_path, peers)?;
         Ok(device)
+    }
+
+    /// Returns the process id of the device.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
     }
 
     /// Returns the device state (`wg show <iface> dump`).
@@ -60,20 +126,20 @@ impl<'c> WgGo<'c> {
         wg_dump(&self.cluster.gw, &self.cluster.iface)
     }
 
-    /// Returns what `wireguard-go` has logged so far.
+    /// Returns what the device has logged so far.
     pub fn log(&self) -> String {
         format!("{}{}", self.proc.stdout(), self.proc.stderr())
     }
 }
 
-impl WgGo<'_> {
+impl WgUserspace<'_> {
     fn configure(&mut self, key_path: &Path, peers: &[PeerSpec]) -> Result<()> {
         let (gw, iface) = (&self.cluster.gw, self.cluster.iface.as_str());
         let socket = socket_path(iface);
         let proc = &mut self.proc;
         eventually(Duration::from_secs(5), || {
             if let Some(status) = proc.try_status()? {
-                bail!("wireguard-go exited ({status}): {}", proc.stderr());
+                bail!("{} exited ({status}): {}", self.program.name, proc.stderr());
             }
             if !socket.exists() {
                 bail!("{} does not exist yet", socket.display());
@@ -115,11 +181,12 @@ impl WgGo<'_> {
     }
 }
 
-impl Drop for WgGo<'_> {
+impl Drop for WgUserspace<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!(
-                "----- wireguard-go {} ({}) log -----\n{}----- end -----",
+                "----- {} {} ({}) log -----\n{}----- end -----",
+                self.program.name,
                 self.cluster.name,
                 self.cluster.iface,
                 self.log()

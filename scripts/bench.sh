@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Runs the data-plane benchmark (netns-tests/src/bin/bench.rs), as root:
+#  1. installs what it needs when missing: iperf3, wireguard-go, wireguard-tools, iproute2 and
+#     iputils-ping from apt, and boringtun-cli (pinned below) from crates.io with
+#     `cargo install --locked` into <target dir>/bench-tools;
+#  2. builds the release binaries;
+#  3. runs target/release/bench with ZTGW_BORINGTUN_BIN pointing at that boringtun-cli.
+# BENCH_REPS, BENCH_SECONDS and BENCH_PLANES pass through to the bench (see the README). A
+# ZTGW_BORINGTUN_BIN already set is used as it is, and nothing is installed for it. When
+# boringtun-cli cannot be installed, the bench runs without that plane and says so. Only the
+# report goes to stdout (`scripts/bench.sh > report.md`); progress goes to stderr.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BORINGTUN_VERSION=0.7.1
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "the benchmark creates network namespaces: run it as root (sudo scripts/bench.sh)" >&2
+  exit 1
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is not on the PATH (sudo resets it: try sudo env \"PATH=\$PATH\" scripts/bench.sh)" >&2
+  exit 1
+fi
+
+missing=()
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)
+command -v wg >/dev/null 2>&1 || missing+=(wireguard-tools)
+command -v wireguard-go >/dev/null 2>&1 || missing+=(wireguard-go)
+command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  # The iperf3 package must not start its daemon: the bench starts its own servers inside
+  # the namespaces. policy-rc.d answering 101 forbids starting services; an existing policy
+  # is left alone.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
+  apt-get update -qq
+  # Without --no-install-recommends wireguard-tools pulls in a kernel image.
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+target_dir=${CARGO_TARGET_DIR:-target}
+if [ -z "${ZTGW_BORINGTUN_BIN:-}" ]; then
+  tools=$target_dir/bench-tools
+  boringtun=$tools/bin/boringtun-cli
+  if [ "$("$boringtun" --version 2>/dev/null || true)" != "boringtun $BORINGTUN_VERSION" ]; then
+    echo "installing boringtun-cli $BORINGTUN_VERSION into $tools (a release build: minutes)" >&2
+    started=$SECONDS
+    if cargo install boringtun-cli --locked --force --version "$BORINGTUN_VERSION" \
+      --root "$tools" --target-dir "$tools/build" >&2; then
+      echo "boringtun-cli $BORINGTUN_VERSION installed in $((SECONDS - started)) s" >&2
+    else
+      echo "warning: boringtun-cli could not be installed; the bench will skip it" >&2
+    fi
+    rm -rf "$tools/build"
+  fi
+  if [ -x "$boringtun" ]; then
+    ZTGW_BORINGTUN_BIN=$(realpath "$boringtun")
+    export ZTGW_BORINGTUN_BIN
+  fi
+fi
+
+cargo build --release --locked --bins >&2
+exec "$target_dir/release/bench"
