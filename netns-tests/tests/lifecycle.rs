@@ -1,5 +1,5 @@
 //! Clean shutdown: SIGTERM and SIGINT make the gateway exit 0 and remove its interface and
-//! UAPI socket, on either userspace data plane.
+//! UAPI socket.
 
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ fn sigterm_exits_zero_and_removes_interface_and_socket() {
     exits_cleanly_on(Signal::SIGTERM, "userspace");
 }
 
+/// `native` is another name for the userspace backend.
 #[test]
 fn native_sigterm_exits_zero_and_removes_interface_and_socket() {
     require_root!();

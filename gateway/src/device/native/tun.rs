@@ -121,8 +121,10 @@ impl Writer {
     /// Returns an empty writer.
     pub fn new() -> Self {
         Self {
+            // Coalescing appends a flow's packets to its first buffer, and only where that
+            // buffer already has room for a whole super-packet.
             packets: (0..IDEAL_BATCH_SIZE)
-                .map(|_| Vec::with_capacity(VIRTIO_NET_HDR_LEN + 2048))
+                .map(|_| Vec::with_capacity(2 * VIRTIO_NET_HDR_LEN + PACKET_MAX))
                 .collect(),
             count: 0,
             gro: GROTable::default(),
