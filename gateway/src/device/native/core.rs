@@ -162,6 +162,7 @@ impl Core {
                 Some(to) => {
                     sink.send(to, datagram);
                     peer.last_tx = now;
+                    count(&mut peer.traffic.0, datagram);
                 }
                 None => self.counters.no_endpoint += 1,
             }
@@ -212,8 +213,13 @@ impl Core {
                 }
                 return;
             }
-            TunnResult::Done => tunnel.confirms(message),
+            TunnResult::Done => {
+                count(&mut peer.traffic.1, datagram);
+                tunnel.confirms(message)
+            }
             TunnResult::WriteToNetwork(reply) => {
+                count(&mut peer.traffic.1, datagram);
+                count(&mut peer.traffic.0, reply);
                 if message == Message::Init {
                     tunnel.unconfirmed = answered_session(reply);
                 }
@@ -224,11 +230,13 @@ impl Core {
                     tunnel.tunn.decapsulate(None, &[], buf)
                 {
                     sink.send(src, queued);
+                    count(&mut peer.traffic.0, queued);
                 }
                 // Our own initiation is answered: that session is the newest.
                 message == Message::Response
             }
             TunnResult::WriteToTunnelV4(inner, source) => {
+                count(&mut peer.traffic.1, datagram);
                 if self.routes.lookup(IpAddr::V4(source)) == Some(&index) {
                     sink.write_tun(inner);
                 } else {
@@ -237,6 +245,7 @@ impl Core {
                 tunnel.confirms(message)
             }
             TunnResult::WriteToTunnelV6(inner, source) => {
+                count(&mut peer.traffic.1, datagram);
                 if self.routes.lookup(IpAddr::V6(source)) == Some(&index) {
                     sink.write_tun(inner);
                 } else {
@@ -278,6 +287,7 @@ impl Core {
                 {
                     sink.send(to, datagram);
                     peer.last_tx = now;
+                    count(&mut peer.traffic.0, datagram);
                 }
             }
             let Some(tunnel) = peer.tunnels[peer.active as usize].as_mut() else {
@@ -292,6 +302,7 @@ impl Core {
             {
                 sink.send(to, datagram);
                 peer.last_tx = now;
+                count(&mut peer.traffic.0, datagram);
             }
             if let Some(age) = tunn.time_since_last_handshake() {
                 let at = wall.checked_sub(age).unwrap_or(wall);
@@ -380,6 +391,11 @@ fn answered_session(reply: &[u8]) -> Option<u32> {
         }
         _ => None,
     }
+}
+
+/// Adds a datagram's length to a byte counter.
+fn count(counter: &mut u64, datagram: &[u8]) {
+    *counter = counter.saturating_add(datagram.len() as u64);
 }
 
 /// Returns `addr` with an IPv4-mapped IPv6 address turned into IPv4.

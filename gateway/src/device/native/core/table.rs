@@ -31,8 +31,9 @@ pub struct Peer {
     pub(super) tunnels: [Option<Tunnel>; 2],
     /// The tunnel outgoing traffic uses: the one whose session the peer confirmed last.
     pub(super) active: Key,
-    /// Bytes (tx, rx) counted by tunnels that were dropped since.
-    pub(super) retired: (u64, u64),
+    /// Bytes (tx, rx) of the datagrams sent to it and accepted from it, headers and
+    /// keepalives included, as the kernel module counts them.
+    pub(super) traffic: (u64, u64),
     /// Monotonic time of the last datagram sent to it.
     pub(super) last_tx: Duration,
     /// Wall-clock time of its last handshake, as reported.
@@ -63,26 +64,15 @@ impl Peer {
         self.last_handshake
     }
 
-    /// Returns (tx bytes, rx bytes) of its tunnels, including those since dropped.
+    /// Returns (tx bytes, rx bytes): every datagram sent to it and every one accepted from
+    /// it, across all its sessions and tunnels.
     pub fn bytes(&self) -> (u64, u64) {
-        self.tunnels
-            .iter()
-            .flatten()
-            .map(Tunnel::bytes)
-            .fold(self.retired, |(tx, rx), (t, r)| {
-                (tx.saturating_add(t), rx.saturating_add(r))
-            })
+        self.traffic
     }
 
-    /// Replaces its tunnel on `key`, keeping the count of the old one's bytes.
+    /// Replaces its tunnel on `key`.
     pub(super) fn replace_tunnel(&mut self, key: Key, tunnel: Option<Tunnel>) {
-        if let Some(old) = std::mem::replace(&mut self.tunnels[key as usize], tunnel) {
-            let (tx, rx) = old.bytes();
-            self.retired = (
-                self.retired.0.saturating_add(tx),
-                self.retired.1.saturating_add(rx),
-            );
-        }
+        self.tunnels[key as usize] = tunnel;
     }
 }
 
@@ -100,11 +90,6 @@ impl Tunnel {
             ),
             unconfirmed: None,
         }
-    }
-
-    fn bytes(&self) -> (u64, u64) {
-        let (_, tx, rx, _, _) = self.tunn.stats();
-        (tx as u64, rx as u64)
     }
 }
 
@@ -171,7 +156,7 @@ impl Core {
                     keepalive: 0,
                     tunnels: [None, None],
                     active: Key::Current,
-                    retired: (0, 0),
+                    traffic: (0, 0),
                     last_tx: Duration::ZERO,
                     last_handshake: None,
                 });
