@@ -8,10 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use boringtun::noise::errors::WireGuardError;
-use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::rate_limiter::RateLimiter;
-use boringtun::noise::{HandshakeInit, Packet, Tunn, TunnResult};
+use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
@@ -312,65 +310,6 @@ impl Core {
                 if moved {
                     peer.last_handshake = Some(at);
                 }
-            }
-        }
-    }
-
-    /// Checks a datagram's MAC1 (and the handshake load) against the current key, then the
-    /// second one. Returns the message and the key its MAC1 names (the current key for
-    /// messages without MAC1); answers with a cookie reply under load.
-    fn verify_mac<'d>(
-        &mut self,
-        src: SocketAddr,
-        datagram: &'d [u8],
-        buf: &mut [u8],
-        sink: &mut dyn Sink,
-    ) -> Option<(Packet<'d>, Key)> {
-        let Some(current) = self.current.as_ref() else {
-            self.counters.invalid += 1;
-            return None;
-        };
-        match current.limiter.verify_packet(Some(src.ip()), datagram, buf) {
-            Ok(packet) => return Some((packet, Key::Current)),
-            Err(TunnResult::Err(WireGuardError::InvalidMac)) if self.second.is_some() => {}
-            Err(TunnResult::WriteToNetwork(cookie)) => {
-                sink.send(src, cookie);
-                return None;
-            }
-            Err(_) => {
-                self.counters.invalid += 1;
-                return None;
-            }
-        }
-        let second = self.second.as_ref()?;
-        match second.limiter.verify_packet(Some(src.ip()), datagram, buf) {
-            Ok(packet) => Some((packet, Key::Second)),
-            Err(TunnResult::WriteToNetwork(cookie)) => {
-                sink.send(src, cookie);
-                None
-            }
-            Err(_) => {
-                self.counters.invalid += 1;
-                None
-            }
-        }
-    }
-
-    /// Returns the slot of the peer that sent an initiation to our key `key`.
-    fn initiator(&mut self, key: Key, init: &HandshakeInit) -> Option<usize> {
-        let own = match key {
-            Key::Current => self.current.as_ref(),
-            Key::Second => self.second.as_ref(),
-        }?;
-        let Ok(half) = parse_handshake_anon(&own.private, &own.public, init) else {
-            self.counters.invalid += 1;
-            return None;
-        };
-        match self.by_key.get(&half.peer_static_public) {
-            Some(index) => Some(*index),
-            None => {
-                self.counters.unknown_peer += 1;
-                None
             }
         }
     }
