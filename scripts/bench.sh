@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the data-plane benchmark (netns-tests/src/bin/bench.rs), as root:
-#  1. installs what it needs when missing: iperf3, wireguard-go, wireguard-tools, iproute2 and
-#     iputils-ping from apt, and boringtun-cli (pinned below) from crates.io with
-#     `cargo install --locked` into <target dir>/bench-tools;
+#  1. installs what it needs when missing: the test suite's apt packages (scripts/install-deps.sh:
+#     iperf3, wireguard-go, wireguard-tools, iproute2, iputils-ping), and boringtun-cli (pinned
+#     below) from crates.io with `cargo install --locked` into <target dir>/bench-tools;
 #  2. builds the release binaries;
 #  3. runs target/release/bench with ZTGW_BORINGTUN_BIN pointing at that boringtun-cli.
 # BENCH_REPS, BENCH_SECONDS and BENCH_PLANES pass through to the bench (see the README). A
@@ -23,28 +23,9 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-missing=()
-command -v ip >/dev/null 2>&1 || missing+=(iproute2)
-command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)
-command -v wg >/dev/null 2>&1 || missing+=(wireguard-tools)
-command -v wireguard-go >/dev/null 2>&1 || missing+=(wireguard-go)
-command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  # The iperf3 package must not start its daemon: the bench starts its own servers inside
-  # the namespaces. policy-rc.d answering 101 forbids starting services; an existing policy
-  # is left alone.
-  policy=/usr/sbin/policy-rc.d
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy"
-    chmod 755 "$policy"
-    trap 'rm -f "$policy"' EXIT
-  fi
-  apt-get update -qq
-  # Without --no-install-recommends wireguard-tools pulls in a kernel image.
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# The packages are the test suite's (iproute2, iputils-ping, wireguard-tools, wireguard-go,
+# iperf3, and prometheus, which the bench does not use).
+scripts/install-deps.sh >&2
 
 target_dir=${CARGO_TARGET_DIR:-target}
 if [ -z "${ZTGW_BORINGTUN_BIN:-}" ]; then
