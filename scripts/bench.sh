@@ -3,7 +3,9 @@
 #  1. installs what it needs when missing: the test suite's apt packages (scripts/install-deps.sh:
 #     iperf3, wireguard-go, wireguard-tools, iproute2, iputils-ping), and boringtun-cli (pinned
 #     below) from crates.io with `cargo install --locked` into <target dir>/bench-tools;
-#  2. builds the release binaries;
+#  2. builds the previous gateway (PREVIOUS_COMMIT below, the last one whose userspace backend
+#     was boringtun's device) once into <target dir>/bench-tools, unless
+#     ZTGW_PREVIOUS_GATEWAY_BIN is set, and the release binaries;
 #  3. runs target/release/bench with ZTGW_BORINGTUN_BIN pointing at that boringtun-cli.
 # BENCH_REPS, BENCH_SECONDS and BENCH_PLANES pass through to the bench (see the README). A
 # ZTGW_BORINGTUN_BIN already set is used as it is, and nothing is installed for it. When
@@ -13,6 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BORINGTUN_VERSION=0.7.1
+# The last commit whose `userspace` backend was boringtun's device (the `previous` plane).
+PREVIOUS_COMMIT=d12d76d
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "the benchmark creates network namespaces: run it as root (sudo scripts/bench.sh)" >&2
@@ -45,6 +49,33 @@ if [ -z "${ZTGW_BORINGTUN_BIN:-}" ]; then
   if [ -x "$boringtun" ]; then
     ZTGW_BORINGTUN_BIN=$(realpath "$boringtun")
     export ZTGW_BORINGTUN_BIN
+  fi
+fi
+
+# The previous userspace plane: the last build whose userspace backend embedded boringtun's
+# device, built once from that commit into the tools directory.
+if [ -z "${ZTGW_PREVIOUS_GATEWAY_BIN:-}" ]; then
+  previous_dir=$target_dir/bench-tools/previous-$PREVIOUS_COMMIT
+  if [ ! -x "$previous_dir/gateway" ]; then
+    if git cat-file -e "$PREVIOUS_COMMIT^{commit}" 2>/dev/null; then
+      echo "building the previous gateway ($PREVIOUS_COMMIT) into $previous_dir (minutes)" >&2
+      rm -rf "$previous_dir/src"
+      mkdir -p "$previous_dir/src"
+      git archive "$PREVIOUS_COMMIT" | tar -x -C "$previous_dir/src"
+      if cargo build --release --locked -p gateway --bin gateway \
+        --manifest-path "$previous_dir/src/Cargo.toml" --target-dir "$previous_dir/build" >&2; then
+        cp "$previous_dir/build/release/gateway" "$previous_dir/gateway"
+      else
+        echo "warning: the previous gateway did not build; the bench will skip it" >&2
+      fi
+      rm -rf "$previous_dir/src" "$previous_dir/build"
+    else
+      echo "warning: commit $PREVIOUS_COMMIT is not in this clone; the bench skips the previous plane" >&2
+    fi
+  fi
+  if [ -x "$previous_dir/gateway" ]; then
+    ZTGW_PREVIOUS_GATEWAY_BIN=$(realpath "$previous_dir/gateway")
+    export ZTGW_PREVIOUS_GATEWAY_BIN
   fi
 fi
 

@@ -39,8 +39,9 @@ pub const LOAD_WARMUP_ECHOES: u32 = 10;
 pub enum Plane {
     /// Our gateway with `backend = "native"` on both sides.
     Native,
-    /// Our gateway with `backend = "userspace"` (boringtun's device) on both sides.
-    Userspace,
+    /// An earlier build of our gateway (`$ZTGW_PREVIOUS_GATEWAY_BIN`, the last one whose
+    /// `userspace` backend embedded boringtun's device) on both sides.
+    Previous,
     /// `wireguard-go` on both sides, the reference for every ratio.
     WireguardGo,
     /// `boringtun-cli` on both sides.
@@ -53,7 +54,7 @@ impl Plane {
     /// Every plane, in the order they are measured (the reference for the loss test first).
     pub const ALL: [Plane; 5] = [
         Plane::Native,
-        Plane::Userspace,
+        Plane::Previous,
         Plane::WireguardGo,
         Plane::BoringtunCli,
         Plane::Veth,
@@ -63,7 +64,7 @@ impl Plane {
     pub fn name(self) -> &'static str {
         match self {
             Plane::Native => "native",
-            Plane::Userspace => "userspace",
+            Plane::Previous => "previous",
             Plane::WireguardGo => "wireguard-go",
             Plane::BoringtunCli => "boringtun-cli",
             Plane::Veth => "veth",
@@ -74,7 +75,7 @@ impl Plane {
     pub fn label(self) -> &'static str {
         match self {
             Plane::Native => "native (ours)",
-            Plane::Userspace => "userspace (ours, boringtun device)",
+            Plane::Previous => "previous userspace (ours, boringtun device)",
             Plane::WireguardGo => "wireguard-go",
             Plane::BoringtunCli => "boringtun-cli",
             Plane::Veth => "raw veth (no tunnel)",

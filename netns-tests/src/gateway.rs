@@ -42,6 +42,8 @@ pub struct GatewaySetup<'c> {
     pub config: GatewayConfig,
     /// Command-line arguments after `--config`, e.g. hidden test flags.
     pub extra_args: Vec<String>,
+    /// The gateway binary to start instead of [`gateway_bin`] (e.g. an earlier build).
+    pub binary: Option<std::path::PathBuf>,
 }
 
 impl<'c> GatewaySetup<'c> {
@@ -88,6 +90,7 @@ impl<'c> GatewaySetup<'c> {
             dir,
             config,
             extra_args: Vec::new(),
+            binary: None,
         })
     }
 
@@ -144,7 +147,10 @@ impl<'c> GatewaySetup<'c> {
     /// # Errors
     /// Fails when the gateway binary is missing or cannot be started.
     pub fn start(self) -> Result<Gateway<'c>> {
-        let bin = gateway_bin()?;
+        let bin = match self.binary.clone() {
+            Some(bin) => bin,
+            None => gateway_bin()?,
+        };
         let config_path = self.dir.path().join("gateway.toml");
         std::fs::write(&config_path, self.config.to_toml())
             .context("failed to write gateway.toml")?;

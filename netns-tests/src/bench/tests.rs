@@ -282,7 +282,7 @@ fn report_has_a_table_per_group_and_every_target() {
             outcome: Outcome::Skipped("boringtun-cli is not installed".to_owned()),
         },
         PlaneResult {
-            plane: Plane::Userspace,
+            plane: Plane::Previous,
             outcome: Outcome::Failed("gateway a not ready".to_owned()),
         },
     ];
@@ -319,7 +319,7 @@ fn report_has_a_table_per_group_and_every_target() {
         "{text}"
     );
     assert!(
-        text.contains("Failed: userspace (ours, boringtun device): gateway a not ready"),
+        text.contains("Failed: previous userspace (ours, boringtun device): gateway a not ready"),
         "{text}"
     );
     assert_eq!(text.matches("|---|").count(), 4, "{text}");

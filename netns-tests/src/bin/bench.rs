@@ -3,7 +3,9 @@
 //! release build, best through `scripts/bench.sh`, which installs the tools first. It finds the
 //! `gateway` binary next to itself (or via `ZTGW_GATEWAY_BIN`).
 //!
-//! Planes: our `native` and `userspace` gateways on both sides, wireguard-go on both sides,
+//! Planes: our gateway (`native`, the userspace backend) on both sides; the previous build of
+//! it whose userspace backend embedded boringtun's device (`previous`: the gateway binary at
+//! `ZTGW_PREVIOUS_GATEWAY_BIN`, skipped when unset); wireguard-go on both sides,
 //! boringtun-cli on both sides (`ZTGW_BORINGTUN_BIN`, else `boringtun-cli` on the `PATH`;
 //! skipped when missing), and the raw veth underlay between the two gateway namespaces.
 //!
@@ -16,7 +18,7 @@
 //! `netns_tests::bench`.
 //!
 //! Options: `BENCH_REPS` (default 3), `BENCH_SECONDS` per iperf3 run (default 5),
-//! `BENCH_PLANES` (comma list of `native,userspace,wireguard-go,boringtun-cli,veth`; default
+//! `BENCH_PLANES` (comma list of `native,previous,wireguard-go,boringtun-cli,veth`; default
 //! all).
 
 use std::net::Ipv4Addr;
@@ -33,7 +35,8 @@ use netns_tests::bench::{
     parse_iperf_udp, parse_ping, parse_planes, percentile,
 };
 use netns_tests::{
-    Gateway, Netns, Proc, Topology, WgProgram, WgUserspace, eventually, has_tool, wait_reachable,
+    Gateway, Netns, Proc, READY_TIMEOUT, Topology, WgProgram, WgUserspace, eventually, has_tool,
+    wait_reachable,
 };
 use nix::unistd::{SysconfVar, sysconf};
 
@@ -66,6 +69,8 @@ struct Settings {
     ticks_per_second: u64,
     /// boringtun-cli's path, or why it cannot be used.
     boringtun: Result<PathBuf, String>,
+    /// The previous gateway build's path, or why it cannot be used.
+    previous: Result<PathBuf, String>,
 }
 
 fn env_number(name: &str, default: u32) -> Result<u32> {
@@ -98,6 +103,7 @@ fn try_main() -> Result<bool> {
         seconds: env_number("BENCH_SECONDS", 5)?.max(1),
         ticks_per_second: u64::try_from(ticks).context("bad clock tick rate")?,
         boringtun: boringtun_bin(),
+        previous: previous_bin(),
     };
     println!("{}", describe_machine(&settings));
 
@@ -158,6 +164,21 @@ fn boringtun_bin() -> Result<PathBuf, String> {
     }
 }
 
+/// `$ZTGW_PREVIOUS_GATEWAY_BIN`, else why the previous plane cannot run.
+fn previous_bin() -> Result<PathBuf, String> {
+    match std::env::var_os("ZTGW_PREVIOUS_GATEWAY_BIN") {
+        Some(path) if PathBuf::from(&path).is_file() => Ok(PathBuf::from(path)),
+        Some(path) => Err(format!(
+            "ZTGW_PREVIOUS_GATEWAY_BIN={} is not a file",
+            PathBuf::from(path).display()
+        )),
+        None => Err(
+            "ZTGW_PREVIOUS_GATEWAY_BIN is not set (a gateway built from an earlier commit; see the README)"
+                .to_owned(),
+        ),
+    }
+}
+
 /// Why `plane` cannot be measured here, if it cannot.
 fn unavailable(plane: Plane, settings: &Settings) -> Option<String> {
     let needs_wg = matches!(plane, Plane::WireguardGo | Plane::BoringtunCli);
@@ -169,6 +190,7 @@ fn unavailable(plane: Plane, settings: &Settings) -> Option<String> {
             Some("wireguard-go is not installed".to_owned())
         }
         Plane::BoringtunCli => settings.boringtun.as_ref().err().cloned(),
+        Plane::Previous => settings.previous.as_ref().err().cloned(),
         _ => None,
     }
 }
@@ -218,10 +240,19 @@ fn measure(plane: Plane, settings: &Settings, fixed: &mut Option<FixedRate>) -> 
     let mut devices = Vec::new();
     // Client and server namespaces and the address the client targets.
     let (client, server, target): (&Netns, &Netns, Ipv4Addr) = match plane {
-        Plane::Native | Plane::Userspace => {
-            let backend = plane.name();
-            gateways.push(Gateway::launch_with(a, &[b], backend)?);
-            gateways.push(Gateway::launch_with(b, &[a], backend)?);
+        Plane::Native | Plane::Previous => {
+            let binary = match (plane, &settings.previous) {
+                (Plane::Previous, Ok(path)) => Some(path.clone()),
+                (Plane::Previous, Err(why)) => bail!("{why}"),
+                _ => None,
+            };
+            for (cluster, peer) in [(a, b), (b, a)] {
+                let mut setup = Gateway::setup(cluster)?.with_peers(&[peer])?;
+                setup.binary.clone_from(&binary);
+                let mut gateway = setup.start()?;
+                gateway.wait_ready(READY_TIMEOUT)?;
+                gateways.push(gateway);
+            }
             (&a.pod, &b.pod, b.pod_ip())
         }
         Plane::WireguardGo | Plane::BoringtunCli => {
