@@ -7,9 +7,10 @@
 #   FUZZ_TARGETS   targets to run, space-separated (default: all)
 #
 # Installs cargo-fuzz if it is missing. It passes rustc flags that only nightly accepts;
-# RUSTC_BOOTSTRAP=1 lets the stable toolchain take them. The build is optimized, with debug
-# assertions and overflow checks, and without a sanitizer: the project has no unsafe code,
-# so AddressSanitizer would only make the build and the runs slower.
+# RUSTC_BOOTSTRAP=1 lets the stable toolchain take them. The build uses the release profile
+# (-O), where gateway/fuzz/Cargo.toml turns on debug assertions and overflow checks for the
+# project's code and boringtun, and no sanitizer: the project has no unsafe code, so
+# AddressSanitizer would only make the build and the runs slower.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +30,7 @@ fi
 
 cargo fmt --manifest-path "$FUZZ_DIR/Cargo.toml" -- --check
 
-flags=(--fuzz-dir "$FUZZ_DIR" --sanitizer none)
+flags=(--fuzz-dir "$FUZZ_DIR" -O --sanitizer none)
 targets="${FUZZ_TARGETS:-$(cargo fuzz list --fuzz-dir "$FUZZ_DIR")}"
 
 start=$SECONDS
