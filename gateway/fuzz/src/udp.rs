@@ -371,12 +371,12 @@ impl Scenario {
         self.deliver();
     }
 
-    /// Configuration changes, by `what % 12`.
+    /// Configuration changes, by `what % 13`.
     fn control(&mut self, what: u8) {
         let (a_priv, a_pub) = key_pair(KEY_A);
         let (_, b_pub) = key_pair(KEY_B);
         let (second_priv, second_pub) = key_pair(KEY_SECOND);
-        match what % 12 {
+        match what % 13 {
             // The rotation hook: `a` takes a second key, or drops it.
             0 => self.a.set_second_key(Some(second_priv)),
             1 => self.a.set_second_key(None),
@@ -417,11 +417,13 @@ impl Scenario {
                 self.a.clear_allowed_ips(&b_pub);
                 self.a.add_allowed_ip(&b_pub, net("10.2.0.0/24"));
             }
-            _ => {
+            11 => {
                 if let Some(peer) = self.a.peer_mut(b_pub) {
                     peer.endpoint = None;
                 }
             }
+            // `a` forgets `b`: its handshakes now come from an unknown key.
+            _ => self.a.remove_peer(&b_pub),
         }
     }
 
@@ -565,4 +567,60 @@ fn addr(text: &str) -> SocketAddr {
 
 fn net(text: &str) -> IpNet {
     text.parse().expect("constant prefix")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_survive_encoding() {
+        let ops = vec![
+            Op::Datagram {
+                from: Source::V6,
+                bytes: vec![1, 2, 3],
+            },
+            Op::FromB(ipv4([10, 2, 0, 7], [10, 1, 0, 5], b"x")),
+            Op::Tamper {
+                from: Source::MappedB,
+                remac: Remac::Second,
+                at: 300,
+                mask: vec![0xff; 4],
+            },
+            Op::Replay(31),
+            Op::Tick(7),
+            Op::FromA(Vec::new()),
+            Op::Control(12),
+            Op::ToB(vec![4; 64]),
+        ];
+        assert_eq!(decode(&encode(&ops)), ops);
+    }
+
+    #[test]
+    fn an_unknown_initiator_is_counted() {
+        let mut scenario = Scenario::new();
+        scenario.apply(&Op::Control(12));
+        scenario.apply(&Op::FromB(ipv4([10, 2, 0, 7], [10, 1, 0, 5], b"x")));
+        assert_eq!(scenario.a.counters.unknown_peer, 1);
+    }
+
+    #[test]
+    fn a_remac_makes_a_tampered_initiation_reach_the_handshake() {
+        let mut scenario = Scenario::new();
+        scenario.apply(&Op::Control(8));
+        scenario.apply(&Op::FromB(ipv4([10, 2, 0, 7], [10, 1, 0, 5], b"x")));
+        scenario.apply(&Op::Control(9));
+        // A different sender index is not covered by the handshake: a answers it.
+        scenario.apply(&Op::Tamper {
+            from: Source::B,
+            remac: Remac::Current,
+            at: 4,
+            mask: vec![1],
+        });
+        assert_eq!(scenario.a.counters.invalid, 1, "only while a had no key");
+        assert!(
+            scenario.b.counters.invalid > 0,
+            "b gets a response it did not ask for"
+        );
+    }
 }
