@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting, lints, unit and integration tests, and the
-# network-namespace tests. The netns tests need root; as another user they skip with a
-# message (set ZTGW_NETNS_TESTS=required to make a skip a failure, as CI does).
+# network-namespace tests, then a bounded fuzzing run (scripts/fuzz.sh; FUZZ_SECONDS=0 skips
+# it). The netns tests need root; as another user they skip with a message (set
+# ZTGW_NETNS_TESTS=required to make a skip a failure, as CI does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,3 +15,4 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
 scripts/validate-manifests.sh
+scripts/fuzz.sh
