@@ -235,20 +235,14 @@ impl Core {
             }
             TunnResult::WriteToTunnelV4(inner, source) => {
                 count(&mut peer.traffic.1, datagram);
-                if self.routes.lookup(IpAddr::V4(source)) == Some(&index) {
-                    sink.write_tun(inner);
-                } else {
-                    self.counters.bad_source += 1;
-                }
+                let inner = Inner::new(inner, IpAddr::V4(source), index);
+                inner.deliver(&self.routes, &mut self.counters, sink);
                 tunnel.confirms(message)
             }
             TunnResult::WriteToTunnelV6(inner, source) => {
                 count(&mut peer.traffic.1, datagram);
-                if self.routes.lookup(IpAddr::V6(source)) == Some(&index) {
-                    sink.write_tun(inner);
-                } else {
-                    self.counters.bad_source += 1;
-                }
+                let inner = Inner::new(inner, IpAddr::V6(source), index);
+                inner.deliver(&self.routes, &mut self.counters, sink);
                 tunnel.confirms(message)
             }
         };
@@ -329,6 +323,37 @@ fn answered_session(reply: &[u8]) -> Option<u32> {
             Some(u32::from_le_bytes([*a, *b, *c, *d]))
         }
         _ => None,
+    }
+}
+
+/// A decrypted packet from the peer in slot `from`.
+struct Inner<'p> {
+    packet: &'p [u8],
+    source: IpAddr,
+    from: usize,
+}
+
+impl<'p> Inner<'p> {
+    fn new(packet: &'p [u8], source: IpAddr, from: usize) -> Self {
+        Self {
+            packet,
+            source,
+            from,
+        }
+    }
+
+    /// Writes it to the TUN device if it is at least an IP header long (`Tunn` cuts a
+    /// packet to the length its header claims, which a peer may set short) and its source
+    /// routes back to the peer that sent it.
+    fn deliver(&self, routes: &AllowedIps<usize>, counters: &mut Counters, sink: &mut dyn Sink) {
+        let header = if self.source.is_ipv4() { 20 } else { 40 };
+        if self.packet.len() < header {
+            counters.invalid += 1;
+        } else if routes.lookup(self.source) == Some(&self.from) {
+            sink.write_tun(self.packet);
+        } else {
+            counters.bad_source += 1;
+        }
     }
 }
 

@@ -185,6 +185,32 @@ fn unrouted_destinations_and_foreign_sources_are_dropped() {
 }
 
 #[test]
+fn a_decrypted_packet_shorter_than_its_header_is_dropped_and_counted() {
+    let mut pair = Pair::new();
+    pair.send_from_a(b"1");
+    pair.pump();
+    pair.a_out.tun.clear();
+    // An IPv4 header claiming a total length of 12: `Tunn` cuts the packet there.
+    let mut runt = ipv4([10, 2, 0, 1], [10, 1, 0, 5], b"payload");
+    runt[2] = 0;
+    runt[3] = 12;
+    let invalid = pair.a.counters.invalid;
+    pair.b.from_tun(&runt, &mut pair.buf, Duration::ZERO, &mut pair.b_out);
+    pair.pump();
+    assert!(pair.a_out.tun.is_empty(), "{:?}", pair.a_out.tun);
+    assert_eq!(pair.a.counters.invalid, invalid + 1);
+    // The session still carries whole packets.
+    pair.b.from_tun(
+        &ipv4([10, 2, 0, 1], [10, 1, 0, 5], b"whole"),
+        &mut pair.buf,
+        Duration::ZERO,
+        &mut pair.b_out,
+    );
+    pair.pump();
+    assert_eq!(pair.a_out.tun.len(), 1);
+}
+
+#[test]
 fn garbage_replays_and_unknown_indices_are_counted_not_fatal() {
     let mut pair = Pair::new();
     pair.send_from_a(b"1");
