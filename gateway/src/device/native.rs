@@ -37,6 +37,8 @@ use crate::clock;
 const TICK: Duration = Duration::from_millis(250);
 /// The UDP receive timeout: the longest the udp thread waits before checking timers and stop.
 const RECV_TIMEOUT: Duration = Duration::from_millis(100);
+/// Most TUN reads (packets or offloaded super-packets) taken before what they made is sent.
+const TUN_READS_PER_BATCH: usize = 64;
 /// Scratch space for one encrypted or decrypted packet (a TUN MTU up to 65535 plus
 /// WireGuard's overhead).
 const BUF_SIZE: usize = 65536 + 148;
@@ -149,30 +151,39 @@ fn tun_loop(core: &Mutex<Core>, tun: &Tun, udp: &Udp, stop: &AtomicBool) {
     let mut out = vec![0u8; BUF_SIZE];
     let mut sink = IoSink::new(udp, tun);
     while !stop.load(Ordering::Relaxed) {
-        let mut guard: Option<MutexGuard<'_, Core>> = None;
-        let now = clock::monotonic();
-        let read = tun.read_batch(&mut reader, |packet| {
-            guard
-                .get_or_insert_with(|| lock(core))
-                .from_tun(packet, &mut out, now, &mut sink);
-        });
-        drop(guard);
-        sink.flush();
-        if let Err(e) = read {
-            if stop.load(Ordering::Relaxed) {
+        match tun.wait_readable(RECV_TIMEOUT) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                if !stop.load(Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "TUN wait failed; the native device stops sending");
+                }
                 return;
             }
+        }
+        // Drain what is queued, so small packets to one peer leave as one GSO run too.
+        for _ in 0..TUN_READS_PER_BATCH {
+            let now = clock::monotonic();
+            let read = tun.read_batch(&mut reader, |packet| {
+                lock(core).from_tun(packet, &mut out, now, &mut sink);
+            });
+            let Err(e) = read else { continue };
             match e.kind() {
+                std::io::ErrorKind::WouldBlock => break,
                 std::io::ErrorKind::Interrupted | std::io::ErrorKind::InvalidInput => {}
                 std::io::ErrorKind::Other if e.raw_os_error().is_none() => {
                     tracing::trace!(error = %e, "TUN read dropped");
                 }
                 _ => {
-                    tracing::warn!(error = %e, "TUN read failed; the native device stops sending");
+                    sink.flush();
+                    if !stop.load(Ordering::Relaxed) {
+                        tracing::warn!(error = %e, "TUN read failed; the native device stops sending");
+                    }
                     return;
                 }
             }
         }
+        sink.flush();
     }
 }
 

@@ -36,14 +36,33 @@ impl Tun {
                 DeviceBuilder::new().name(name).build_sync()?
             }
         };
+        // Reads drain what is queued without waiting; `wait_readable` does the waiting.
+        device.set_nonblocking(true)?;
         Ok(Self { device })
     }
 
-    /// Reads what the kernel has (blocking until it has something) and calls `each` for every
-    /// IP packet in it.
+    /// Waits up to `timeout` for something to read. Returns whether there is.
     ///
     /// # Errors
-    /// The read error; a malformed offload header is an error too (the read is dropped).
+    /// The `poll` error.
+    pub fn wait_readable(&self, timeout: std::time::Duration) -> std::io::Result<bool> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd as _;
+        let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(self.device.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(millis)) {
+            Ok(ready) => Ok(ready > 0),
+            Err(nix::errno::Errno::EINTR) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads one packet (or offloaded super-packet) if the kernel has one, and calls `each`
+    /// for every IP packet in it.
+    ///
+    /// # Errors
+    /// The read error (`WouldBlock` when nothing is queued); a malformed offload header is
+    /// an error too (the read is dropped).
     pub fn read_batch(
         &self,
         reader: &mut Reader,
