@@ -195,7 +195,8 @@ fn a_decrypted_packet_shorter_than_its_header_is_dropped_and_counted() {
     runt[2] = 0;
     runt[3] = 12;
     let invalid = pair.a.counters.invalid;
-    pair.b.from_tun(&runt, &mut pair.buf, Duration::ZERO, &mut pair.b_out);
+    pair.b
+        .from_tun(&runt, &mut pair.buf, Duration::ZERO, &mut pair.b_out);
     pair.pump();
     assert!(pair.a_out.tun.is_empty(), "{:?}", pair.a_out.tun);
     assert_eq!(pair.a.counters.invalid, invalid + 1);
