@@ -1,7 +1,7 @@
 //! WireGuard devices behind one trait. The driver does not know which backend it drives.
 //!
-//! Backends: [`userspace`] (boringtun in this process over a TUN device; what runs here and in
-//! CI) and [`kernel`] (the Linux module over netlink; needs the module). Both share the
+//! Backends: [`userspace`] (the native data plane, [`native`], in this process over a TUN
+//! device; what runs here and in CI) and [`kernel`] (the Linux module over netlink; needs the module). Both share the
 //! [`netlink`] adapter for the interface address, MTU, link state and one route per allowed IP.
 
 pub mod kernel;

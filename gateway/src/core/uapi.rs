@@ -17,33 +17,16 @@ use super::key::PublicKey;
 use super::peer::PeerConfig;
 use super::plan::Op;
 
-/// How a device takes a change to an existing peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpsertStyle {
-    /// Standard devices (wireguard-go, the kernel): one `set` with `replace_allowed_ips=true`
-    /// updates the peer in place and keeps its session.
-    InPlace,
-    /// boringtun-based devices assert when `set` names an existing peer: remove it in one
-    /// transaction, then add it in another.
-    RemoveThenAdd,
-}
-
 /// Returns the `set=1` transactions (bodies without the `set=1` line and the final empty
-/// line) that carry out `op`. Each transaction names exactly one peer, because boringtun
-/// carries field values over from one peer section to the next. A body may hold a preshared
-/// key, so it is wiped on drop.
-pub fn transactions(op: &Op, exists: bool, style: UpsertStyle) -> Vec<Zeroizing<String>> {
+/// line) that carry out `op`: one transaction naming one peer, so a refused change touches no
+/// other peer; an existing peer is updated in place (its allowed IPs replaced). A body may
+/// hold a preshared key, so it is wiped on drop.
+pub fn transactions(op: &Op, exists: bool) -> Vec<Zeroizing<String>> {
     let remove =
         |key: &PublicKey| Zeroizing::new(format!("public_key={}\nremove=true\n", key.to_hex()));
     match op {
         Op::RemovePeer(key) => vec![remove(key)],
-        Op::UpsertPeer(config) => match (exists, style) {
-            (true, UpsertStyle::RemoveThenAdd) => {
-                vec![remove(&config.public_key), peer_section(config, false)]
-            }
-            (true, UpsertStyle::InPlace) => vec![peer_section(config, true)],
-            (false, _) => vec![peer_section(config, false)],
-        },
+        Op::UpsertPeer(config) => vec![peer_section(config, exists)],
     }
 }
 
@@ -247,36 +230,3 @@ fn redact(line: &str) -> String {
 
 #[cfg(test)]
 mod tests;
-
-/// Returns the first peer that a `set` body would change in place: a `public_key` section
-/// for a peer in `existing` that does not say `remove=true`. Devices that cannot update a
-/// peer in place must refuse such a request.
-pub fn modifies_existing_peer(body: &str, existing: &BTreeSet<PublicKey>) -> Option<PublicKey> {
-    let mut current: Option<(PublicKey, bool)> = None;
-    let mut found = None;
-    let close = |section: Option<(PublicKey, bool)>, found: &mut Option<PublicKey>| {
-        if let Some((key, removed)) = section
-            && !removed
-            && existing.contains(&key)
-            && found.is_none()
-        {
-            *found = Some(key);
-        }
-    };
-    for line in body.lines() {
-        match line.split_once('=') {
-            Some(("public_key", value)) => {
-                close(current.take(), &mut found);
-                current = PublicKey::from_hex(value).ok().map(|k| (k, false));
-            }
-            Some(("remove", "true")) => {
-                if let Some((_, removed)) = current.as_mut() {
-                    *removed = true;
-                }
-            }
-            _ => {}
-        }
-    }
-    close(current, &mut found);
-    found
-}

@@ -1,13 +1,9 @@
-//! The in-process UAPI channel to the boringtun device: one socket pair, one request at a
-//! time, bounded by a timeout, buffers wiped after use (a `get` answer carries the private
-//! key).
-//!
-//! The device is started with the far end of the pair as its `uapi_fd`. That keeps boringtun
-//! from creating the public socket itself, and from installing its own SIGINT/SIGTERM
-//! handling, which would stop its event loop instead of letting the gateway shut down.
+//! The in-process UAPI channel to the userspace device ([`super::native`]): one socket pair,
+//! one request at a time, bounded by a timeout, buffers wiped after use (a `get` answer
+//! carries the private key). The device answers on the far end of the pair; the gateway
+//! serves the public socket itself ([`super::uapi_server`]).
 
 use std::io::{Read as _, Write as _};
-use std::os::fd::{IntoRawFd as _, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -59,16 +55,6 @@ pub struct Channel {
 }
 
 impl Channel {
-    /// Creates the pair; returns our channel and the raw descriptor to hand to the device,
-    /// which takes ownership of it.
-    ///
-    /// # Errors
-    /// When the pair cannot be created.
-    pub fn pair() -> std::io::Result<(Self, RawFd)> {
-        let (ours, theirs) = Self::pair_stream()?;
-        Ok((ours, theirs.into_raw_fd()))
-    }
-
     /// Creates the pair; returns our channel and the device's end as a stream.
     ///
     /// # Errors

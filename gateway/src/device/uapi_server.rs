@@ -1,12 +1,8 @@
 //! The public UAPI socket `/var/run/wireguard/<name>.sock` (mode 0600: a `get` answer holds
 //! the private key), so `wg show` and `wg set` work against the userspace device.
 //!
-//! Requests are relayed to the device over its private channel, one at a time. For boringtun's
-//! device, a `set` that names a peer the device already has without `remove=true` is refused
-//! with `EOPNOTSUPP`: boringtun would abort its event loop on it. The native device
-//! (`in_place`) takes such updates.
+//! Requests are relayed to the device over its private channel, one at a time.
 
-use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,11 +13,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinHandle;
 
 use super::uapi_client::{Channel, set_request};
-use crate::core::key::PublicKey;
-use crate::core::uapi;
 
 // Negative, as wireguard-go answers and `wg` expects.
-const EOPNOTSUPP: i32 = -95;
 const EPROTO: i32 = -71;
 /// Longest request accepted from a client (lines × bytes), far above any real configuration.
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
@@ -39,7 +32,7 @@ impl Server {
     ///
     /// # Errors
     /// When the directory or socket cannot be created.
-    pub fn start(path: &Path, channel: Arc<Channel>, in_place: bool) -> std::io::Result<Self> {
+    pub fn start(path: &Path, channel: Arc<Channel>) -> std::io::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -52,7 +45,7 @@ impl Server {
                     Ok((stream, _)) => {
                         let channel = channel.clone();
                         tokio::spawn(async move {
-                            if let Err(e) = serve_client(stream, channel, in_place).await {
+                            if let Err(e) = serve_client(stream, channel).await {
                                 tracing::debug!(error = %e, "UAPI client connection ended");
                             }
                         });
@@ -78,11 +71,7 @@ impl Drop for Server {
     }
 }
 
-async fn serve_client(
-    stream: UnixStream,
-    channel: Arc<Channel>,
-    in_place: bool,
-) -> std::io::Result<()> {
+async fn serve_client(stream: UnixStream, channel: Arc<Channel>) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     loop {
@@ -92,7 +81,7 @@ async fn serve_client(
         else {
             return Ok(());
         };
-        let answer = answer(request, channel.clone(), in_place).await;
+        let answer = answer(request, channel.clone()).await;
         write.write_all(answer.as_bytes()).await?;
     }
 }
@@ -128,11 +117,7 @@ async fn read_request(
     }
 }
 
-async fn answer(
-    request: zeroize::Zeroizing<Vec<String>>,
-    channel: Arc<Channel>,
-    in_place: bool,
-) -> String {
+async fn answer(request: zeroize::Zeroizing<Vec<String>>, channel: Arc<Channel>) -> String {
     let result = tokio::task::spawn_blocking(move || -> Result<String, i32> {
         match request.first().map(String::as_str) {
             Some("get=1") => channel
@@ -142,23 +127,6 @@ async fn answer(
             Some("set=1") => {
                 let body: String = request[1..].iter().map(|l| format!("{l}\n")).collect();
                 let body = zeroize::Zeroizing::new(body);
-                if in_place {
-                    return channel
-                        .exchange_raw(set_request(&body).as_bytes())
-                        .map(|a| a.to_string())
-                        .map_err(|_| EPROTO);
-                }
-                let existing: BTreeSet<PublicKey> = channel
-                    .get()
-                    .map_err(|_| EPROTO)?
-                    .peers
-                    .iter()
-                    .map(|p| p.public_key)
-                    .collect();
-                if let Some(key) = uapi::modifies_existing_peer(&body, &existing) {
-                    tracing::warn!(public_key = %key, "refused a UAPI set that modifies an existing peer in place: the userspace backend cannot; change its WireGuardPeer declaration instead");
-                    return Err(EOPNOTSUPP);
-                }
                 channel
                     .exchange_raw(set_request(&body).as_bytes())
                     .map(|a| a.to_string())

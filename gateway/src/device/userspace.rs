@@ -17,7 +17,7 @@ use super::uapi_server::Server;
 use super::{Device, DropReason, Error, InterfaceSettings, uapi_client};
 use crate::core::peer::PeerConfig;
 use crate::core::plan::Op;
-use crate::core::uapi::{self, DeviceReport, UpsertStyle};
+use crate::core::uapi::{self, DeviceReport};
 
 const EADDRINUSE: i64 = 98;
 
@@ -133,7 +133,7 @@ impl UserspaceDevice {
         self.netlink
             .configure(&self.name, self.index, settings.mtu, settings.address)
             .await?;
-        let server = Server::start(&self.socket, self.channel.clone(), true).map_err(|e| {
+        let server = Server::start(&self.socket, self.channel.clone()).map_err(|e| {
             self.create_error(format!(
                 "cannot serve the UAPI socket {}: {e}",
                 self.socket.display()
@@ -212,7 +212,7 @@ impl Device for UserspaceDevice {
     }
 
     async fn apply(&mut self, op: &Op, previous: Option<&PeerConfig>) -> Result<(), Error> {
-        for body in uapi::transactions(op, previous.is_some(), UpsertStyle::InPlace) {
+        for body in uapi::transactions(op, previous.is_some()) {
             self.uapi_set(body).await?;
         }
         self.netlink

@@ -19,7 +19,7 @@ fn config() -> PeerConfig {
 
 #[test]
 fn new_peer_is_one_section() {
-    let txs = transactions(&Op::UpsertPeer(config()), false, UpsertStyle::RemoveThenAdd);
+    let txs = transactions(&Op::UpsertPeer(config()), false);
     assert_eq!(txs.len(), 1);
     assert_eq!(
         *txs[0],
@@ -31,16 +31,8 @@ fn new_peer_is_one_section() {
 }
 
 #[test]
-fn boringtun_update_removes_then_adds_in_two_transactions() {
-    let txs = transactions(&Op::UpsertPeer(config()), true, UpsertStyle::RemoveThenAdd);
-    assert_eq!(txs.len(), 2);
-    assert!(txs[0].ends_with("remove=true\n"));
-    assert!(!txs[1].contains("remove"));
-}
-
-#[test]
-fn standard_update_replaces_allowed_ips_in_place() {
-    let txs = transactions(&Op::UpsertPeer(config()), true, UpsertStyle::InPlace);
+fn an_update_replaces_allowed_ips_in_place() {
+    let txs = transactions(&Op::UpsertPeer(config()), true);
     assert_eq!(txs.len(), 1);
     assert!(txs[0].contains("replace_allowed_ips=true\n"));
     assert!(!txs[0].contains("remove"));
@@ -50,15 +42,15 @@ fn standard_update_replaces_allowed_ips_in_place() {
 fn preshared_key_is_written_and_cleared_in_place() {
     let mut with_psk = config();
     with_psk.preshared_key = Some(crate::core::psk::PresharedKey::from_bytes([0xab; 32]));
-    let txs = transactions(&Op::UpsertPeer(with_psk), false, UpsertStyle::RemoveThenAdd);
+    let txs = transactions(&Op::UpsertPeer(with_psk), false);
     assert!(
         txs[0].contains(&format!("preshared_key={}\n", "ab".repeat(32))),
         "{}",
         *txs[0]
     );
-    let new_without = transactions(&Op::UpsertPeer(config()), false, UpsertStyle::InPlace);
+    let new_without = transactions(&Op::UpsertPeer(config()), false);
     assert!(!new_without[0].contains("preshared_key"));
-    let cleared = transactions(&Op::UpsertPeer(config()), true, UpsertStyle::InPlace);
+    let cleared = transactions(&Op::UpsertPeer(config()), true);
     assert!(cleared[0].contains(&format!("preshared_key={}\n", "0".repeat(64))));
 }
 
@@ -131,26 +123,9 @@ proptest::proptest! {
             persistent_keepalive: keepalive,
             preshared_key: None,
         };
-        let body = transactions(&Op::UpsertPeer(config.clone()), false, UpsertStyle::InPlace).iter().map(|t| t.as_str()).collect::<String>();
+        let body = transactions(&Op::UpsertPeer(config.clone()), false).iter().map(|t| t.as_str()).collect::<String>();
         let report = parse_get(&format!("{body}errno=0\n\n")).expect("parses");
         proptest::prop_assert_eq!(report.peers.len(), 1);
         proptest::prop_assert_eq!(report.peers[0].config(), config);
     }
-}
-
-#[test]
-fn set_naming_an_existing_peer_without_remove_is_detected() {
-    let existing = BTreeSet::from([key(1)]);
-    let body = format!("public_key={}\nallowed_ip=10.9.0.0/16\n", key(1).to_hex());
-    assert_eq!(modifies_existing_peer(&body, &existing), Some(key(1)));
-}
-
-#[test]
-fn removing_an_existing_peer_or_adding_a_new_one_is_allowed() {
-    let existing = BTreeSet::from([key(1)]);
-    let remove = format!("public_key={}\nremove=true\n", key(1).to_hex());
-    let add = format!("public_key={}\nallowed_ip=10.9.0.0/16\n", key(2).to_hex());
-    assert_eq!(modifies_existing_peer(&remove, &existing), None);
-    assert_eq!(modifies_existing_peer(&add, &existing), None);
-    assert_eq!(modifies_existing_peer("listen_port=1\n", &existing), None);
 }
