@@ -235,14 +235,26 @@ impl Core {
             }
             TunnResult::WriteToTunnelV4(inner, source) => {
                 count(&mut peer.traffic.1, datagram);
-                let inner = Inner::new(inner, IpAddr::V4(source), index);
-                inner.deliver(&self.routes, &mut self.counters, sink);
+                deliver(
+                    inner,
+                    IpAddr::V4(source),
+                    index,
+                    &self.routes,
+                    &mut self.counters,
+                    sink,
+                );
                 tunnel.confirms(message)
             }
             TunnResult::WriteToTunnelV6(inner, source) => {
                 count(&mut peer.traffic.1, datagram);
-                let inner = Inner::new(inner, IpAddr::V6(source), index);
-                inner.deliver(&self.routes, &mut self.counters, sink);
+                deliver(
+                    inner,
+                    IpAddr::V6(source),
+                    index,
+                    &self.routes,
+                    &mut self.counters,
+                    sink,
+                );
                 tunnel.confirms(message)
             }
         };
@@ -326,34 +338,24 @@ fn answered_session(reply: &[u8]) -> Option<u32> {
     }
 }
 
-/// A decrypted packet from the peer in slot `from`.
-struct Inner<'p> {
-    packet: &'p [u8],
+/// Writes a packet decrypted from the peer in slot `from` to the TUN device if it is at least
+/// an IP header long (`Tunn` cuts a packet to the length its header claims, which a peer may
+/// set short) and its inner `source` routes back to that peer; counts it dropped otherwise.
+fn deliver(
+    packet: &[u8],
     source: IpAddr,
     from: usize,
-}
-
-impl<'p> Inner<'p> {
-    fn new(packet: &'p [u8], source: IpAddr, from: usize) -> Self {
-        Self {
-            packet,
-            source,
-            from,
-        }
-    }
-
-    /// Writes it to the TUN device if it is at least an IP header long (`Tunn` cuts a
-    /// packet to the length its header claims, which a peer may set short) and its source
-    /// routes back to the peer that sent it.
-    fn deliver(&self, routes: &AllowedIps<usize>, counters: &mut Counters, sink: &mut dyn Sink) {
-        let header = if self.source.is_ipv4() { 20 } else { 40 };
-        if self.packet.len() < header {
-            counters.invalid += 1;
-        } else if routes.lookup(self.source) == Some(&self.from) {
-            sink.write_tun(self.packet);
-        } else {
-            counters.bad_source += 1;
-        }
+    routes: &AllowedIps<usize>,
+    counters: &mut Counters,
+    sink: &mut dyn Sink,
+) {
+    let header = if source.is_ipv4() { 20 } else { 40 };
+    if packet.len() < header {
+        counters.invalid += 1;
+    } else if routes.lookup(source) == Some(&from) {
+        sink.write_tun(packet);
+    } else {
+        counters.bad_source += 1;
     }
 }
 
