@@ -66,11 +66,20 @@ pub struct Core {
     pub counters: Counters,
 }
 
-/// One of the device's static keys, with the rate limiter that checks MAC1 against it.
+/// One of the device's static keys, with the rate limiter that checks MAC1 and the handshake
+/// load against it.
+///
+/// `Tunn::decapsulate` runs every message through a limiter of its own again. Given the same
+/// limiter, a handshake message would be counted twice, and at the count just below the
+/// limit the second check would answer with a cookie reply that looks like the answer to an
+/// authenticated message. So each `Tunn` gets `tunn_limiter` instead: the same MAC1 key and
+/// no limit. The core's check is the only one that counts, once per datagram, and what
+/// `Tunn` answers comes only from messages it processed.
 struct StaticKey {
     private: StaticSecret,
     public: PublicKey,
     limiter: Arc<RateLimiter>,
+    tunn_limiter: Arc<RateLimiter>,
 }
 
 impl StaticKey {
@@ -78,10 +87,13 @@ impl StaticKey {
         let private = StaticSecret::from(bytes);
         let public = PublicKey::from(&private);
         let limiter = Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT));
+        // A count of u64::MAX is never reached, so this limiter never asks for a cookie.
+        let tunn_limiter = Arc::new(RateLimiter::new(&public, u64::MAX));
         Self {
             private,
             public,
             limiter,
+            tunn_limiter,
         }
     }
 
@@ -211,9 +223,23 @@ impl Core {
                 }
                 return;
             }
+            TunnResult::Done if message == Message::CookieReply => {
+                // It proves only that its sender saw our MAC1: it moves nothing but the
+                // cookie `Tunn` keeps for its next handshake message.
+                return;
+            }
             TunnResult::Done => {
                 count(&mut peer.traffic.1, datagram);
                 tunnel.confirms(message)
+            }
+            TunnResult::WriteToNetwork(reply) if !answers(message, reply) => {
+                // Anything else (a cookie reply of `Tunn`'s own above all) did not come from
+                // an authenticated message: it moves nothing and is not sent.
+                self.counters.invalid += 1;
+                if created {
+                    peer.tunnels[key as usize] = None;
+                }
+                return;
             }
             TunnResult::WriteToNetwork(reply) => {
                 count(&mut peer.traffic.1, datagram);
@@ -262,7 +288,8 @@ impl Core {
             peer.active = key;
         }
         if matches!(message, Message::Response | Message::Data(_)) {
-            // Authenticated by a session key: the peer roams to where it sent from.
+            // Only a message `Tunn` decrypted and authenticated reaches this point (every
+            // other outcome returned above): the peer roams to where it sent from.
             peer.endpoint = Some(canonical(src));
         }
     }
@@ -326,6 +353,16 @@ impl Core {
 fn with_session(receiver: u32, message: Message) -> (usize, Key, Message) {
     let (index, key) = rotation::split_index(receiver);
     (index, key, message)
+}
+
+/// Returns whether `reply` is what `Tunn` answers to an accepted `message`: a handshake
+/// response to an initiation, a keepalive (a data message) to a response.
+fn answers(message: Message, reply: &[u8]) -> bool {
+    match message {
+        Message::Init => reply.len() == HANDSHAKE_RESPONSE_LEN && reply.first() == Some(&2),
+        Message::Response => reply.first() == Some(&4),
+        Message::CookieReply | Message::Data(_) => false,
+    }
 }
 
 /// Returns our index of the session a handshake response opens.

@@ -81,7 +81,7 @@ impl Core {
                     tunnel.tunn.set_static_private(
                         own.private.clone(),
                         own.public,
-                        Some(own.limiter.clone()),
+                        Some(own.tunn_limiter.clone()),
                     );
                     tunnel.unconfirmed = None;
                 }

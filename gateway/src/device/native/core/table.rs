@@ -86,7 +86,7 @@ impl Tunnel {
                 peer.psk.as_ref().map(|k| **k),
                 None,
                 tunn_index(slot, key),
-                Some(own.limiter.clone()),
+                Some(own.tunn_limiter.clone()),
             ),
             unconfirmed: None,
         }

@@ -468,4 +468,5 @@ fn ipv6_inner_packets_route_by_longest_prefix() {
     assert_eq!(pair.a.counters.no_route, 1);
 }
 
+mod forgery;
 mod rotation;

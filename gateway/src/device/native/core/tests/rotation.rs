@@ -135,7 +135,7 @@ fn dropping_the_second_key_leaves_the_peer_working_on_the_current_key() {
 impl Pair {
     /// Sends a packet from b to a when b has no session with a: returns b's handshake
     /// initiation, then lets the handshake and the packet through.
-    fn initiate_from_b(&mut self, payload: &[u8]) -> Vec<u8> {
+    pub(super) fn initiate_from_b(&mut self, payload: &[u8]) -> Vec<u8> {
         let packet = ipv4([10, 2, 0, 7], [10, 1, 0, 5], payload);
         self.b
             .from_tun(&packet, &mut self.buf, Duration::ZERO, &mut self.b_out);
@@ -192,7 +192,7 @@ impl Pair {
     }
 
     /// Sends a packet each way and checks that both arrive.
-    fn assert_both_ways(&mut self) {
+    pub(super) fn assert_both_ways(&mut self) {
         let there = ipv4([10, 1, 0, 5], [10, 2, 0, 7], b"there");
         let back = ipv4([10, 2, 0, 7], [10, 1, 0, 5], b"back");
         self.a
