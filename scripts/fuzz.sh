@@ -36,6 +36,8 @@ targets="${FUZZ_TARGETS:-$(cargo fuzz list --fuzz-dir "$FUZZ_DIR")}"
 start=$SECONDS
 # cargo-fuzz has no --locked; a stale Cargo.lock fails here instead.
 cargo metadata --manifest-path "$FUZZ_DIR/Cargo.toml" --locked --format-version 1 >/dev/null
+# The scenarios' own tests (invariants each target checks, shown failing on known attacks).
+cargo test --manifest-path "$FUZZ_DIR/Cargo.toml" --lib --locked
 cargo fuzz build "${flags[@]}"
 echo "fuzz build: $((SECONDS - start)) s"
 

@@ -11,18 +11,19 @@
 //! kinds that carry bytes by a 16-bit little-endian length and that many bytes (cut short
 //! by the end of the input).
 //!
-//! Checked: nothing panics, and every packet `a` writes to its TUN device has an inner
-//! source inside `b`'s allowed IPs (the only peer that can hold a session) and is at least an
-//! IP header long.
+//! Checked: nothing panics; every packet `a` writes to its TUN device has an inner source
+//! inside `b`'s allowed IPs (the only peer that can hold a session) and is at least an IP
+//! header long; and `b`'s endpoint on `a` moves only to the sender of a datagram that `b`
+//! really sent (nobody else can make one that authenticates), whatever the handshake load.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
 use blake2::digest::consts::U16;
 use blake2::digest::{FixedOutput, KeyInit, Update};
 use blake2::{Blake2s256, Blake2sMac, Digest};
-use gateway::device::native::core::{Core, Sink};
+use gateway::device::native::core::{Core, Sink, canonical};
 use ipnet::IpNet;
 
 use crate::{BUF_SIZE, key_pair};
@@ -272,6 +273,8 @@ pub struct Scenario {
     pub history: VecDeque<Vec<u8>>,
     /// Packets `a` wrote to its TUN device so far.
     pub a_delivered: usize,
+    /// Every datagram `b` sent to `a`.
+    sent_by_b: HashSet<Vec<u8>>,
     buf: Vec<u8>,
     now: Duration,
 }
@@ -305,6 +308,7 @@ impl Scenario {
             b_out: Capture::default(),
             history: VecDeque::new(),
             a_delivered: 0,
+            sent_by_b: HashSet::new(),
             buf: vec![0u8; BUF_SIZE],
             now: Duration::ZERO,
         }
@@ -427,9 +431,33 @@ impl Scenario {
         }
     }
 
+    /// Hands `a` a datagram from `src` and checks that `b`'s endpoint moved only if the
+    /// datagram is one `b` sent (only those can authenticate) and only to `src`.
     fn deliver_to_a(&mut self, src: SocketAddr, datagram: &[u8]) {
+        let before = self.endpoint_of_b();
         self.a
             .from_udp(src, datagram, &mut self.buf, self.now, &mut self.a_out);
+        let after = self.endpoint_of_b();
+        if after != before {
+            assert_eq!(
+                after,
+                Some(canonical(src)),
+                "b's endpoint moved somewhere else than the sender"
+            );
+            assert!(
+                self.sent_by_b.contains(datagram),
+                "b's endpoint moved to {src} on a datagram b never sent"
+            );
+        }
+    }
+
+    /// Returns `b`'s endpoint on `a`, if `a` has `b`.
+    fn endpoint_of_b(&self) -> Option<SocketAddr> {
+        let (_, b_pub) = key_pair(KEY_B);
+        self.a
+            .peers()
+            .find(|peer| peer.public == b_pub)
+            .and_then(|peer| peer.endpoint)
     }
 
     /// Delivers datagrams between the cores until both are quiet (or the bound is hit),
@@ -438,6 +466,7 @@ impl Scenario {
         for _ in 0..MAX_DELIVERIES {
             self.check_a_tun();
             if let Some((_, datagram)) = self.b_out.sent.pop_front() {
+                self.sent_by_b.insert(datagram.clone());
                 self.deliver_to_a(addr(B_ADDR), &datagram);
                 if self.history.len() == HISTORY {
                     self.history.pop_front();
@@ -599,6 +628,40 @@ mod tests {
         scenario.apply(&Op::Control(12));
         scenario.apply(&Op::FromB(ipv4([10, 2, 0, 7], [10, 1, 0, 5], b"x")));
         assert_eq!(scenario.a.counters.unknown_peer, 1);
+    }
+
+    #[test]
+    fn forged_responses_around_the_handshake_limit_move_no_endpoint() {
+        // b's answer to a's initiation is a response to slot 0: re-MACed for a's key after
+        // tampering, it passes the MAC check and fails the handshake. Strangers send such
+        // forgeries far past the handshake limit, after `pad` forgeries to a slot nobody holds
+        // (counted once, they go no further), so the count meets the limit at both parities;
+        // the endpoint check in `deliver_to_a` fails if any of them moves b's endpoint.
+        for pad in 0..4u8 {
+            let mut scenario = Scenario::new();
+            scenario.apply(&Op::FromA(ipv4([10, 1, 0, 5], [10, 2, 0, 7], b"x")));
+            let forgery = |at: u16, from: Source| Op::Tamper {
+                from,
+                remac: Remac::Current,
+                at,
+                mask: vec![1],
+            };
+            for _ in 0..pad {
+                // Byte 10 is in the receiver index's slot bits.
+                scenario.apply(&forgery(10, Source::Stranger));
+            }
+            for round in 0..150u16 {
+                let from = if round % 2 == 0 {
+                    Source::Stranger
+                } else {
+                    Source::V6
+                };
+                scenario.apply(&forgery(12 + round % 32, from));
+            }
+            let (_, b_pub) = key_pair(KEY_B);
+            let peer = scenario.a.peers().find(|p| p.public == b_pub).expect("b");
+            assert_eq!(peer.endpoint, Some(addr(B_ADDR)), "after {pad} others");
+        }
     }
 
     #[test]
