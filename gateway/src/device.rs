@@ -11,7 +11,8 @@ pub mod uapi_client;
 pub mod uapi_server;
 pub mod userspace;
 
-use std::net::SocketAddr;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
@@ -145,6 +146,15 @@ pub trait Device {
         Vec::new()
     }
 
+    /// Returns the addresses of the host's network interfaces other than this one (the
+    /// underlay, loopback included), which no peer's allowed IPs may take.
+    ///
+    /// # Errors
+    /// When the interfaces cannot be listed.
+    fn underlay_addresses(&self) -> std::io::Result<BTreeSet<IpAddr>> {
+        host_addresses(self.name())
+    }
+
     /// Applies one operation, including the routes for the peer's allowed IPs. `previous` is
     /// the peer's configuration before the operation, if the device had it.
     ///
@@ -157,6 +167,26 @@ pub trait Device {
     /// # Errors
     /// When cleanup failed; the caller logs it and exits anyway.
     async fn shutdown(self) -> Result<(), Error>;
+}
+
+/// Returns the addresses of every network interface of this network namespace except
+/// `except` (the tunnel).
+///
+/// # Errors
+/// When the interfaces cannot be listed.
+pub fn host_addresses(except: &str) -> std::io::Result<BTreeSet<IpAddr>> {
+    let addresses = nix::ifaddrs::getifaddrs().map_err(std::io::Error::from)?;
+    Ok(addresses
+        .filter(|a| a.interface_name != except)
+        .filter_map(|a| {
+            let address = a.address?;
+            if let Some(v4) = address.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                address.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+            }
+        })
+        .collect())
 }
 
 /// Resolves an endpoint given as IP literal or DNS name. DNS lookups go through the system

@@ -142,9 +142,23 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
                 return;
             }
         };
+        let underlay_addresses = match self.device.underlay_addresses() {
+            Ok(addresses) => addresses,
+            Err(e) => {
+                self.metrics.reconcile_errors.inc();
+                tracing::warn!(error = %e, "cannot list the host's addresses; retrying");
+                self.publish(&report, now);
+                return;
+            }
+        };
         let ctx = Context {
             own_public_key: self.own_public_key,
             own_address: self.own_address,
+            underlay_addresses,
+            resolved_endpoints: observed
+                .iter()
+                .filter_map(|(key, config)| Some((*key, config.endpoint?.ip())))
+                .collect(),
             incumbents: observed.keys().copied().collect(),
             supports_secret_refs: self.source.supports_secret_refs(),
         };

@@ -5,6 +5,7 @@
 //! and can be told to refuse operations on a peer.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ struct FakeState {
     log: Vec<Op>,
     refused: BTreeSet<PublicKey>,
     dropped: Vec<(DropReason, u64)>,
+    underlay: BTreeSet<IpAddr>,
 }
 
 /// What the device reports about a peer's tunnel.
@@ -64,6 +66,11 @@ impl FakeDevice {
     /// Sets the drop counts the device reports.
     pub fn set_dropped_packets(&self, dropped: Vec<(DropReason, u64)>) {
         self.lock().dropped = dropped;
+    }
+
+    /// Sets the host addresses the device reports as the underlay (none by default).
+    pub fn set_underlay(&self, addresses: BTreeSet<IpAddr>) {
+        self.lock().underlay = addresses;
     }
 
     /// Makes every later operation on `key` fail (or succeed again with `false`).
@@ -119,6 +126,10 @@ impl Device for FakeDevice {
 
     fn dropped_packets(&self) -> Vec<(DropReason, u64)> {
         self.lock().dropped.clone()
+    }
+
+    fn underlay_addresses(&self) -> std::io::Result<BTreeSet<IpAddr>> {
+        Ok(self.lock().underlay.clone())
     }
 
     async fn apply(&mut self, op: &Op, _previous: Option<&PeerConfig>) -> Result<(), Error> {

@@ -5,6 +5,9 @@
 //! probes, from the longest prefix length in use down to the shortest, the one prefix of that
 //! length that can contain the address. That is at most 33 (IPv4) or 129 (IPv6) map probes,
 //! and in practice as many as there are distinct prefix lengths.
+//!
+//! Each value's prefixes are also kept with it, so listing or removing one peer's prefixes
+//! costs what that peer holds, not a walk of the whole table.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -16,6 +19,8 @@ use ipnet::IpNet;
 #[derive(Debug, Clone)]
 pub struct AllowedIps<T> {
     entries: BTreeMap<IpNet, T>,
+    /// The prefixes of each value: the reverse of `entries`.
+    by_value: BTreeMap<T, BTreeSet<IpNet>>,
     /// Prefix lengths in use, per family, for the probe order.
     lengths_v4: BTreeMap<u8, usize>,
     lengths_v6: BTreeMap<u8, usize>,
@@ -25,13 +30,14 @@ impl<T> Default for AllowedIps<T> {
     fn default() -> Self {
         Self {
             entries: BTreeMap::new(),
+            by_value: BTreeMap::new(),
             lengths_v4: BTreeMap::new(),
             lengths_v6: BTreeMap::new(),
         }
     }
 }
 
-impl<T: Clone + PartialEq> AllowedIps<T> {
+impl<T: Clone + Ord> AllowedIps<T> {
     /// Returns an empty table.
     pub fn new() -> Self {
         Self::default()
@@ -47,17 +53,31 @@ impl<T: Clone + PartialEq> AllowedIps<T> {
     /// Maps `net` (truncated to its prefix) to `value`; returns the value it replaced.
     pub fn insert(&mut self, net: IpNet, value: T) -> Option<T> {
         let net = net.trunc();
-        let old = self.entries.insert(net, value);
-        if old.is_none() {
-            *self.lengths(&net).entry(net.prefix_len()).or_insert(0) += 1;
+        self.by_value.entry(value.clone()).or_default().insert(net);
+        let old = self.entries.insert(net, value.clone());
+        match &old {
+            None => *self.lengths(&net).entry(net.prefix_len()).or_insert(0) += 1,
+            Some(previous) if *previous != value => self.forget(previous, &net),
+            Some(_) => {}
         }
         old
+    }
+
+    /// Drops `net` from the prefixes recorded for `value`.
+    fn forget(&mut self, value: &T, net: &IpNet) {
+        if let Some(nets) = self.by_value.get_mut(value) {
+            nets.remove(net);
+            if nets.is_empty() {
+                self.by_value.remove(value);
+            }
+        }
     }
 
     /// Removes `net` (truncated); returns its value.
     pub fn remove(&mut self, net: IpNet) -> Option<T> {
         let net = net.trunc();
         let old = self.entries.remove(&net)?;
+        self.forget(&old, &net);
         let lengths = self.lengths(&net);
         if let Some(count) = lengths.get_mut(&net.prefix_len()) {
             *count -= 1;
@@ -70,24 +90,14 @@ impl<T: Clone + PartialEq> AllowedIps<T> {
 
     /// Removes every prefix that maps to `value`.
     pub fn remove_value(&mut self, value: &T) {
-        let nets: Vec<IpNet> = self
-            .entries
-            .iter()
-            .filter(|(_, v)| *v == value)
-            .map(|(n, _)| *n)
-            .collect();
-        for net in nets {
+        for net in self.by_value.remove(value).unwrap_or_default() {
             self.remove(net);
         }
     }
 
     /// Returns the prefixes that map to `value`, in order.
     pub fn nets_of(&self, value: &T) -> BTreeSet<IpNet> {
-        self.entries
-            .iter()
-            .filter(|(_, v)| *v == value)
-            .map(|(n, _)| *n)
-            .collect()
+        self.by_value.get(value).cloned().unwrap_or_default()
     }
 
     /// Returns the value of the longest prefix that contains `addr`.

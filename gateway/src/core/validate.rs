@@ -1,8 +1,12 @@
 //! Validation of declared peers: each document on its own, then the set as a whole.
 //!
 //! One bad declaration never affects the others: it is rejected with a reason and every other
-//! peer goes on. When two declarations conflict (same key, overlapping allowed IPs), the one
-//! the device already runs wins, so adding a bad file can never take a working peer down.
+//! peer goes on. When two declarations conflict (same key, overlapping allowed IPs, allowed
+//! IPs over another peer's endpoint), the one the device already runs wins, so adding a bad
+//! file can never take a working peer down.
+//!
+//! Reasons never quote a value that failed its check: they name the field and the kind of
+//! problem. Values that passed (a canonical CIDR, a DNS name) may be named in a conflict.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -50,6 +54,15 @@ pub enum Declaration {
     },
 }
 
+/// Most allowed IPs one peer may declare (the CRD's `maxItems`).
+pub const MAX_ALLOWED_IPS: usize = 64;
+/// Longest text of one allowed IP (the CRD's `maxLength` of an item).
+pub const MAX_CIDR_LEN: usize = 43;
+/// Longest endpoint text (the CRD's `maxLength`).
+pub const MAX_ENDPOINT_LEN: usize = 261;
+/// Length of a public key in base64 (the CRD's `minLength` and `maxLength`).
+pub const PUBLIC_KEY_LEN: usize = 44;
+
 /// What validation needs to know about the local gateway.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -57,6 +70,12 @@ pub struct Context {
     pub own_public_key: PublicKey,
     /// The gateway's own tunnel address (no peer's allowed IPs may contain it).
     pub own_address: IpAddr,
+    /// The addresses of the host's interfaces other than the tunnel (the underlay): no peer's
+    /// allowed IPs may contain one, or its route would take the gateway's own traffic.
+    pub underlay_addresses: BTreeSet<IpAddr>,
+    /// The address each peer with a DNS endpoint was last given (resolved), by key; a
+    /// literal endpoint is read from the declaration itself.
+    pub resolved_endpoints: BTreeMap<PublicKey, IpAddr>,
     /// Peers the device currently runs: they win conflicts against newcomers.
     pub incumbents: BTreeSet<PublicKey>,
     /// Whether the source can resolve `presharedKeySecretRef` (only the Kubernetes source).
@@ -128,7 +147,8 @@ pub fn validate(declarations: Vec<Declaration>, ctx: &Context) -> Outcome {
                     index,
                     Rejection {
                         origin: raw.origin,
-                        name: Some(raw.name).filter(|n| !n.is_empty()),
+                        // A name that is not a valid name is input of any shape: not repeated.
+                        name: Some(raw.name).filter(|n| check_name(n).is_ok()),
                         kind,
                         reason,
                     },
@@ -140,9 +160,14 @@ pub fn validate(declarations: Vec<Declaration>, ctx: &Context) -> Outcome {
     // Incumbents claim their keys and addresses first; newcomers follow in declaration order.
     candidates.sort_by_key(|(index, spec)| (!ctx.incumbents.contains(&spec.public_key), *index));
     let mut accepted: Vec<(usize, PeerSpec)> = Vec::new();
+    let mut claims = Claims::default();
     for (index, spec) in candidates {
-        match conflict(&spec, accepted.iter().map(|(_, s)| s)) {
-            None => accepted.push((index, spec)),
+        let endpoint = endpoint_address(&spec, ctx);
+        match claims.conflict(&spec, endpoint, &accepted) {
+            None => {
+                claims.claim(&spec, endpoint, accepted.len());
+                accepted.push((index, spec));
+            }
             Some(reason) => rejected.push((
                 index,
                 Rejection {
@@ -162,36 +187,150 @@ pub fn validate(declarations: Vec<Declaration>, ctx: &Context) -> Outcome {
     }
 }
 
-fn conflict<'a>(spec: &PeerSpec, accepted: impl Iterator<Item = &'a PeerSpec>) -> Option<String> {
-    for other in accepted {
-        if other.public_key == spec.public_key {
+/// The address a peer's datagrams go to, when known before it is applied.
+fn endpoint_address(spec: &PeerSpec, ctx: &Context) -> Option<IpAddr> {
+    match &spec.endpoint {
+        Some(Endpoint::Addr(addr)) => Some(addr.ip()),
+        Some(Endpoint::Host { .. }) => ctx.resolved_endpoints.get(&spec.public_key).copied(),
+        None => None,
+    }
+}
+
+/// What the peers accepted so far hold, indexed so that checking a newcomer costs a few
+/// lookups per allowed IP whatever the number of peers.
+#[derive(Debug, Default)]
+struct Claims {
+    keys: BTreeMap<PublicKey, usize>,
+    names: BTreeMap<String, usize>,
+    clusters: BTreeMap<String, usize>,
+    prefixes: Prefixes,
+    endpoints: BTreeMap<IpAddr, usize>,
+}
+
+impl Claims {
+    /// Records what the accepted peer at `at` holds.
+    fn claim(&mut self, spec: &PeerSpec, endpoint: Option<IpAddr>, at: usize) {
+        self.keys.insert(spec.public_key, at);
+        self.names.insert(spec.name.clone(), at);
+        self.clusters.insert(spec.cluster.clone(), at);
+        for net in &spec.allowed_ips {
+            self.prefixes.insert(*net, at);
+        }
+        if let Some(addr) = endpoint {
+            self.endpoints.entry(addr).or_insert(at);
+        }
+    }
+
+    /// Returns why `spec` cannot be accepted next to the peers already accepted.
+    fn conflict(
+        &self,
+        spec: &PeerSpec,
+        endpoint: Option<IpAddr>,
+        accepted: &[(usize, PeerSpec)],
+    ) -> Option<String> {
+        let peer = |at: &usize| accepted.get(*at).map(|(_, s)| s);
+        if let Some(other) = self.keys.get(&spec.public_key).and_then(peer) {
             return Some(format!(
                 "duplicate publicKey: already used by peer {} ({})",
                 other.name, other.origin
             ));
         }
-        if other.name == spec.name {
+        if let Some(other) = self.names.get(&spec.name).and_then(peer) {
             return Some(format!(
-                "duplicate metadata.name {:?}: already declared in {}",
+                "duplicate metadata.name {}: already declared in {}",
                 spec.name, other.origin
             ));
         }
-        if other.cluster == spec.cluster {
+        if let Some(other) = self.clusters.get(&spec.cluster).and_then(peer) {
             return Some(format!(
-                "duplicate spec.cluster {:?}: already declared by peer {} ({})",
+                "duplicate spec.cluster {}: already declared by peer {} ({})",
                 spec.cluster, other.name, other.origin
             ));
         }
         for mine in &spec.allowed_ips {
-            if let Some(theirs) = other.allowed_ips.iter().find(|t| overlaps(mine, t)) {
+            if let Some((theirs, other)) = self
+                .prefixes
+                .overlapping(mine)
+                .and_then(|(net, at)| Some((net, peer(&at)?)))
+            {
                 return Some(format!(
                     "allowedIPs {mine} overlaps {theirs} of peer {} ({})",
                     other.name, other.origin
                 ));
             }
         }
+        for mine in &spec.allowed_ips {
+            if let Some(other) = self
+                .endpoints
+                .range(mine.network()..=mine.broadcast())
+                .next()
+                .and_then(|(_, at)| peer(at))
+            {
+                return Some(format!(
+                    "allowedIPs {mine} contains the endpoint address of peer {} ({}): its route would take that peer's tunnel traffic",
+                    other.name, other.origin
+                ));
+            }
+        }
+        if let Some((theirs, other)) = endpoint
+            .and_then(|addr| self.prefixes.containing(addr, u8::MAX))
+            .and_then(|(net, at)| Some((net, peer(&at)?)))
+        {
+            return Some(format!(
+                "spec.endpoint lies in allowedIPs {theirs} of peer {} ({}): its tunnel traffic would be routed into the tunnel",
+                other.name, other.origin
+            ));
+        }
+        None
     }
-    None
+}
+
+/// A set of prefixes, each with its owner, answering "which one shares an address with this
+/// prefix" in O(log n) map lookups: one range scan for the prefixes inside it, and one probe
+/// per prefix length in use for those containing it.
+#[derive(Debug, Default)]
+struct Prefixes {
+    entries: BTreeMap<(IpAddr, u8), usize>,
+    lengths_v4: BTreeSet<u8>,
+    lengths_v6: BTreeSet<u8>,
+}
+
+impl Prefixes {
+    fn insert(&mut self, net: IpNet, owner: usize) {
+        let net = net.trunc();
+        self.entries
+            .entry((net.network(), net.prefix_len()))
+            .or_insert(owner);
+        match net {
+            IpNet::V4(_) => self.lengths_v4.insert(net.prefix_len()),
+            IpNet::V6(_) => self.lengths_v6.insert(net.prefix_len()),
+        };
+    }
+
+    /// Returns a prefix that shares an address with `net`, and its owner.
+    fn overlapping(&self, net: &IpNet) -> Option<(IpNet, usize)> {
+        let net = net.trunc();
+        // A prefix whose first address lies in `net` overlaps it (it is inside or equal).
+        let inside = self
+            .entries
+            .range((net.network(), 0)..=(net.broadcast(), u8::MAX))
+            .next()
+            .and_then(|((addr, len), owner)| Some((IpNet::new(*addr, *len).ok()?, *owner)));
+        inside.or_else(|| self.containing(net.network(), net.prefix_len()))
+    }
+
+    /// Returns a prefix of at most `max_len` bits that contains `addr`, and its owner.
+    fn containing(&self, addr: IpAddr, max_len: u8) -> Option<(IpNet, usize)> {
+        let lengths = match addr {
+            IpAddr::V4(_) => &self.lengths_v4,
+            IpAddr::V6(_) => &self.lengths_v6,
+        };
+        lengths.range(..=max_len).rev().find_map(|len| {
+            let net = IpNet::new(addr, *len).ok()?.trunc();
+            let owner = self.entries.get(&(net.network(), *len))?;
+            Some((net, *owner))
+        })
+    }
 }
 
 /// Returns whether two networks share any address.
@@ -240,7 +379,8 @@ fn check_preshared_key(
     }
 }
 
-/// Checks what depends on the local gateway: its own key and tunnel address.
+/// Checks what depends on the local gateway: its own key, tunnel and underlay addresses, and
+/// the peer's own endpoint.
 fn check_local(spec: PeerSpec, ctx: &Context) -> Result<PeerSpec, String> {
     if spec.public_key == ctx.own_public_key {
         return Err("spec.publicKey is this gateway's own public key".to_owned());
@@ -255,6 +395,24 @@ fn check_local(spec: PeerSpec, ctx: &Context) -> Result<PeerSpec, String> {
             ctx.own_address
         ));
     }
+    for net in &spec.allowed_ips {
+        if let Some(addr) = ctx
+            .underlay_addresses
+            .range(net.network()..=net.broadcast())
+            .next()
+        {
+            return Err(format!(
+                "spec.allowedIPs {net} contains {addr}, an address of this gateway's own network interfaces: its route would take the gateway's own traffic"
+            ));
+        }
+    }
+    if let Some(addr) = endpoint_address(&spec, ctx)
+        && let Some(net) = spec.allowed_ips.iter().find(|net| net.contains(&addr))
+    {
+        return Err(format!(
+            "spec.allowedIPs {net} contains the peer's own endpoint address: its tunnel traffic would be routed into the tunnel"
+        ));
+    }
     Ok(spec)
 }
 
@@ -265,13 +423,27 @@ fn check_local(spec: PeerSpec, ctx: &Context) -> Result<PeerSpec, String> {
 /// The first problem found, worded for the operator.
 pub fn check_fields(raw: &RawPeer) -> Result<PeerSpec, String> {
     check_name(&raw.name)?;
-    check_dns_label(&raw.cluster).map_err(|why| format!("spec.cluster {:?} {why}", raw.cluster))?;
+    check_dns_label(&raw.cluster).map_err(|why| format!("spec.cluster {why}"))?;
+    if raw.public_key.len() > PUBLIC_KEY_LEN {
+        return Err(format!(
+            "spec.publicKey is longer than {PUBLIC_KEY_LEN} characters; a WireGuard key in base64 has {PUBLIC_KEY_LEN}"
+        ));
+    }
     let public_key = PublicKey::from_base64(&raw.public_key).map_err(|e| match e {
         KeyError::Length(n) => {
             format!("spec.publicKey decodes to {n} bytes; a WireGuard key has 32")
         }
         other => format!("spec.publicKey {other}"),
     })?;
+    if raw
+        .endpoint
+        .as_ref()
+        .is_some_and(|e| e.len() > MAX_ENDPOINT_LEN)
+    {
+        return Err(format!(
+            "spec.endpoint is longer than {MAX_ENDPOINT_LEN} characters"
+        ));
+    }
     let endpoint = raw
         .endpoint
         .as_deref()
@@ -281,15 +453,26 @@ pub fn check_fields(raw: &RawPeer) -> Result<PeerSpec, String> {
     if raw.allowed_ips.is_empty() {
         return Err("spec.allowedIPs must list at least one CIDR".to_owned());
     }
+    if raw.allowed_ips.len() > MAX_ALLOWED_IPS {
+        return Err(format!(
+            "spec.allowedIPs lists {} CIDRs; at most {MAX_ALLOWED_IPS} are allowed",
+            raw.allowed_ips.len()
+        ));
+    }
     let mut allowed_ips = BTreeSet::new();
-    for text in &raw.allowed_ips {
-        let net = parse_cidr(text).map_err(|why| format!("spec.allowedIPs {text:?}: {why}"))?;
+    for (i, text) in raw.allowed_ips.iter().enumerate() {
+        if text.len() > MAX_CIDR_LEN {
+            return Err(format!(
+                "spec.allowedIPs[{i}] is longer than {MAX_CIDR_LEN} characters"
+            ));
+        }
+        let net = parse_cidr(text).map_err(|why| format!("spec.allowedIPs[{i}]: {why}"))?;
         allowed_ips.insert(net);
     }
     let persistent_keepalive = match raw.persistent_keepalive {
         None => DEFAULT_PERSISTENT_KEEPALIVE,
         Some(value) => u16::try_from(value).map_err(|_| {
-            format!("spec.persistentKeepalive {value} is out of range (0 to 65535 seconds)")
+            "spec.persistentKeepalive is out of range (0 to 65535 seconds)".to_owned()
         })?,
     };
     Ok(PeerSpec {
@@ -311,9 +494,10 @@ fn check_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "metadata.name {name:?} is not a DNS subdomain (lowercase letters, digits, '-' and '.')"
-        ))
+        Err(
+            "metadata.name is not a DNS subdomain (at most 253 lowercase letters, digits, '-' and '.')"
+                .to_owned(),
+        )
     }
 }
 
@@ -338,18 +522,18 @@ fn check_dns_label(label: &str) -> Result<(), &'static str> {
 pub fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         if addr.port() == 0 {
-            return Err(format!("{text:?} has port 0"));
+            return Err("has port 0".to_owned());
         }
         return Ok(Endpoint::Addr(addr));
     }
     let (host, port) = text
         .rsplit_once(':')
-        .ok_or_else(|| format!("{text:?} is not host:port"))?;
+        .ok_or_else(|| "is not host:port".to_owned())?;
     let port: u16 = port
         .parse()
         .ok()
         .filter(|p| *p != 0)
-        .ok_or_else(|| format!("{text:?} has no valid port (1 to 65535)"))?;
+        .ok_or_else(|| "has no valid port (1 to 65535)".to_owned())?;
     let host_ok = !host.is_empty()
         && host.len() <= 253
         && !host.contains(':')
@@ -358,9 +542,7 @@ pub fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
             .split('.')
             .all(|label| check_dns_label(&label.to_ascii_lowercase()).is_ok());
     if !host_ok || host.parse::<IpAddr>().is_ok() {
-        return Err(format!(
-            "{text:?} is not host:port with a valid DNS name or IP"
-        ));
+        return Err("is not host:port with a valid DNS name or IP".to_owned());
     }
     Ok(Endpoint::Host {
         host: host.to_owned(),
@@ -381,10 +563,10 @@ pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
         },
     };
     if net.trunc() != net {
-        return Err(format!(
-            "invalid CIDR: host bits are set (did you mean {}?)",
-            net.trunc()
-        ));
+        return Err(
+            "invalid CIDR: host bits are set (the address must be the first of its network)"
+                .to_owned(),
+        );
     }
     Ok(net)
 }

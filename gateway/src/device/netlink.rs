@@ -1,12 +1,19 @@
 //! Route netlink for the WireGuard interface: link state, MTU, address, and one route per
-//! allowed IP. Requests are idempotent: an address or route that exists already is not an
-//! error, nor is a route that is already gone.
+//! allowed IP. Requests are idempotent: an address that exists already is not an error, nor
+//! is a route that is already gone.
+//!
+//! Routes are only ever created, never replaced: a route to the same destination that the
+//! gateway did not install (through another interface, or one the kernel refuses as existing)
+//! is left alone and the peer's route is refused. Only routes this process installed are
+//! removed, so removing a peer never takes away a route someone else made.
 
 use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::TryStreamExt as _;
 use ipnet::IpNet;
-use rtnetlink::packet_route::route::RouteMessage;
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage};
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 use super::Error;
@@ -17,6 +24,8 @@ use crate::core::plan::Op;
 #[derive(Debug, Clone)]
 pub struct Netlink {
     handle: Handle,
+    /// The routes via the interface that this process installed: the only ones it removes.
+    installed: Arc<Mutex<BTreeSet<IpNet>>>,
 }
 
 const EEXIST: i32 = 17;
@@ -32,7 +41,63 @@ impl Netlink {
     pub fn open() -> std::io::Result<Self> {
         let (connection, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(connection);
-        Ok(Self { handle })
+        Ok(Self {
+            handle,
+            installed: Arc::default(),
+        })
+    }
+
+    fn installed(&self) -> MutexGuard<'_, BTreeSet<IpNet>> {
+        // The set is only read and written whole between awaits; a poisoned lock holds a
+        // consistent set.
+        self.installed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Returns the destinations of the main table's routes that do not go out through the
+    /// interface `index`: routes the gateway must neither replace nor shadow.
+    async fn foreign_routes(&self, index: u32) -> Result<BTreeSet<IpNet>, rtnetlink::Error> {
+        let mut foreign = BTreeSet::new();
+        let dumps = [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ];
+        for message in dumps {
+            let mut routes = self.handle.route().get(message).execute();
+            while let Some(route) = routes.try_next().await? {
+                let mut table = u32::from(route.header.table);
+                let mut oif = None;
+                let mut destination = None;
+                for attribute in &route.attributes {
+                    match attribute {
+                        RouteAttribute::Table(t) => table = *t,
+                        RouteAttribute::Oif(i) => oif = Some(*i),
+                        RouteAttribute::Destination(RouteAddress::Inet(a)) => {
+                            destination = Some(IpAddr::V4(*a));
+                        }
+                        RouteAttribute::Destination(RouteAddress::Inet6(a)) => {
+                            destination = Some(IpAddr::V6(*a));
+                        }
+                        _ => {}
+                    }
+                }
+                if table != u32::from(RouteHeader::RT_TABLE_MAIN) || oif == Some(index) {
+                    continue;
+                }
+                let unspecified = match route.header.address_family {
+                    rtnetlink::packet_route::AddressFamily::Inet6 => {
+                        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+                    }
+                    _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                };
+                let destination = destination.unwrap_or(unspecified);
+                if let Ok(net) = IpNet::new(destination, route.header.destination_prefix_length) {
+                    foreign.insert(net.trunc());
+                }
+            }
+        }
+        Ok(foreign)
     }
 
     /// Returns the interface index, or `None` if no such link exists.
@@ -123,8 +188,9 @@ impl Netlink {
         self.sync_routes(name, index, before, after).await
     }
 
-    /// Makes the routes via the interface go from `previous` to `next`: stale routes are
-    /// removed, missing ones added (replace semantics).
+    /// Makes the routes via the interface go from `previous` to `next`: stale routes this
+    /// process installed are removed, missing ones created. A destination that already has a
+    /// route the gateway did not install is left as it is and reported.
     ///
     /// # Errors
     /// The first refused request; the others are still attempted.
@@ -137,23 +203,58 @@ impl Netlink {
     ) -> Result<(), Error> {
         let mut first_error = None;
         for net in previous.difference(next) {
-            let request = self.handle.route().del(route(*net, index)).execute().await;
-            if let Err(e) = request
-                && !matches!(errno(&e), Some(ESRCH | ENOENT))
-            {
-                first_error.get_or_insert(failed(name, &format!("delete route {net}"), e));
+            if !self.installed().contains(net) {
+                continue;
             }
+            let request = self.handle.route().del(route(*net, index)).execute().await;
+            match request {
+                Ok(()) => {}
+                Err(e) if matches!(errno(&e), Some(ESRCH | ENOENT)) => {}
+                Err(e) => {
+                    first_error.get_or_insert(failed(name, &format!("delete route {net}"), e));
+                    continue;
+                }
+            }
+            self.installed().remove(net);
         }
-        for net in next.difference(previous).chain(next.intersection(previous)) {
-            let request = self
-                .handle
-                .route()
-                .add(route(*net, index))
-                .replace()
-                .execute()
-                .await;
-            if let Err(e) = request {
-                first_error.get_or_insert(failed(name, &format!("add route {net}"), e));
+        let missing: Vec<IpNet> = {
+            let installed = self.installed();
+            next.iter()
+                .filter(|n| !installed.contains(n))
+                .copied()
+                .collect()
+        };
+        if missing.is_empty() {
+            return first_error.map_or(Ok(()), Err);
+        }
+        let foreign = match self.foreign_routes(index).await {
+            Ok(foreign) => foreign,
+            Err(e) => return Err(first_error.unwrap_or(failed(name, "list routes", e))),
+        };
+        for net in missing {
+            let refused = || Error::Netlink {
+                name: name.to_owned(),
+                what: format!(
+                    "add route {net} (a route to it exists that the gateway did not install; it is left in place)"
+                ),
+                source: std::io::Error::from_raw_os_error(EEXIST),
+            };
+            if foreign.contains(&net) {
+                first_error.get_or_insert_with(refused);
+                continue;
+            }
+            // Create only: never replace what is there.
+            let request = self.handle.route().add(route(net, index)).execute().await;
+            match request {
+                Ok(()) => {
+                    self.installed().insert(net);
+                }
+                Err(e) if errno(&e) == Some(EEXIST) => {
+                    first_error.get_or_insert_with(refused);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(failed(name, &format!("add route {net}"), e));
+                }
             }
         }
         first_error.map_or(Ok(()), Err)

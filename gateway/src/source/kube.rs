@@ -89,7 +89,7 @@ impl KubeSource {
         let name = object.metadata.name.clone().unwrap_or_default();
         let origin = format!("{}/{name}", self.namespace);
         let spec = object.data.get("spec").cloned().unwrap_or_default();
-        match serde_json::from_value::<WireGuardPeerSpec>(spec) {
+        match super::document::from_value::<WireGuardPeerSpec>(spec, "spec") {
             Ok(spec) => {
                 let secret_ref = spec
                     .preshared_key_secret_ref
@@ -99,10 +99,10 @@ impl KubeSource {
                 peer.metadata.namespace = Some(self.namespace.clone());
                 (Declaration::Peer(peer.to_raw()), secret_ref)
             }
-            Err(e) => (
+            Err(why) => (
                 Declaration::Unreadable {
                     origin,
-                    reason: format!("spec does not match the WireGuardPeer schema: {e}"),
+                    reason: format!("spec does not match the WireGuardPeer schema: {why}"),
                 },
                 None,
             ),

@@ -88,3 +88,32 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn each_values_prefixes_match_a_scan_of_the_table(
+        entries in proptest::collection::vec((arb_v4_net(), 0u8..4), 0..24),
+        removed in proptest::collection::vec(arb_v4_net(), 0..6),
+        dropped in 0u8..5,
+    ) {
+        let mut table = AllowedIps::new();
+        let mut model: std::collections::BTreeMap<IpNet, u8> = std::collections::BTreeMap::new();
+        for (n, v) in &entries {
+            prop_assert_eq!(table.insert(*n, *v), model.insert(n.trunc(), *v));
+        }
+        for r in &removed {
+            prop_assert_eq!(table.remove(*r), model.remove(&r.trunc()));
+        }
+        table.remove_value(&dropped);
+        model.retain(|_, v| *v != dropped);
+        for value in 0u8..5 {
+            let expected: std::collections::BTreeSet<IpNet> = model
+                .iter()
+                .filter(|(_, v)| **v == value)
+                .map(|(n, _)| *n)
+                .collect();
+            prop_assert_eq!(table.nets_of(&value), expected);
+        }
+        prop_assert_eq!(table.len(), model.len());
+    }
+}

@@ -12,6 +12,8 @@ fn ctx() -> Context {
     Context {
         own_public_key: key("self"),
         own_address: "10.10.0.1".parse().expect("ip"),
+        underlay_addresses: BTreeSet::new(),
+        resolved_endpoints: BTreeMap::new(),
         incumbents: BTreeSet::new(),
         supports_secret_refs: false,
     }
@@ -286,4 +288,261 @@ fn bare_address_is_a_host_route() {
         parse_cidr("10.10.0.2").map(|n| n.to_string()),
         Ok("10.10.0.2/32".to_owned())
     );
+}
+
+const MARKER: &str = "SECRET-MARKER";
+
+#[test]
+fn rejected_values_are_never_quoted() {
+    let mut cases = Vec::new();
+    let mut peer = raw("b", &["10.2.0.0/16"]);
+    peer.name = format!("{MARKER}.example");
+    cases.push(peer);
+    let mut peer = raw("b", &["10.2.0.0/16"]);
+    peer.cluster = MARKER.to_owned();
+    cases.push(peer);
+    let mut peer = raw("b", &["10.2.0.0/16"]);
+    peer.public_key = format!("{MARKER}=");
+    cases.push(peer);
+    for endpoint in [
+        format!("{MARKER}_x:1"),
+        MARKER.to_owned(),
+        format!("{MARKER}:0"),
+    ] {
+        let mut peer = raw("b", &["10.2.0.0/16"]);
+        peer.endpoint = Some(endpoint);
+        cases.push(peer);
+    }
+    cases.push(raw("b", &["10.2.0.0/16", MARKER]));
+    cases.push(raw("b", &["10.2.0.0/16", "10.3.7.0/16"]));
+    let mut peer = raw("b", &["10.2.0.0/16"]);
+    peer.persistent_keepalive = Some(7_777_777);
+    cases.push(peer);
+    for peer in cases {
+        let outcome = validate(vec![Declaration::Peer(peer.clone())], &ctx());
+        assert_eq!(outcome.rejected.len(), 1, "{peer:?}");
+        let rejection = format!("{:?}", outcome.rejected[0]);
+        for value in [MARKER, "10.3.7.0", "10.3.0.0", "7777777"] {
+            assert!(!rejection.contains(value), "{rejection}");
+        }
+    }
+}
+
+#[test]
+fn the_reason_names_the_field() {
+    let reason = one_rejection(raw("b", &["10.2.0.0/16", "nonsense"]));
+    assert!(
+        reason.starts_with("spec.allowedIPs[1]: invalid CIDR"),
+        "{reason}"
+    );
+    let mut peer = raw("b", &["10.2.0.0/16"]);
+    peer.endpoint = Some("nonsense".to_owned());
+    assert_eq!(one_rejection(peer), "spec.endpoint is not host:port");
+}
+
+#[test]
+fn the_crd_limits_apply_to_every_source() {
+    let cidrs: Vec<String> = (0..=MAX_ALLOWED_IPS)
+        .map(|i| format!("10.2.{i}.0/24"))
+        .collect();
+    let refs: Vec<&str> = cidrs.iter().map(String::as_str).collect();
+    let reason = one_rejection(raw("b", &refs));
+    assert!(reason.contains("at most 64"), "{reason}");
+    let outcome = validate(
+        vec![Declaration::Peer(raw("b", &refs[..MAX_ALLOWED_IPS]))],
+        &ctx(),
+    );
+    assert!(outcome.rejected.is_empty(), "{outcome:?}");
+
+    let long = format!("10.2.0.0/{}", "0".repeat(40));
+    assert!(one_rejection(raw("b", &[&long])).contains("longer than 43"));
+    let mut peer = raw("b", &["10.2.0.0/16"]);
+    peer.endpoint = Some(format!("{}.example:1", "a".repeat(300)));
+    assert!(one_rejection(peer).contains("longer than 261"));
+    let mut peer = raw("b", &["10.2.0.0/16"]);
+    peer.public_key = "A".repeat(10_000);
+    assert!(one_rejection(peer).contains("longer than 44"));
+    let mut peer = raw("b", &["10.2.0.0/16"]);
+    peer.name = format!("{}.b", "a".repeat(252));
+    assert!(one_rejection(peer).contains("metadata.name"));
+}
+
+fn peer_at(name: &str, endpoint: &str, cidrs: &[&str]) -> RawPeer {
+    let mut peer = raw(name, cidrs);
+    peer.endpoint = Some(endpoint.to_owned());
+    peer
+}
+
+#[test]
+fn allowed_ips_over_another_peers_endpoint_are_refused_and_the_others_unaffected() {
+    let outcome = validate(
+        vec![
+            Declaration::Peer(peer_at("b", "192.0.2.2:51820", &["10.2.0.0/16"])),
+            Declaration::Peer(peer_at("c", "198.51.100.3:51820", &["192.0.2.0/24"])),
+            Declaration::Peer(peer_at("d", "192.0.2.4:51820", &["10.4.0.0/16"])),
+        ],
+        &ctx(),
+    );
+    let names: Vec<&str> = outcome.accepted.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["b", "d"]);
+    assert_eq!(outcome.rejected.len(), 1);
+    assert_eq!(outcome.rejected[0].name.as_deref(), Some("c"));
+    assert_eq!(outcome.rejected[0].kind, RejectionKind::Conflict);
+    assert!(
+        outcome.rejected[0]
+            .reason
+            .contains("endpoint address of peer b"),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn an_endpoint_inside_an_incumbents_allowed_ips_loses_to_the_incumbent() {
+    let mut context = ctx();
+    context.incumbents.insert(key("z"));
+    let outcome = validate(
+        vec![
+            Declaration::Peer(peer_at("a", "10.9.1.1:51820", &["10.2.0.0/16"])),
+            Declaration::Peer(peer_at("z", "192.0.2.9:51820", &["10.9.0.0/16"])),
+        ],
+        &context,
+    );
+    assert_eq!(outcome.accepted.len(), 1);
+    assert_eq!(outcome.accepted[0].name, "z");
+    assert!(
+        outcome.rejected[0]
+            .reason
+            .contains("spec.endpoint lies in allowedIPs 10.9.0.0/16"),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn a_resolved_dns_endpoint_counts_too() {
+    let mut context = ctx();
+    context
+        .resolved_endpoints
+        .insert(key("b"), "10.9.1.1".parse().expect("ip"));
+    let outcome = validate(
+        vec![
+            Declaration::Peer(peer_at("b", "gw.b.example:51820", &["10.2.0.0/16"])),
+            Declaration::Peer(peer_at("c", "192.0.2.3:51820", &["10.9.0.0/16"])),
+        ],
+        &context,
+    );
+    assert_eq!(outcome.accepted.len(), 1, "{outcome:?}");
+    assert!(
+        outcome.rejected[0]
+            .reason
+            .contains("endpoint address of peer b")
+    );
+}
+
+#[test]
+fn allowed_ips_over_the_peers_own_endpoint_are_invalid() {
+    let reason = one_rejection(peer_at("b", "10.2.3.4:51820", &["10.2.0.0/16"]));
+    assert!(reason.contains("own endpoint"), "{reason}");
+}
+
+#[test]
+fn allowed_ips_over_an_underlay_address_are_invalid() {
+    let mut context = ctx();
+    context.underlay_addresses = ["192.0.2.1", "127.0.0.1", "fd00::1"]
+        .iter()
+        .map(|a| a.parse().expect("ip"))
+        .collect();
+    for cidr in [
+        "192.0.2.0/24",
+        "192.0.2.1/32",
+        "::/0",
+        "127.0.0.0/8",
+        "fd00::/64",
+    ] {
+        let outcome = validate(
+            vec![Declaration::Peer(peer_at("b", "198.51.100.1:1", &[cidr]))],
+            &context,
+        );
+        assert_eq!(outcome.rejected.len(), 1, "{cidr}: {outcome:?}");
+        assert_eq!(outcome.rejected[0].kind, RejectionKind::Invalid);
+        assert!(
+            outcome.rejected[0]
+                .reason
+                .contains("own network interfaces"),
+            "{outcome:?}"
+        );
+    }
+    let outcome = validate(
+        vec![Declaration::Peer(peer_at(
+            "b",
+            "198.51.100.1:1",
+            &["192.0.3.0/24"],
+        ))],
+        &context,
+    );
+    assert!(outcome.rejected.is_empty(), "{outcome:?}");
+}
+
+#[test]
+fn the_indexed_overlap_check_agrees_with_the_pairwise_one() {
+    let nets: Vec<IpNet> = [
+        "10.0.0.0/8",
+        "10.2.0.0/16",
+        "10.2.1.0/24",
+        "10.2.1.7/32",
+        "10.3.0.0/16",
+        "11.0.0.0/8",
+        "0.0.0.0/0",
+        "fd00::/8",
+        "fd00:1::/32",
+        "fd01::/16",
+        "::/0",
+    ]
+    .iter()
+    .map(|n| n.parse().expect("net"))
+    .collect();
+    for held in &nets {
+        let mut prefixes = Prefixes::default();
+        prefixes.insert(*held, 0);
+        for probe in &nets {
+            assert_eq!(
+                prefixes.overlapping(probe).is_some(),
+                overlaps(held, probe),
+                "{held} vs {probe}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_thousand_peers_at_the_cap_validate_with_the_right_verdicts() {
+    // 1,000 peers, 64 /32s each, all disjoint; then a newcomer overlapping the last one.
+    let mut declarations: Vec<Declaration> = (0..1000u32)
+        .map(|i| {
+            let cidrs: Vec<String> = (0..MAX_ALLOWED_IPS as u32)
+                .map(|j| {
+                    let n = i * 64 + j;
+                    format!("10.{}.{}.{}/32", 100 + n / 65536, (n / 256) % 256, n % 256)
+                })
+                .collect();
+            let refs: Vec<&str> = cidrs.iter().map(String::as_str).collect();
+            let name = format!("p{i}");
+            let mut peer = peer_at(
+                &name,
+                &format!("192.0.{}.{}:51820", i / 250, i % 250 + 1),
+                &refs,
+            );
+            let mut bytes = [0u8; 32];
+            bytes[..4].copy_from_slice(&i.to_be_bytes());
+            bytes[31] = 1;
+            peer.public_key = PublicKey::from_bytes(bytes).to_base64();
+            Declaration::Peer(peer)
+        })
+        .collect();
+    let last = 999 * 64 + 63;
+    let clash = format!("10.{}.{}.0/24", 100 + last / 65536, (last / 256) % 256);
+    declarations.push(Declaration::Peer(peer_at("late", "192.0.9.9:1", &[&clash])));
+    let outcome = validate(declarations, &ctx());
+    assert_eq!(outcome.accepted.len(), 1000);
+    assert_eq!(outcome.rejected.len(), 1);
+    assert_eq!(outcome.rejected[0].name.as_deref(), Some("late"));
 }

@@ -49,7 +49,92 @@ fn unknown_spec_field_is_named() {
     let Declaration::Unreadable { reason, .. } = only(parse_file("x.yaml", &text)) else {
         panic!("accepted");
     };
-    assert!(reason.contains("unknown field `colour`"), "{reason}");
+    assert!(reason.contains("spec: unknown field"), "{reason}");
+    assert!(!reason.contains("colour"), "{reason}");
+}
+
+const MARKER: &str = "c2VjcmV0LW1hcmtlci0xMjM0NTY3ODkwYWJjZGVmZ2g=";
+
+fn reason_of(text: &str) -> String {
+    match only(parse_file("x.yaml", text)) {
+        Declaration::Unreadable { reason, .. } => reason,
+        Declaration::Peer(raw) => panic!("accepted: {raw:?}"),
+    }
+}
+
+#[test]
+fn a_file_of_one_secret_line_is_not_quoted() {
+    // What a link to a private key file reads as: one plain scalar.
+    let reason = reason_of(&format!("{MARKER}\n"));
+    assert!(!reason.contains(MARKER), "{reason}");
+    assert!(reason.contains("wrong type"), "{reason}");
+}
+
+#[test]
+fn values_of_the_wrong_type_or_shape_are_not_quoted() {
+    for (from, to) in [
+        (
+            "allowedIPs: [\"10.10.0.2/32\", \"10.244.0.0/16\"]",
+            format!("allowedIPs: {MARKER}"),
+        ),
+        (
+            "persistentKeepalive: 25",
+            format!("persistentKeepalive: {MARKER}"),
+        ),
+        (
+            "persistentKeepalive: 25",
+            format!("persistentKeepalive: 25\n  {MARKER}: 1"),
+        ),
+        ("kind: WireGuardPeer", format!("kind: {MARKER}")),
+        (
+            "apiVersion: zt.hanzo.ai/v1alpha1",
+            format!("apiVersion: [{MARKER}]"),
+        ),
+        (
+            "metadata: { name: lux-k8s, namespace: zt-system }",
+            format!("metadata: {MARKER}"),
+        ),
+    ] {
+        let text = GOOD.replace(from, &to);
+        assert_ne!(text, GOOD, "{from}");
+        let reason = reason_of(&text);
+        assert!(!reason.contains(MARKER), "{to}: {reason}");
+        assert!(!reason.contains("c2VjcmV0"), "{to}: {reason}");
+    }
+}
+
+#[test]
+fn the_reason_names_the_field_and_the_kind_of_problem() {
+    let text = GOOD.replace(
+        "allowedIPs: [\"10.10.0.2/32\", \"10.244.0.0/16\"]",
+        "allowedIPs: [\"10.10.0.2/32\", [1]]",
+    );
+    let reason = reason_of(&text);
+    assert_eq!(
+        reason,
+        "not a WireGuardPeer: spec.allowedIPs[1]: wrong type, expected a string"
+    );
+    let text = GOOD.replace("  cluster: lux-k8s\n", "");
+    assert_eq!(
+        reason_of(&text),
+        "not a WireGuardPeer: spec: missing field `cluster`"
+    );
+}
+
+#[test]
+fn yaml_syntax_errors_give_the_position_not_the_text() {
+    for text in [
+        format!("spec: [{MARKER}\n  x: {{"),
+        format!("a: b\n{MARKER}: [\n"),
+        format!("\"{MARKER}\\q\""),
+        format!("a: *{MARKER}\n"),
+        format!("{MARKER}: 1\n{MARKER}: 2\n"),
+    ] {
+        let reason = reason_of(&text);
+        assert!(!reason.contains("c2VjcmV0"), "{text}: {reason}");
+    }
+    let reason = reason_of(&format!("spec: [{MARKER}\n  x: {{"));
+    assert!(reason.starts_with("unparseable YAML at line "), "{reason}");
 }
 
 #[test]
@@ -71,9 +156,10 @@ fn wrong_kind_is_rejected() {
         panic!("accepted");
     };
     assert!(
-        reason.contains("expected zt.hanzo.ai/v1alpha1/WireGuardPeer"),
+        reason.contains("must be zt.hanzo.ai/v1alpha1/WireGuardPeer"),
         "{reason}"
     );
+    assert!(!reason.contains("ConfigMap"), "{reason}");
 }
 
 #[test]

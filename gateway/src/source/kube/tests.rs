@@ -106,8 +106,21 @@ async fn invalid_resources_are_not_ready_with_the_reason_and_the_others_apply() 
             json!({"publicKey": key("schema").to_base64()}),
         )
         .await;
+    // Values of the wrong type are never repeated in the reason.
+    h.fake
+        .put_peer(
+            NS,
+            "marker",
+            json!({
+                "cluster": "marker",
+                "publicKey": key("marker").to_base64(),
+                "allowedIPs": "SECRET-MARKER-1",
+                "persistentKeepalive": "SECRET-MARKER-2",
+            }),
+        )
+        .await;
     h.until("every status written", |h| {
-        ["b", "host-bits", "overlap", "schema"]
+        ["b", "host-bits", "overlap", "schema", "marker"]
             .iter()
             .all(|n| h.status_of(n).get("conditions").is_some())
     })
@@ -123,6 +136,10 @@ async fn invalid_resources_are_not_ready_with_the_reason_and_the_others_apply() 
     let (_, reason, message) = h.ready_message("schema");
     assert_eq!(reason, "Invalid");
     assert!(message.contains("schema"), "{message}");
+    let (_, reason, message) = h.ready_message("marker");
+    assert_eq!(reason, "Invalid");
+    assert!(message.contains("spec.allowedIPs"), "{message}");
+    assert!(!message.contains("SECRET-MARKER"), "{message}");
     assert_eq!(h.device.peers().len(), 1);
     assert_eq!(h.status_of("b")["observedGeneration"], 1);
 }

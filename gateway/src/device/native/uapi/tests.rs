@@ -131,3 +131,44 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_thousand_peers_with_sixty_four_allowed_ips_each_report_their_own() {
+    let mut core = Core::new();
+    let key = |i: u32| {
+        let mut bytes = [0u8; 32];
+        bytes[..4].copy_from_slice(&i.to_be_bytes());
+        bytes[31] = 1;
+        bytes
+    };
+    let net = |n: u32| -> IpNet {
+        format!("10.{}.{}.{}/32", 100 + n / 65536, (n / 256) % 256, n % 256)
+            .parse()
+            .expect("net")
+    };
+    let mut request = String::from("set=1\n");
+    for i in 0..1000u32 {
+        request.push_str(&format!("public_key={}\n", hex(key(i))));
+        for j in 0..64 {
+            request.push_str(&format!("allowed_ip={}\n", net(i * 64 + j)));
+        }
+    }
+    assert_eq!(&*answer(&mut core, &lines(&request), 51820), "errno=0\n\n");
+    let got = answer(&mut core, &lines("get=1"), 51820);
+    let report = parse_get(&got).expect("parses");
+    assert_eq!(report.peers.len(), 1000);
+    for peer in &report.peers {
+        let i = (0..1000u32)
+            .find(|i| hex(key(*i)) == peer.public_key.to_hex())
+            .expect("a known key");
+        let expected: std::collections::BTreeSet<IpNet> =
+            (0..64).map(|j| net(i * 64 + j)).collect();
+        assert_eq!(peer.allowed_ips, expected, "peer {i}");
+    }
+    // Removing a peer drops exactly its prefixes.
+    let remove = format!("set=1\npublic_key={}\nremove=true", hex(key(7)));
+    assert_eq!(&*answer(&mut core, &lines(&remove), 51820), "errno=0\n\n");
+    let report = parse_get(&answer(&mut core, &lines("get=1"), 51820)).expect("parses");
+    let total: usize = report.peers.iter().map(|p| p.allowed_ips.len()).sum();
+    assert_eq!((report.peers.len(), total), (999, 999 * 64));
+}
