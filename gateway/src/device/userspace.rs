@@ -60,13 +60,10 @@ impl UserspaceDevice {
         })?;
         ownership::clear_stale(&netlink, &name, Owner::USERSPACE, Some(&socket)).await?;
 
-        let (channel, device_end) = Channel::pair_stream().map_err(|e| Error::Create {
-            name: name.clone(),
-            reason: format!("cannot create the UAPI channel: {e}"),
-        })?;
+        let (channel, device_streams) = Channel::new();
         let (create_name, port) = (name.clone(), settings.listen_port);
         let handle = tokio::task::spawn_blocking(move || {
-            NativeHandle::start(&create_name, port, device_end)
+            NativeHandle::start(&create_name, port, device_streams)
         })
         .await
         .map_err(|e| Error::Create {
