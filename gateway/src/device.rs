@@ -7,6 +7,7 @@
 pub mod kernel;
 pub mod native;
 pub mod netlink;
+pub mod ownership;
 pub mod uapi_client;
 pub mod uapi_server;
 pub mod userspace;
@@ -41,6 +42,22 @@ pub enum Error {
         "interface {name} is already served by a running WireGuard process (its UAPI socket {socket} answers)"
     )]
     InUse {
+        /// Interface name.
+        name: String,
+        /// Socket path.
+        socket: String,
+    },
+    /// A link of the configured name exists and the gateway did not create it.
+    #[error(
+        "interface {name} exists and was not created by the gateway (it lacks the gateway's ownership marker); refusing to touch it"
+    )]
+    Foreign {
+        /// Interface name.
+        name: String,
+    },
+    /// Something that is not a socket lies at the interface's UAPI socket path.
+    #[error("interface {name}: {socket} exists and is not a socket; refusing to remove it")]
+    NotSocket {
         /// Interface name.
         name: String,
         /// Socket path.

@@ -18,6 +18,7 @@ use kms_client::PrivateKey;
 use zeroize::Zeroize as _;
 
 use super::netlink::Netlink;
+use super::ownership::{self, Owner};
 use super::{Device, Error, InterfaceSettings};
 use crate::core::key::PublicKey;
 use crate::core::peer::PeerConfig;
@@ -41,10 +42,14 @@ impl std::fmt::Debug for KernelDevice {
 }
 
 impl KernelDevice {
-    /// Creates the interface with key and port, then MTU, address and link up.
+    /// Creates the interface and marks it as the gateway's, then sets key and port, MTU,
+    /// address and link up. A marked WireGuard interface of the same name, left by an earlier
+    /// run, is deleted first; any other link of that name is refused and left alone
+    /// ([`ownership`]).
     ///
     /// # Errors
-    /// [`Error::Kernel`] when the module is missing or refuses; netlink failures.
+    /// [`Error::Foreign`]; [`Error::Kernel`] when the module is missing or refuses; netlink
+    /// failures.
     pub async fn create(settings: &InterfaceSettings, key: &PrivateKey) -> Result<Self, Error> {
         let name = settings.name.clone();
         let kernel_err = |reason: String| Error::Kernel {
@@ -53,12 +58,32 @@ impl KernelDevice {
         };
         let netlink =
             Netlink::open().map_err(|e| kernel_err(format!("cannot open netlink: {e}")))?;
+        ownership::clear_stale(&netlink, &name, Owner::KERNEL, None).await?;
         let mut api = WGApi::<Kernel>::new(name.clone()).map_err(|e| kernel_err(e.to_string()))?;
         api.create_interface().map_err(|e| {
             kernel_err(format!(
                 "cannot create the interface ({e}); is the wireguard kernel module loaded?"
             ))
         })?;
+        let index = match netlink.index(&name).await {
+            Ok(Some(index)) => index,
+            Ok(None) => {
+                return Err(kernel_err(
+                    "the interface vanished after creation".to_owned(),
+                ));
+            }
+            Err(e) => {
+                let _ = api.remove_interface();
+                return Err(e);
+            }
+        };
+        if let Err(e) = netlink
+            .set_alias(&name, index, ownership::MARKER_KERNEL)
+            .await
+        {
+            let _ = api.remove_interface();
+            return Err(e);
+        }
         let mut config = InterfaceConfiguration {
             name: name.clone(),
             prvkey: key.to_base64().to_string(),
@@ -76,10 +101,6 @@ impl KernelDevice {
             let _ = api.remove_interface();
             return Err(kernel_err(e.to_string()));
         }
-        let index = netlink
-            .index(&name)
-            .await?
-            .ok_or_else(|| kernel_err("the interface vanished after creation".to_owned()))?;
         netlink
             .configure(&name, index, settings.mtu, settings.address)
             .await?;

@@ -21,10 +21,11 @@ pub mod tun;
 pub mod uapi;
 pub mod udp;
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -64,12 +65,16 @@ impl Drop for NativeHandle {
 
 impl NativeHandle {
     /// Creates the TUN device `name`, binds the UDP port (IPv6 and IPv4 on one socket where
-    /// the host has IPv6) and starts the threads. `uapi` is the device's end of the
-    /// private UAPI channel.
+    /// the host has IPv6) and starts the threads. `uapi` yields the device's ends of the
+    /// private UAPI channel, served one after the other.
     ///
     /// # Errors
     /// When the TUN device or the socket cannot be created (`AddrInUse` for a taken port).
-    pub fn start(name: &str, listen_port: u16, uapi: UnixStream) -> std::io::Result<Self> {
+    pub fn start(
+        name: &str,
+        listen_port: u16,
+        uapi: Receiver<UnixStream>,
+    ) -> std::io::Result<Self> {
         let udp = Arc::new(Udp::bind(listen_port, RECV_TIMEOUT)?);
         let tun = Arc::new(Tun::create(name)?);
         tracing::debug!(gro = udp.gro(), "native device: UDP socket bound");
@@ -231,7 +236,18 @@ fn udp_loop(core: &Mutex<Core>, tun: &Tun, udp: &Udp, stop: &AtomicBool) {
     }
 }
 
-fn uapi_loop(core: &Mutex<Core>, stream: UnixStream, listen_port: u16) {
+/// Longest line accepted on the private UAPI channel; a longer one ends the stream.
+const MAX_UAPI_LINE: u64 = 4096;
+
+/// Serves the private UAPI channel: each stream until it ends or fails, then the next one the
+/// gateway hands over, until the gateway drops its side.
+fn uapi_loop(core: &Mutex<Core>, streams: Receiver<UnixStream>, listen_port: u16) {
+    for stream in streams {
+        serve_uapi(core, stream, listen_port);
+    }
+}
+
+fn serve_uapi(core: &Mutex<Core>, stream: UnixStream, listen_port: u16) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
@@ -240,8 +256,9 @@ fn uapi_loop(core: &Mutex<Core>, stream: UnixStream, listen_port: u16) {
         let mut lines: Vec<String> = Vec::new();
         loop {
             let mut line = zeroize::Zeroizing::new(String::new());
-            match reader.read_line(&mut line) {
+            match (&mut reader).take(MAX_UAPI_LINE).read_line(&mut line) {
                 Ok(0) | Err(_) => return,
+                Ok(_) if !line.ends_with('\n') => return,
                 Ok(_) => {}
             }
             let line = line.trim_end_matches('\n');

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::TryStreamExt as _;
 use ipnet::IpNet;
+use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage};
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
@@ -258,6 +259,99 @@ impl Netlink {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// The kind of an existing link, as far as the ownership check cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    /// A TUN device (what the userspace backend creates).
+    Tun,
+    /// A kernel WireGuard interface (what the kernel backend creates).
+    Wireguard,
+    /// Anything else, or a link that reports no kind.
+    Other,
+}
+
+/// What the start-up check learns about an existing link of the configured name. The alias
+/// is set by whoever made the link: it is compared, never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LinkFacts {
+    /// Interface index.
+    pub index: u32,
+    /// The link's kind.
+    pub kind: LinkKind,
+    /// Its `ifalias`, if it has one.
+    pub alias: Option<String>,
+}
+
+impl std::fmt::Debug for LinkFacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkFacts")
+            .field("index", &self.index)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Netlink {
+    /// Returns the index, kind and alias of the link `name`, or `None` if there is none.
+    ///
+    /// # Errors
+    /// Netlink failures other than "no such device".
+    pub async fn link_facts(&self, name: &str) -> Result<Option<LinkFacts>, Error> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
+        match links.try_next().await {
+            Ok(Some(link)) => Ok(Some(facts(&link))),
+            Ok(None) => Ok(None),
+            Err(e) if errno(&e) == Some(ENODEV) => Ok(None),
+            Err(e) => Err(failed(name, "look up link", e)),
+        }
+    }
+
+    /// Sets the link's `ifalias` (the gateway's ownership marker).
+    ///
+    /// # Errors
+    /// When the request is refused.
+    pub async fn set_alias(&self, name: &str, index: u32, alias: &str) -> Result<(), Error> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).alias(alias).build())
+            .execute()
+            .await
+            .map_err(|e| failed(name, "set the ownership marker", e))
+    }
+}
+
+fn facts(link: &LinkMessage) -> LinkFacts {
+    let mut kind = LinkKind::Other;
+    let mut alias = None;
+    for attribute in &link.attributes {
+        match attribute {
+            LinkAttribute::IfAlias(value) => alias = Some(value.clone()),
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    if let LinkInfo::Kind(found) = info {
+                        kind = match found {
+                            InfoKind::Tun => LinkKind::Tun,
+                            InfoKind::Wireguard => LinkKind::Wireguard,
+                            _ => LinkKind::Other,
+                        };
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    LinkFacts {
+        index: link.header.index,
+        kind,
+        alias,
     }
 }
 

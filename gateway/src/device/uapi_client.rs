@@ -1,12 +1,18 @@
-//! The in-process UAPI channel to the userspace device ([`super::native`]): one socket pair,
+//! The in-process UAPI channel to the userspace device ([`super::native`]): a socket pair,
 //! one request at a time, bounded by a timeout, buffers wiped after use (a `get` answer
 //! carries the private key). The device answers on the far end of the pair; the gateway
 //! serves the public socket itself ([`super::uapi_server`]).
+//!
+//! An exchange that fails in any way (a timeout, an answer too large, a broken pipe) discards
+//! the pair: what the device may still send belongs to that request, so the next request
+//! goes over a new pair, handed to the device through [`Channel::new`]'s receiver, and never
+//! reads a previous answer.
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
 
 use zeroize::Zeroizing;
@@ -48,27 +54,39 @@ pub fn is_live(path: &Path) -> bool {
     UnixStream::connect(path).is_ok()
 }
 
-/// Our end of the device's UAPI socket pair.
+/// Our side of the device's UAPI channel: the current socket pair, if any, and where the
+/// device's ends of new pairs go.
 #[derive(Debug)]
 pub struct Channel {
-    stream: Mutex<UnixStream>,
+    state: Mutex<State>,
+    timeout: Duration,
+    max_answer: usize,
+}
+
+#[derive(Debug)]
+struct State {
+    stream: Option<UnixStream>,
+    device: Sender<UnixStream>,
 }
 
 impl Channel {
-    /// Creates the pair; returns our channel and the device's end as a stream.
-    ///
-    /// # Errors
-    /// When the pair cannot be created.
-    pub fn pair_stream() -> std::io::Result<(Self, UnixStream)> {
-        let (ours, theirs) = UnixStream::pair()?;
-        ours.set_read_timeout(Some(TIMEOUT))?;
-        ours.set_write_timeout(Some(TIMEOUT))?;
-        Ok((
-            Self {
-                stream: Mutex::new(ours),
-            },
-            theirs,
-        ))
+    /// Creates the channel. The device serves the streams the receiver yields, one after
+    /// the other: a new one arrives whenever the previous pair was discarded.
+    pub fn new() -> (Self, Receiver<UnixStream>) {
+        Self::with_limits(TIMEOUT, MAX_ANSWER)
+    }
+
+    fn with_limits(timeout: Duration, max_answer: usize) -> (Self, Receiver<UnixStream>) {
+        let (device, streams) = std::sync::mpsc::channel();
+        let channel = Self {
+            state: Mutex::new(State {
+                stream: None,
+                device,
+            }),
+            timeout,
+            max_answer,
+        };
+        (channel, streams)
     }
 
     /// Sends `get=1` and parses the answer.
@@ -95,10 +113,36 @@ impl Channel {
     /// # Errors
     /// IO failures; the answer is not interpreted.
     pub fn exchange_raw(&self, request: &[u8]) -> Result<Zeroizing<String>, Error> {
-        let mut stream = self
-            .stream
+        let mut state = self
+            .state
             .lock()
             .map_err(|_| Error::Io(std::io::Error::other("device channel lock poisoned")))?;
+        let result = self.exchange_on(&mut state, request);
+        if result.is_err() {
+            // Whatever the device still sends answers this request: no later one may read it.
+            state.stream = None;
+        }
+        result
+    }
+
+    fn exchange_on(&self, state: &mut State, request: &[u8]) -> Result<Zeroizing<String>, Error> {
+        let stream = match &mut state.stream {
+            Some(stream) => stream,
+            none => {
+                let (ours, theirs) = UnixStream::pair().map_err(Error::Io)?;
+                ours.set_read_timeout(Some(self.timeout))
+                    .map_err(Error::Io)?;
+                ours.set_write_timeout(Some(self.timeout))
+                    .map_err(Error::Io)?;
+                state.device.send(theirs).map_err(|_| {
+                    Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::NotConnected,
+                        "the device stopped serving its UAPI channel",
+                    ))
+                })?;
+                none.insert(ours)
+            }
+        };
         stream.write_all(request).map_err(Error::Io)?;
         let mut raw = Zeroizing::new(Vec::new());
         let mut buf = Zeroizing::new([0u8; 4096]);
@@ -111,11 +155,11 @@ impl Channel {
                 )));
             }
             raw.extend_from_slice(&buf[..n]);
+            if raw.len() > self.max_answer {
+                return Err(Error::Io(std::io::Error::other("device answer too large")));
+            }
             if is_complete(&raw) {
                 break;
-            }
-            if raw.len() > MAX_ANSWER {
-                return Err(Error::Io(std::io::Error::other("device answer too large")));
             }
         }
         Ok(Zeroizing::new(String::from_utf8_lossy(&raw).into_owned()))
@@ -138,3 +182,6 @@ fn is_complete(raw: &[u8]) -> bool {
             .split(|b| *b == b'\n')
             .any(|line| line.starts_with(b"errno="))
 }
+
+#[cfg(test)]
+mod tests;

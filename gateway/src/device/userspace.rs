@@ -12,6 +12,7 @@ use zeroize::Zeroizing;
 
 use super::native::NativeHandle;
 use super::netlink::Netlink;
+use super::ownership::{self, Owner};
 use super::uapi_client::Channel;
 use super::uapi_server::Server;
 use super::{Device, DropReason, Error, InterfaceSettings, uapi_client};
@@ -42,12 +43,14 @@ impl std::fmt::Debug for UserspaceDevice {
 }
 
 impl UserspaceDevice {
-    /// Creates the interface, sets key and port, then MTU, address and link up. A stale
-    /// socket or interface left by a crashed run is removed first; a live one is an error.
-    /// On failure nothing is left behind.
+    /// Creates the interface, marks it as the gateway's, sets key and port, then MTU, address
+    /// and link up. A stale socket or interface left by a crashed run is removed first; a
+    /// live one, or one the gateway did not make, is an error ([`ownership`]). On failure
+    /// nothing is left behind.
     ///
     /// # Errors
-    /// [`Error::InUse`], [`Error::PortInUse`], [`Error::Create`] and netlink failures.
+    /// [`Error::InUse`], [`Error::Foreign`], [`Error::NotSocket`], [`Error::PortInUse`],
+    /// [`Error::Create`] and netlink failures.
     pub async fn create(settings: &InterfaceSettings, key: &PrivateKey) -> Result<Self, Error> {
         let name = settings.name.clone();
         let socket = uapi_client::socket_path(&name);
@@ -55,15 +58,12 @@ impl UserspaceDevice {
             name: name.clone(),
             reason: format!("cannot open netlink: {e}"),
         })?;
-        recover_stale(&netlink, &name, &socket).await?;
+        ownership::clear_stale(&netlink, &name, Owner::USERSPACE, Some(&socket)).await?;
 
-        let (channel, device_end) = Channel::pair_stream().map_err(|e| Error::Create {
-            name: name.clone(),
-            reason: format!("cannot create the UAPI channel: {e}"),
-        })?;
+        let (channel, device_streams) = Channel::new();
         let (create_name, port) = (name.clone(), settings.listen_port);
         let handle = tokio::task::spawn_blocking(move || {
-            NativeHandle::start(&create_name, port, device_end)
+            NativeHandle::start(&create_name, port, device_streams)
         })
         .await
         .map_err(|e| Error::Create {
@@ -104,6 +104,13 @@ impl UserspaceDevice {
         settings: &InterfaceSettings,
         key: &PrivateKey,
     ) -> Result<(), Error> {
+        // Marked first, so a later run recognises the interface as the gateway's.
+        self.index = self.netlink.index(&self.name).await?.ok_or_else(|| {
+            self.create_error("the TUN device vanished after creation".to_owned())
+        })?;
+        self.netlink
+            .set_alias(&self.name, self.index, ownership::MARKER_USERSPACE)
+            .await?;
         let mut body = Zeroizing::new(String::with_capacity(128));
         body.push_str("private_key=");
         body.push_str(&key.to_hex());
@@ -127,9 +134,6 @@ impl UserspaceDevice {
                 });
             }
         }
-        self.index = self.netlink.index(&self.name).await?.ok_or_else(|| {
-            self.create_error("the TUN device vanished after creation".to_owned())
-        })?;
         self.netlink
             .configure(&self.name, self.index, settings.mtu, settings.address)
             .await?;
@@ -223,28 +227,4 @@ impl Device for UserspaceDevice {
     async fn shutdown(mut self) -> Result<(), Error> {
         self.teardown().await
     }
-}
-
-/// Removes what a crashed run left: a socket nobody answers on, and an interface of our
-/// name without a live socket. A live socket means another process serves the interface.
-async fn recover_stale(
-    netlink: &Netlink,
-    name: &str,
-    socket: &std::path::Path,
-) -> Result<(), Error> {
-    if socket.exists() {
-        if uapi_client::is_live(socket) {
-            return Err(Error::InUse {
-                name: name.to_owned(),
-                socket: socket.display().to_string(),
-            });
-        }
-        tracing::warn!(interface = %name, socket = %socket.display(), "removing stale UAPI socket left by an earlier run");
-        let _ = std::fs::remove_file(socket);
-    }
-    if let Some(index) = netlink.index(name).await? {
-        tracing::warn!(interface = %name, "removing stale interface left by an earlier run");
-        netlink.delete_link(name, index).await?;
-    }
-    Ok(())
 }
