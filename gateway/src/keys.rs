@@ -66,7 +66,9 @@ pub async fn load(prepared: &Prepared) -> anyhow::Result<LoadedKey> {
 }
 
 async fn load_from_kms(store: &InfisicalStore, config: &KmsConfig) -> anyhow::Result<LoadedKey> {
-    let deadline = tokio::time::Instant::now() + config.deadline;
+    let deadline = tokio::time::Instant::now()
+        .checked_add(config.deadline)
+        .context("key.deadline is too far in the future")?;
     let url = &config.store.url;
     let mut attempt = 0u32;
     let last_error = loop {
@@ -125,3 +127,6 @@ async fn load_from_kms(store: &InfisicalStore, config: &KmsConfig) -> anyhow::Re
         ),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -534,3 +534,15 @@ async fn an_oversized_answer_is_malformed_and_not_read_to_the_end() {
         );
     }
 }
+
+#[test]
+fn a_huge_token_lifetime_is_capped_not_a_panic() {
+    let token = wire::token_from(
+        Operation::Login,
+        br#"{"accessToken": "t", "expiresIn": 18446744073709551615}"#,
+    )
+    .expect("token");
+    let now = Instant::now();
+    assert!(token.expires_at <= now + Duration::from_secs(24 * 3600));
+    assert!(token.renew_at < token.expires_at);
+}
