@@ -21,6 +21,17 @@ const START_RETRY: RetryPolicy = RetryPolicy {
     cap: Duration::from_secs(5),
 };
 
+/// Makes the process non-dumpable (`PR_SET_DUMPABLE` 0): a crash writes no core file, which
+/// would hold the private key, and processes of the same user can neither attach to it nor
+/// read its memory through `/proc`. Called first thing at start-up, before the key exists.
+///
+/// # Errors
+/// When the kernel refuses; the gateway then does not start.
+pub fn forbid_core_dumps() -> anyhow::Result<()> {
+    nix::sys::prctl::set_dumpable(false)
+        .context("cannot make the process non-dumpable (prctl PR_SET_DUMPABLE)")
+}
+
 /// Prepares the key source without loading the key: credential files and TLS set-up are
 /// checked here, so a configuration mistake stops start-up before anything is created.
 ///

@@ -40,3 +40,9 @@ async fn a_deadline_beyond_the_clock_is_an_error_not_a_panic() {
     let err = load(&prepared).await.expect_err("refused");
     assert!(err.to_string().contains("key.deadline"), "{err:#}");
 }
+
+#[test]
+fn core_dumps_are_forbidden_in_process() {
+    forbid_core_dumps().expect("prctl");
+    assert!(!nix::sys::prctl::get_dumpable().expect("prctl"));
+}
