@@ -9,7 +9,8 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::os::unix::process::CommandExt as _;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::stat::Mode;
@@ -39,27 +40,7 @@ fn the_gateway_is_not_dumpable_before_it_reads_its_configuration() {
     let mut child = command.spawn().expect("start the gateway");
     let pid = child.id();
 
-    // Opening the FIFO for writing succeeds once the gateway has opened it for reading.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let writer = loop {
-        match OpenOptions::new()
-            .write(true)
-            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-            .open(&fifo)
-        {
-            Ok(writer) => break writer,
-            Err(e) if e.raw_os_error() == Some(nix::libc::ENXIO) => {}
-            Err(e) => panic!("open the FIFO: {e}"),
-        }
-        if let Some(status) = child.try_wait().expect("wait") {
-            panic!("the gateway exited before reading its configuration: {status}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the gateway never opened its configuration"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let writer = open_when_read(&fifo, &mut child);
 
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     let real_uid: u32 = status
@@ -83,4 +64,33 @@ fn the_gateway_is_not_dumpable_before_it_reads_its_configuration() {
         owner, 0,
         "/proc/{pid}/status belongs to uid {owner}, the gateway's own user: it is dumpable"
     );
+}
+
+/// Opens the FIFO for writing, which succeeds once `child` has opened it for reading: a
+/// bounded wait on a child process.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a bounded wait for a child process to reach a system call"
+)]
+fn open_when_read(fifo: &Path, child: &mut Child) -> std::fs::File {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(fifo)
+        {
+            Ok(writer) => return writer,
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENXIO) => {}
+            Err(e) => panic!("open the FIFO: {e}"),
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            panic!("the gateway exited before reading its configuration: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never opened its configuration"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
