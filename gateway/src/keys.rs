@@ -21,6 +21,17 @@ const START_RETRY: RetryPolicy = RetryPolicy {
     cap: Duration::from_secs(5),
 };
 
+/// Makes the process non-dumpable (`PR_SET_DUMPABLE` 0): a crash writes no core file, which
+/// would hold the private key, and processes of the same user can neither attach to it nor
+/// read its memory through `/proc`. Called first thing at start-up, before the key exists.
+///
+/// # Errors
+/// When the kernel refuses; the gateway then does not start.
+pub fn forbid_core_dumps() -> anyhow::Result<()> {
+    nix::sys::prctl::set_dumpable(false)
+        .context("cannot make the process non-dumpable (prctl PR_SET_DUMPABLE)")
+}
+
 /// Prepares the key source without loading the key: credential files and TLS set-up are
 /// checked here, so a configuration mistake stops start-up before anything is created.
 ///
@@ -66,7 +77,9 @@ pub async fn load(prepared: &Prepared) -> anyhow::Result<LoadedKey> {
 }
 
 async fn load_from_kms(store: &InfisicalStore, config: &KmsConfig) -> anyhow::Result<LoadedKey> {
-    let deadline = tokio::time::Instant::now() + config.deadline;
+    let deadline = tokio::time::Instant::now()
+        .checked_add(config.deadline)
+        .context("key.deadline is too far in the future")?;
     let url = &config.store.url;
     let mut attempt = 0u32;
     let last_error = loop {
@@ -125,3 +138,6 @@ async fn load_from_kms(store: &InfisicalStore, config: &KmsConfig) -> anyhow::Re
         ),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,6 +9,11 @@ use gateway::config::Config;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     gateway::telemetry::init(&cli.log);
+    // Before anything else, and long before the key is loaded: no core file may hold it.
+    if let Err(e) = gateway::keys::forbid_core_dumps() {
+        tracing::error!("{e:#}");
+        return ExitCode::FAILURE;
+    }
     let config = match Config::from_cli(&cli) {
         Ok(config) => config,
         Err(e) => {

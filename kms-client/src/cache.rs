@@ -41,7 +41,10 @@ pub struct Kek(Zeroizing<[u8; 32]>);
 
 impl std::fmt::Debug for Kek {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Kek({})", self.id())
+        match self.id() {
+            Ok(id) => write!(f, "Kek({id})"),
+            Err(_) => f.write_str("Kek(<no id>)"),
+        }
     }
 }
 
@@ -66,7 +69,10 @@ impl Kek {
 
     /// A fingerprint that identifies the KEK without revealing it: the tag of an empty
     /// message sealed under it with a fixed nonce and label.
-    pub fn id(&self) -> String {
+    ///
+    /// # Errors
+    /// [`CacheError::Seal`] when the cipher refuses (it never should for an empty message).
+    pub fn id(&self) -> Result<String, CacheError> {
         let cipher = ChaCha20Poly1305::new(Key::from_slice(self.0.as_ref()));
         let tag = cipher
             .encrypt(
@@ -76,8 +82,10 @@ impl Kek {
                     aad: b"zt-gateway kek id",
                 },
             )
-            .unwrap_or_default();
-        tag.iter().take(8).map(|b| format!("{b:02x}")).collect()
+            .map_err(|_| {
+                CacheError::Seal("the key-encryption key fingerprint cannot be computed")
+            })?;
+        Ok(tag.iter().take(8).map(|b| format!("{b:02x}")).collect())
     }
 }
 
@@ -115,6 +123,9 @@ pub enum CacheError {
     /// The KEK could not be read.
     #[error("cannot read the key-encryption key")]
     Kek(#[source] Error),
+    /// The copy could not be sealed: nothing was written, the previous file is untouched.
+    #[error("cannot seal the survival cache: {0}")]
+    Seal(&'static str),
     /// File IO failed.
     #[error("survival cache {}", path.display())]
     Io {
@@ -156,11 +167,25 @@ fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// The time `secs` seconds after the epoch, if it can be represented.
+fn from_unix(secs: u64) -> Option<SystemTime> {
+    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+}
+
 /// Seals `key` under `kek`, usable until `not_after`. `nonce` must be fresh for this KEK.
-pub fn seal(key: &LoadedKey, kek: &Kek, not_after: SystemTime, nonce: [u8; 12]) -> String {
+///
+/// # Errors
+/// [`CacheError::Seal`] when encryption or serialisation fails: a broken copy is never
+/// returned.
+pub fn seal(
+    key: &LoadedKey,
+    kek: &Kek,
+    not_after: SystemTime,
+    nonce: [u8; 12],
+) -> Result<String, CacheError> {
     let mut sealed = Sealed {
         format: FORMAT.to_owned(),
-        kek_id: kek.id(),
+        kek_id: kek.id()?,
         not_after: unix(not_after),
         kms_version: key.version,
         created_at: key.created_at.map(unix),
@@ -177,9 +202,9 @@ pub fn seal(key: &LoadedKey, kek: &Kek, not_after: SystemTime, nonce: [u8; 12]) 
                 aad: aad.as_bytes(),
             },
         )
-        .unwrap_or_default();
+        .map_err(|_| CacheError::Seal("encryption failed"))?;
     sealed.ciphertext = STANDARD.encode(ciphertext);
-    serde_json::to_string_pretty(&sealed).unwrap_or_default()
+    serde_json::to_string_pretty(&sealed).map_err(|_| CacheError::Seal("serialisation failed"))
 }
 
 /// Opens a sealed copy at `now`.
@@ -196,7 +221,7 @@ pub fn unseal(text: &str, kek: &Kek, now: SystemTime) -> Result<LoadedKey, Cache
             sealed.format
         )));
     }
-    let expected = kek.id();
+    let expected = kek.id()?;
     if sealed.kek_id != expected {
         return Err(CacheError::WrongKek {
             found: sealed.kek_id,
@@ -224,7 +249,7 @@ pub fn unseal(text: &str, kek: &Kek, now: SystemTime) -> Result<LoadedKey, Cache
             )
             .map_err(|_| CacheError::Tampered)?,
     );
-    let not_after = UNIX_EPOCH + Duration::from_secs(sealed.not_after);
+    let not_after = from_unix(sealed.not_after).ok_or(CacheError::Tampered)?;
     if now >= not_after {
         return Err(CacheError::Expired { not_after });
     }
@@ -237,17 +262,19 @@ pub fn unseal(text: &str, kek: &Kek, now: SystemTime) -> Result<LoadedKey, Cache
         key,
         origin: Origin::Cache,
         version: sealed.kms_version,
-        created_at: sealed
-            .created_at
-            .map(|s| UNIX_EPOCH + Duration::from_secs(s)),
+        created_at: sealed.created_at.and_then(from_unix),
     })
 }
 
 /// Seals `key` and writes it atomically to the cache file (mode 0600), valid for
 /// `config.max_age` from `now`.
 ///
+/// The copy is sealed completely before any file is touched, and written to a temporary file
+/// that replaces the cache only once it is on disk: a failure at any step leaves the previous
+/// cache file as it was.
+///
 /// # Errors
-/// KEK or file errors.
+/// KEK, sealing or file errors.
 pub fn write(config: &CacheConfig, key: &LoadedKey, now: SystemTime) -> Result<(), CacheError> {
     let kek = Kek::read(&config.kek_file).map_err(CacheError::Kek)?;
     let mut nonce = [0u8; 12];
@@ -255,22 +282,39 @@ pub fn write(config: &CacheConfig, key: &LoadedKey, now: SystemTime) -> Result<(
         path: config.path.clone(),
         source: std::io::Error::other(e.to_string()),
     })?;
-    let text = seal(key, &kek, now + config.max_age, nonce);
+    let not_after = now.checked_add(config.max_age).ok_or(CacheError::Seal(
+        "not_after (now + max_age) is out of range",
+    ))?;
+    let text = seal(key, &kek, not_after, nonce)?;
     let io = |source| CacheError::Io {
         path: config.path.clone(),
         source,
     };
-    let tmp = config.path.with_extension("tmp");
+    // `<name>.tmp` next to the cache: never the cache itself, whatever its name ends with.
+    let Some(name) = config.path.file_name() else {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the cache path names no file",
+        )));
+    };
+    let mut tmp_name = name.to_owned();
+    tmp_name.push(".tmp");
+    let tmp = config.path.with_file_name(tmp_name);
     let _ = fs::remove_file(&tmp);
-    let mut file = fs::OpenOptions::new()
+    let written = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&tmp)
-        .map_err(io)?;
-    file.write_all(text.as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    fs::rename(&tmp, &config.path).map_err(io)
+        .and_then(|mut file| {
+            file.write_all(text.as_bytes())?;
+            file.sync_all()
+        })
+        .and_then(|()| fs::rename(&tmp, &config.path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.map_err(io)
 }
 
 /// Reads and opens the cache at `now`.

@@ -132,12 +132,17 @@ impl<'n> TestApiServer<'n> {
             .map(drop)
     }
 
-    /// Creates or replaces Secret `name` with `value` under key `psk`.
+    /// Creates or replaces Secret `name` with `value` under key `psk`, labelled as a
+    /// preshared-key Secret (`zt.hanzo.ai/preshared-key: "true"`).
     ///
     /// # Errors
     /// Fails when the fake refuses.
     pub fn put_secret(&self, name: &str, value: &str) -> Result<()> {
-        let body = json!({"type": "Opaque", "data": {"psk": STANDARD.encode(value)}});
+        let body = json!({
+            "metadata": {"labels": {"zt.hanzo.ai/preshared-key": "true"}},
+            "type": "Opaque",
+            "data": {"psk": STANDARD.encode(value)},
+        });
         self.control("PUT", &object_path("secrets", name), Some(&body))
             .map(drop)
     }

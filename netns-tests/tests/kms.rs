@@ -165,8 +165,11 @@ fn start_up_fails_closed_and_uses_only_a_valid_survival_cache() {
         created_at: None,
     };
     let past = UNIX_EPOCH + unix_time() - Duration::from_secs(1);
-    std::fs::write(&cache_path, cache::seal(&loaded, &kek, past, [7; 12]))
-        .expect("write expired cache");
+    std::fs::write(
+        &cache_path,
+        cache::seal(&loaded, &kek, past, [7; 12]).expect("seal"),
+    )
+    .expect("write expired cache");
     let mut expired = start_with_kms(a, b, &kms, Some(&cache_path));
     assert!(!expired.wait_exit(EXIT).expect("exits").success());
     let line = single_error_line(&expired);
@@ -176,7 +179,7 @@ fn start_up_fails_closed_and_uses_only_a_valid_survival_cache() {
 
     // Tampered cache: refused.
     let future = UNIX_EPOCH + unix_time() + Duration::from_secs(3600);
-    let good = cache::seal(&loaded, &kek, future, [8; 12]);
+    let good = cache::seal(&loaded, &kek, future, [8; 12]).expect("seal");
     let tampered = good.replacen("\"kms_version\": 1", "\"kms_version\": 2", 1);
     assert_ne!(good, tampered);
     std::fs::write(&cache_path, tampered).expect("write tampered cache");

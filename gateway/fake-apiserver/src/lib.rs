@@ -28,6 +28,9 @@ use tokio::sync::Mutex;
 pub use state::{Kind, LEASES, PEERS, SECRETS, Stats};
 pub use watch::TooOld;
 
+/// The label that marks a Secret as one the gateway may read preshared keys from.
+pub const PSK_LABEL: &str = "zt.hanzo.ai/preshared-key";
+
 /// How the fake behaves.
 #[derive(Debug, Clone)]
 pub struct FakeConfig {
@@ -101,9 +104,14 @@ impl FakeApiServer {
             .is_some()
     }
 
-    /// Creates or replaces a Secret holding `value` under `key`.
+    /// Creates or replaces a Secret holding `value` under `key`, labelled as a preshared-key
+    /// Secret (`zt.hanzo.ai/preshared-key: "true"`), the only kind the gateway reads.
     pub async fn put_secret(&self, namespace: &str, name: &str, key: &str, value: &[u8]) {
-        let object = json!({ "type": "Opaque", "data": { key: STANDARD.encode(value) } });
+        let object = json!({
+            "metadata": { "labels": { PSK_LABEL: "true" } },
+            "type": "Opaque",
+            "data": { key: STANDARD.encode(value) },
+        });
         self.put(SECRETS, namespace, name, object).await;
     }
 

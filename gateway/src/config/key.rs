@@ -12,6 +12,13 @@ use super::{ConfigError, KeyConfig, KmsConfig, RawKey, bad, non_empty_path};
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_CACHE_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+/// The longest accepted values: far beyond any sensible setting, far below what makes time
+/// arithmetic overflow.
+const MAX_DEADLINE: Duration = DAY;
+const MAX_REQUEST_TIMEOUT: Duration = HOUR;
+const MAX_CACHE_MAX_AGE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 pub(super) fn validate(raw: RawKey) -> Result<KeyConfig, ConfigError> {
     match raw.source.as_deref().unwrap_or("file") {
@@ -114,6 +121,7 @@ fn kms(raw: RawKey) -> Result<KmsConfig, ConfigError> {
             "key.request_timeout",
             raw.request_timeout,
             DEFAULT_REQUEST_TIMEOUT,
+            MAX_REQUEST_TIMEOUT,
         )?,
         retry: RetryPolicy::default(),
     };
@@ -135,6 +143,7 @@ fn kms(raw: RawKey) -> Result<KmsConfig, ConfigError> {
                 "key.cache_max_age",
                 raw.cache_max_age,
                 DEFAULT_CACHE_MAX_AGE,
+                MAX_CACHE_MAX_AGE,
             )?,
         }),
         (Some(_), None) => {
@@ -159,17 +168,30 @@ fn kms(raw: RawKey) -> Result<KmsConfig, ConfigError> {
             raw.secret_name,
             "the secret holding the private key",
         )?,
-        deadline: duration("key.deadline", raw.deadline, DEFAULT_DEADLINE)?,
+        deadline: duration("key.deadline", raw.deadline, DEFAULT_DEADLINE, MAX_DEADLINE)?,
         cache,
     })
 }
 
-fn duration(key: &str, value: Option<String>, default: Duration) -> Result<Duration, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(text) => humantime::parse_duration(&text)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| bad(key, &text, "expected a duration such as 30s, 5m or 24h")),
+fn duration(
+    key: &str,
+    value: Option<String>,
+    default: Duration,
+    max: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(text) = value else {
+        return Ok(default);
+    };
+    let parsed = humantime::parse_duration(&text)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| bad(key, &text, "expected a duration such as 30s, 5m or 24h"))?;
+    if parsed > max {
+        return Err(bad(
+            key,
+            &text,
+            &format!("expected at most {}", humantime::format_duration(max)),
+        ));
     }
+    Ok(parsed)
 }

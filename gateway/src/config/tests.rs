@@ -386,3 +386,30 @@ fn native_is_another_name_for_the_userspace_backend() {
         .expect_err("unknown backend");
     assert!(err.to_string().contains("\"native\""), "{err}");
 }
+
+#[test]
+fn huge_durations_are_one_line_errors_not_panics() {
+    for (key, line) in [
+        ("key.deadline", "deadline = \"90s\"\n"),
+        ("key.request_timeout", "request_timeout = \"10s\"\n"),
+        ("key.cache_max_age", "cache_max_age = \"24h\"\n"),
+    ] {
+        let field = line.split(' ').next().expect("field");
+        let text = if KMS.contains(line) {
+            KMS.to_owned()
+        } else {
+            KMS.replace("[key]\n", &format!("[key]\n{line}"))
+        };
+        for huge in ["500000000000y", "10000y", "18446744073709551615s"] {
+            let config = text.replace(line, &format!("{field} = \"{huge}\"\n"));
+            let err = parse(&config).expect_err(huge);
+            let message = err.to_string();
+            assert!(
+                message.starts_with(&format!("{key} = \"{huge}\"")),
+                "{message}"
+            );
+            assert!(message.contains("at most"), "{message}");
+            assert!(!message.contains('\n'), "{message}");
+        }
+    }
+}

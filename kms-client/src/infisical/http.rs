@@ -12,6 +12,10 @@ use crate::Error;
 use crate::retry::jitter;
 use crate::store::Operation;
 
+/// The largest answer body read from the KMS. The documented answers are a few hundred
+/// bytes; anything past this is refused as malformed without reading the rest.
+pub(super) const MAX_BODY: usize = 64 * 1024;
+
 /// Builds the HTTP client: system roots plus the optional CA bundle, ring crypto, timeouts.
 /// Plain `http` is refused unless the host is a loopback address (local tests, a sidecar).
 pub(super) fn client(config: &InfisicalConfig) -> Result<reqwest::Client, Error> {
@@ -116,9 +120,16 @@ impl InfisicalStore {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
-            let body = match response.bytes().await {
-                Ok(bytes) => Zeroizing::new(bytes.to_vec()),
-                Err(e) => {
+            let body = match read_body(response).await {
+                Ok(body) => body,
+                Err(BodyError::TooLarge) => {
+                    self.observe(operation, false);
+                    return Err(Error::MalformedResponse {
+                        operation: operation.as_str(),
+                        what: format!("the answer is larger than {} KiB", MAX_BODY / 1024),
+                    });
+                }
+                Err(BodyError::Transport(e)) => {
                     // A body cut short is a transport failure, worth another attempt.
                     self.observe(operation, false);
                     if last {
@@ -165,6 +176,33 @@ impl InfisicalStore {
         );
         tokio::time::sleep(delay).await;
     }
+}
+
+enum BodyError {
+    /// Past [`MAX_BODY`] (announced or read).
+    TooLarge,
+    /// The connection failed while reading.
+    Transport(reqwest::Error),
+}
+
+/// Reads the body chunk by chunk into one buffer allocated up front (so a secret in it is
+/// never left behind by a reallocation), and stops as soon as it would pass [`MAX_BODY`],
+/// whatever `Content-Length` says or does not say.
+async fn read_body(mut response: reqwest::Response) -> Result<Zeroizing<Vec<u8>>, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_BODY as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Zeroizing::new(Vec::with_capacity(MAX_BODY));
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if chunk.len() > MAX_BODY - body.len() {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn classify(

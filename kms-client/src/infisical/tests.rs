@@ -450,3 +450,98 @@ async fn a_ca_file_without_certificates_is_a_configuration_error() {
     let err = InfisicalStore::new(rig.config.clone()).expect_err("no certs");
     assert!(err.to_string().contains("key.ca_file"), "{err}");
 }
+
+/// How a test server frames an oversized answer.
+#[derive(Clone, Copy, Debug)]
+enum Framing {
+    /// `Content-Length: 1 MiB`.
+    Length,
+    /// `Transfer-Encoding: chunked`, no length.
+    Chunked,
+    /// No length, no chunking: the body ends when the connection closes.
+    UntilClose,
+}
+
+/// A server that answers every request with 200 and a body announced or meant as 1 MiB, of
+/// which it sends 128 KiB and then holds the connection open: a client that read the whole
+/// body would wait until its timeout.
+async fn oversized_server(framing: Framing) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = conn.read(&mut request).await;
+                let head = match framing {
+                    Framing::Length => {
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1048576\r\n\r\n"
+                    }
+                    Framing::Chunked => {
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+                    }
+                    Framing::UntilClose => {
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n"
+                    }
+                };
+                if conn.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let piece = vec![b' '; 8 * 1024];
+                for _ in 0..16 {
+                    let sent = match framing {
+                        Framing::Chunked => {
+                            let mut chunk = format!("{:x}\r\n", piece.len()).into_bytes();
+                            chunk.extend_from_slice(&piece);
+                            chunk.extend_from_slice(b"\r\n");
+                            conn.write_all(&chunk).await
+                        }
+                        Framing::Length | Framing::UntilClose => conn.write_all(&piece).await,
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn an_oversized_answer_is_malformed_and_not_read_to_the_end() {
+    for framing in [Framing::Length, Framing::Chunked, Framing::UntilClose] {
+        let mut rig = rig().await;
+        rig.config.url = oversized_server(framing).await;
+        rig.config.request_timeout = Duration::from_secs(5);
+        // Waiting for the whole body would take until the 5 s request timeout.
+        let err = tokio::time::timeout(
+            Duration::from_secs(4),
+            store(&rig.config).read("wg-key", None),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{framing:?}: the body was waited for"))
+        .expect_err("oversized");
+        assert!(
+            matches!(err, Error::MalformedResponse { .. }),
+            "{framing:?}: {err}"
+        );
+        assert!(!err.is_transient(), "{framing:?}");
+    }
+}
+
+#[test]
+fn a_huge_token_lifetime_is_capped_not_a_panic() {
+    let token = wire::token_from(
+        Operation::Login,
+        br#"{"accessToken": "t", "expiresIn": 18446744073709551615}"#,
+    )
+    .expect("token");
+    let now = Instant::now();
+    assert!(token.expires_at <= now + Duration::from_secs(24 * 3600));
+    assert!(token.renew_at < token.expires_at);
+}

@@ -47,6 +47,9 @@ struct TokenAnswer {
 
 /// Shortest token lifetime we schedule for, so a server answering 0 cannot make us spin.
 const MIN_TOKEN_TTL: Duration = Duration::from_secs(5);
+/// Longest token lifetime we schedule for: a server answering a huge `expiresIn` gets its
+/// token renewed within a day instead of overflowing the clock arithmetic.
+const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 pub(super) fn token_from(operation: Operation, body: &[u8]) -> Result<Token, Error> {
     let malformed = |what: &str| Error::MalformedResponse {
@@ -64,7 +67,7 @@ pub(super) fn token_from(operation: Operation, body: &[u8]) -> Result<Token, Err
             .expires_in
             .ok_or_else(|| malformed("expiresIn missing"))?,
     )
-    .max(MIN_TOKEN_TTL);
+    .clamp(MIN_TOKEN_TTL, MAX_TOKEN_TTL);
     let now = Instant::now();
     // Renew at two thirds of the lifetime, as the Infisical SDKs do.
     Ok(Token {

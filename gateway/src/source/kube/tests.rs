@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
+use base64::Engine as _;
 use kube_fake::{FakeApiServer, FakeConfig, PEERS, TooOld};
 use serde_json::{Value, json};
 
@@ -164,17 +165,15 @@ async fn preshared_key_comes_from_the_secret_and_fails_closed_without_it() {
     assert_eq!(h.device.peers()[&key("b")].preshared_key, Some(expected));
     let (_, reason, message) = h.ready_message("c");
     assert_eq!(reason, "SecretUnavailable");
-    assert!(
-        message.contains("\"psk-c\"") && message.contains("not found"),
-        "{message}"
-    );
+    assert_eq!(message, UNUSABLE, "{message}");
 
-    // A Secret that appears is read within the retry interval.
+    // A Secret that appears is read within the retry interval; a bad value is not applied.
     h.fake.put_secret(NS, "psk-c", "psk", b"not a key").await;
     h.advance(secret::RETRY);
-    h.until("c's bad value read", |h| h.ready("c").1 == "Invalid")
-        .await;
-    assert!(!h.ready_message("c").2.contains("not a key"));
+    h.tick().await;
+    h.refresh().await;
+    assert!(!h.device.peers().contains_key(&key("c")));
+    assert_eq!(h.ready_message("c").2, UNUSABLE);
     h.fake
         .put_secret(NS, "psk-c", "psk", GENPSK.as_bytes())
         .await;
@@ -188,6 +187,75 @@ async fn preshared_key_comes_from_the_secret_and_fails_closed_without_it() {
     h.until("b removed", |h| !h.device.peers().contains_key(&key("b")))
         .await;
     assert_eq!(h.ready("b").1, "SecretUnavailable");
+}
+
+const UNUSABLE: &str = "spec.presharedKeySecretRef: not a usable preshared-key Secret (it must exist in this namespace, carry the label zt.hanzo.ai/preshared-key: \"true\" and hold base64 of 32 bytes under the key named)";
+
+#[tokio::test]
+async fn only_labelled_secrets_are_read_and_the_reason_tells_nothing_about_others() {
+    let mut h = Harness::start().await;
+    let unlabelled = |value: &[u8]| json!({"type": "Opaque", "data": {"psk": base64::engine::general_purpose::STANDARD.encode(value)}});
+    // Not meant for the gateway: a Secret that happens to hold 32 bytes of base64, and one
+    // that holds something else.
+    h.fake
+        .put(
+            kube_fake::SECRETS,
+            NS,
+            "app-token",
+            unlabelled(GENPSK.as_bytes()),
+        )
+        .await;
+    h.fake
+        .put(
+            kube_fake::SECRETS,
+            NS,
+            "db-password",
+            unlabelled(b"hunter2"),
+        )
+        .await;
+    // Labelled, but wrong: a value of another length, no value under the key named.
+    h.fake.put_secret(NS, "short", "psk", b"c2hvcnQ=").await;
+    h.fake
+        .put_secret(NS, "other-key", "other", GENPSK.as_bytes())
+        .await;
+    let refs = [
+        ("b", "app-token"),
+        ("c", "db-password"),
+        ("d", "short"),
+        ("e", "other-key"),
+        ("f", "absent"),
+    ];
+    for (i, (peer, secret)) in refs.iter().enumerate() {
+        h.fake
+            .put_peer(
+                NS,
+                peer,
+                with_psk(spec(peer, &format!("10.{}.0.0/16", i + 2)), secret),
+            )
+            .await;
+    }
+    h.until("every peer rejected", |h| {
+        refs.iter()
+            .all(|(peer, _)| h.status_of(peer).get("conditions").is_some())
+    })
+    .await;
+    for (peer, secret) in refs {
+        let (status, reason, message) = h.ready_message(peer);
+        assert_eq!(
+            (status.as_str(), reason.as_str(), message.as_str()),
+            ("False", "SecretUnavailable", UNUSABLE),
+            "{peer} -> {secret}"
+        );
+    }
+    assert!(h.device.peers().is_empty());
+
+    // Labelling the Secret makes it usable at the next read.
+    h.fake
+        .put_secret(NS, "app-token", "psk", GENPSK.as_bytes())
+        .await;
+    h.advance(secret::RETRY);
+    h.until("b applied", |h| h.device.peers().contains_key(&key("b")))
+        .await;
 }
 
 #[tokio::test]

@@ -69,19 +69,35 @@ pub fn table(status: &Status) -> String {
             "\n{count} declaration{plural} rejected (not applied; see the gateway log):"
         );
         for rejected in &status.rejected {
+            // File names, resource names and reasons come from outside the gateway.
+            let origin = escaped(&rejected.origin);
             let what = match &rejected.name {
-                Some(name) => format!("{} ({name})", rejected.origin),
-                None => rejected.origin.clone(),
+                Some(name) => format!("{origin} ({})", escaped(name)),
+                None => origin,
             };
             wrap(
                 &mut out,
-                &format!("{what}: {}", rejected.reason),
+                &format!("{what}: {}", escaped(&rejected.reason)),
                 "  ",
                 "    ",
             );
         }
     }
     out
+}
+
+/// `text` with every control character escaped (`\n`, `\u{1b}`), so that a value cannot
+/// break the layout or send escape sequences to the terminal.
+fn escaped(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn summary_row(peer: &Peer, now_unix: u64) -> Vec<String> {

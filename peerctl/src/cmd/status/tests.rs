@@ -157,3 +157,18 @@ fn url_must_be_plain_http_host_port() {
         Err(ClientError::TokenFile { .. })
     ));
 }
+
+#[test]
+fn control_characters_in_rejections_are_escaped() {
+    let mut document: serde_json::Value =
+        serde_json::from_str(&documented_example()).expect("json");
+    document["rejected"][0]["origin"] = serde_json::json!("bad\nforged line\x1b[2J.yaml");
+    let status = model::parse(&document.to_string()).expect("parse");
+    let table = render::table(&status);
+    assert!(!table.contains('\x1b'), "{table:?}");
+    assert!(!table.contains("\nforged line"), "{table:?}");
+    assert!(
+        table.contains("bad\\nforged line\\u{1b}[2J.yaml"),
+        "{table:?}"
+    );
+}
