@@ -40,7 +40,7 @@ impl Limits {
     pub const DEFAULT: Self = Self {
         header_timeout: Duration::from_secs(10),
         max_header_bytes: 8 * 1024,
-        max_connections: 256,
+        max_connections: 512,
         max_age: Duration::from_secs(60),
         close_grace: Duration::from_secs(5),
     };
