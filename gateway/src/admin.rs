@@ -5,6 +5,7 @@
 //! The handlers only read the snapshot the driver publishes; they never touch the device.
 //! The token is never logged, printed or echoed.
 
+mod refusals;
 mod socket;
 mod token;
 
@@ -13,13 +14,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, UnixListener};
 
 pub use socket::{SocketGuard, bind_socket};
 pub use token::Token;
 
+use crate::http::{Limits, serve_limited};
 use crate::status::StatusBoard;
+use refusals::Refusals;
 
 /// Why the admin API could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +78,8 @@ struct AdminState {
     status: StatusBoard,
     /// Required on TCP; `None` on the unix socket, where file permissions decide.
     token: Option<Arc<Token>>,
+    /// Refused requests, logged at most once per [`refusals::LOG_EVERY`].
+    refusals: Arc<Mutex<Refusals>>,
 }
 
 /// Builds the admin router. With a token, every request must present it.
@@ -82,37 +87,39 @@ pub fn router(status: StatusBoard, token: Option<Token>) -> Router {
     let state = AdminState {
         status,
         token: token.map(Arc::new),
+        refusals: Arc::new(Mutex::new(Refusals::new(refusals::LOG_EVERY))),
     };
     Router::new()
         .route("/v1/status", get(status_handler))
         .with_state(state)
 }
 
-/// Serves the admin API on the unix socket until the listener fails.
-///
-/// # Errors
-/// When serving fails.
-pub async fn serve_unix(listener: UnixListener, status: StatusBoard) -> std::io::Result<()> {
-    axum::serve(listener, router(status, None)).await
+/// Serves the admin API on the unix socket for as long as the task runs, under `limits`.
+pub async fn serve_unix(listener: UnixListener, status: StatusBoard, limits: Limits) {
+    serve_limited(listener, router(status, None), limits).await;
 }
 
-/// Serves the admin API on TCP, behind `token`, until the listener fails.
-///
-/// # Errors
-/// When serving fails.
-pub async fn serve_tcp(
-    listener: TcpListener,
-    status: StatusBoard,
-    token: Token,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(status, Some(token))).await
+/// Serves the admin API on TCP, behind `token`, for as long as the task runs, under `limits`.
+pub async fn serve_tcp(listener: TcpListener, status: StatusBoard, token: Token, limits: Limits) {
+    serve_limited(listener, router(status, Some(token)), limits).await;
 }
 
 async fn status_handler(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     if let Some(token) = &state.token
         && !token.is_presented_in(headers.get(header::AUTHORIZATION))
     {
-        tracing::warn!("admin API request without a valid bearer token refused");
+        let logged = state
+            .refusals
+            .lock()
+            .map(|mut refusals| refusals.record(crate::clock::monotonic()));
+        // Nothing of the request (its token, headers or address) goes into the line.
+        if let Ok(Some(suppressed)) = logged {
+            tracing::warn!(
+                suppressed,
+                "admin API request without a valid bearer token refused \
+                 (suppressed: refusals since the previous such line that were not logged)"
+            );
+        }
         return (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],

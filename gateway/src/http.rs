@@ -1,4 +1,7 @@
-//! `GET /healthz`, `/readyz` and `/metrics` on `[http] listen`.
+//! `GET /healthz`, `/readyz` and `/metrics` on `[http] listen`, and the limits every HTTP
+//! listener of the gateway serves under.
+
+mod limits;
 
 use std::sync::{Arc, RwLock};
 
@@ -11,6 +14,8 @@ use tokio::net::TcpListener;
 
 use crate::core::health::Readiness;
 use crate::metrics::Metrics;
+
+pub use limits::{Limits, serve as serve_limited};
 
 /// What the HTTP handlers read.
 #[derive(Debug, Clone)]
@@ -30,12 +35,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until the listener fails.
-///
-/// # Errors
-/// When serving fails.
-pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).await
+/// Serves for as long as the task runs, under [`Limits::DEFAULT`].
+pub async fn serve(listener: TcpListener, state: AppState) {
+    serve_limited(listener, router(state), Limits::DEFAULT).await;
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {

@@ -21,7 +21,7 @@ use crate::device::kernel::KernelDevice;
 use crate::device::userspace::UserspaceDevice;
 use crate::device::{Device, InterfaceSettings};
 use crate::driver::{Driver, INTERVAL, Outputs};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Limits};
 use crate::keys;
 use crate::lease::{self, LeaseGuard, LeaseLock};
 use crate::metrics::Metrics;
@@ -77,6 +77,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         None => None,
         Some(tcp) => {
             let token = Token::load(&tcp.token_file)?;
+            if !tcp.listen.ip().is_loopback() {
+                // Allowed only by http.admin_allow_plaintext_remote (see the config check).
+                tracing::warn!(
+                    listen = %tcp.listen,
+                    "the admin API listens beyond loopback in plain HTTP \
+                     (http.admin_allow_plaintext_remote): its bearer token crosses the network \
+                     unencrypted"
+                );
+            }
             let listener = TcpListener::bind(tcp.listen)
                 .await
                 .with_context(|| format!("http.admin_listen {} cannot be bound", tcp.listen))?;
@@ -97,11 +106,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         readiness: readiness.clone(),
         metrics: metrics.clone(),
     };
-    tokio::spawn(async move {
-        if let Err(e) = http::serve(listener, state).await {
-            tracing::warn!(error = %e, "HTTP server stopped");
-        }
-    });
+    tokio::spawn(http::serve(listener, state));
 
     let loaded = tokio::select! {
         loaded = keys::load(&key_source) => loaded?,
@@ -124,18 +129,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // already exists and queues early clients.
     let status = StatusBoard::new(identity(&config, &public_key, loaded.created_at));
     let board = status.clone();
-    tokio::spawn(async move {
-        if let Err(e) = admin::serve_unix(admin_listener, board).await {
-            tracing::warn!(error = %e, "admin socket server stopped");
-        }
-    });
+    tokio::spawn(admin::serve_unix(admin_listener, board, Limits::DEFAULT));
     if let Some((listener, token)) = admin_tcp {
         let board = status.clone();
-        tokio::spawn(async move {
-            if let Err(e) = admin::serve_tcp(listener, board, token).await {
-                tracing::warn!(error = %e, "admin TCP server stopped");
-            }
-        });
+        tokio::spawn(admin::serve_tcp(listener, board, token, Limits::DEFAULT));
     }
     let outputs = Outputs {
         metrics,

@@ -1,5 +1,7 @@
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -69,7 +71,7 @@ async fn unix_socket_is_0600_serves_status_and_is_removed_with_its_guard() {
     let (listener, guard) = bind_socket(&path).expect("bind");
     let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    let server = tokio::spawn(serve_unix(listener, board.clone()));
+    let server = tokio::spawn(serve_unix(listener, board.clone(), Limits::DEFAULT));
 
     let (code, body) = get_unix(&path).await;
     assert_eq!(code, 503, "{body}");
@@ -138,7 +140,7 @@ async fn tcp_listener_requires_the_bearer_token() {
     let addr = listener.local_addr().expect("addr");
     let board = board();
     publish(&board);
-    let server = tokio::spawn(serve_tcp(listener, board, token));
+    let server = tokio::spawn(serve_tcp(listener, board, token, Limits::DEFAULT));
     let connect = || async { tokio::net::TcpStream::connect(addr).await.expect("connect") };
 
     let (code, body) = get(connect().await, None).await;
@@ -168,4 +170,68 @@ fn token_file_must_be_private_and_not_empty_and_is_never_printed() {
     assert!(err.to_string().contains("empty"), "{err}");
     let token = Token::load(&token_file(dir.path(), "abc", 0o600)).expect("token");
     assert!(!format!("{token:?}").contains("abc"));
+}
+
+/// Collects what a tracing subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut all) = self.0.lock() {
+            all.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        self.0
+            .lock()
+            .map(|all| String::from_utf8_lossy(&all).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+// A current-thread runtime: the server's tasks run on this thread, under its subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn refused_requests_are_logged_at_most_once_per_interval_without_what_they_presented() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = Token::load(&token_file(dir.path(), "s3cret-token\n", 0o600)).expect("token");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let board = board();
+    publish(&board);
+    let server = tokio::spawn(serve_tcp(listener, board, token, Limits::DEFAULT));
+    for i in 0..50 {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let presented = format!("Bearer PRESENTED-MARKER-{i}");
+        assert_eq!(get(stream, Some(&presented)).await.0, 401);
+    }
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    assert_eq!(get(stream, Some("Bearer s3cret-token")).await.0, 200);
+    server.abort();
+
+    let logs = captured.text();
+    let refusals = logs
+        .lines()
+        .filter(|line| line.contains("without a valid bearer token"))
+        .count();
+    assert_eq!(refusals, 1, "{logs}");
+    assert!(!logs.contains("PRESENTED-MARKER"), "{logs}");
+    assert!(!logs.contains("s3cret"), "{logs}");
+    assert!(!logs.contains("Bearer"), "{logs}");
 }
