@@ -4,15 +4,14 @@
 
 use std::fs::{self, DirBuilder};
 use std::io::ErrorKind;
-use std::os::unix::fs::{
-    DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, PermissionsExt as _,
-};
-use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream};
+use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, MetadataExt as _};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use tokio::net::UnixListener;
 
 use super::Error;
+use crate::device::uapi_server::bind_private;
 
 /// Removes the socket on drop, if the file at the path is still the one we created (same
 /// device and inode: best effort, since a freed inode number can be reused).
@@ -51,12 +50,11 @@ pub fn bind_socket(path: &Path) -> Result<(UnixListener, SocketGuard), Error> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::NotSocket {
+    if path.file_name().is_none() {
+        return Err(Error::NotSocket {
             path: shown.clone(),
-        })?
-        .to_string_lossy();
+        });
+    }
     if !parent.is_dir() {
         DirBuilder::new()
             .recursive(true)
@@ -69,16 +67,7 @@ pub fn bind_socket(path: &Path) -> Result<(UnixListener, SocketGuard), Error> {
     }
     remove_stale(path)?;
 
-    let temporary = parent.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let _ = fs::remove_file(&temporary);
-    let listener = StdUnixListener::bind(&temporary).map_err(socket_error("bind it"))?;
-    let placed = fs::set_permissions(&temporary, fs::Permissions::from_mode(0o600))
-        .map_err(socket_error("set its mode to 0600"))
-        .and_then(|()| fs::rename(&temporary, path).map_err(socket_error("move it into place")));
-    if let Err(e) = placed {
-        let _ = fs::remove_file(&temporary);
-        return Err(e);
-    }
+    let listener = bind_private(path).map_err(socket_error("bind it"))?;
     let meta = fs::symlink_metadata(path).map_err(socket_error("read it back"))?;
     let guard = SocketGuard {
         path: path.to_owned(),

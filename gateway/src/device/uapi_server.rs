@@ -99,7 +99,12 @@ pub fn bind_private(path: &Path) -> std::io::Result<std::os::unix::net::UnixList
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let private = parent.join(format!(".ztgw-bind.{}", std::process::id()));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Named after the socket, so two sockets bound in one directory never share it.
+    let private = parent.join(format!(".{name}.{}.bind", std::process::id()));
     let _ = std::fs::remove_dir_all(&private);
     std::fs::DirBuilder::new().mode(0o700).create(&private)?;
     let result = (|| {
