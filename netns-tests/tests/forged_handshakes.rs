@@ -48,27 +48,22 @@ fn forged_handshake_responses_never_move_an_endpoint() {
 
     for round in 0..ROUNDS {
         let burst = burst(&key, round);
-        match round % 3 {
-            0 => send_from(
+        let (ns, from) = match round % 3 {
+            0 => (
                 &topo.underlay,
-                SocketAddrV4::new(STRANGER, 4500),
-                target,
-                &burst,
+                Sender::Bound(SocketAddrV4::new(STRANGER, 4500)),
             ),
-            1 => send_from(
+            1 => (
                 &b.gw,
-                SocketAddrV4::new(b.underlay_ip(), 40000),
-                target,
-                &burst,
+                Sender::Bound(SocketAddrV4::new(b.underlay_ip(), 40000)),
             ),
-            _ => send_spoofed(
+            _ => (
                 &topo.underlay,
-                SocketAddrV4::new(b.underlay_ip(), 51821),
-                target,
-                &burst,
+                Sender::Spoofed(SocketAddrV4::new(b.underlay_ip(), 51821)),
             ),
-        }
-        .unwrap_or_else(|e| panic!("round {round}: send the burst: {e:#}"));
+        };
+        send(ns, from, target, &burst)
+            .unwrap_or_else(|e| panic!("round {round}: send the burst: {e:#}"));
         let dump = gw_a.dump().expect("wg dump of gateway a");
         let endpoint = dump
             .peer(&b.public_key())
@@ -112,35 +107,32 @@ fn burst(key: &[u8; 32], round: usize) -> Vec<Vec<u8>> {
     burst
 }
 
-/// Sends the burst from a UDP socket bound to `from` inside `ns`.
-fn send_from(
-    ns: &Netns,
-    from: SocketAddrV4,
-    to: SocketAddrV4,
-    burst: &[Vec<u8>],
-) -> anyhow::Result<()> {
-    ns.run_in(|| {
-        let socket = UdpSocket::bind(from)?;
-        for message in burst {
-            socket.send_to(message, to)?;
-        }
-        Ok(())
-    })
+/// How a burst leaves its namespace.
+#[derive(Clone, Copy)]
+enum Sender {
+    /// From a UDP socket bound to this address, which the namespace owns.
+    Bound(SocketAddrV4),
+    /// From a raw socket, as IPv4/UDP datagrams with this source, which it does not own.
+    Spoofed(SocketAddrV4),
 }
 
-/// Sends the burst from inside `ns` with a raw socket, as IPv4/UDP datagrams whose source
-/// is `from`, an address that is not the sender's.
-fn send_spoofed(
-    ns: &Netns,
-    from: SocketAddrV4,
-    to: SocketAddrV4,
-    burst: &[Vec<u8>],
-) -> anyhow::Result<()> {
+/// Sends the burst from inside `ns`.
+fn send(ns: &Netns, from: Sender, to: SocketAddrV4, burst: &[Vec<u8>]) -> anyhow::Result<()> {
     ns.run_in(|| {
-        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255)))?;
-        let dst = SockAddr::from(SocketAddr::V4(to));
-        for message in burst {
-            socket.send_to(&udp_packet(from, to, message), &dst)?;
+        match from {
+            Sender::Bound(at) => {
+                let socket = UdpSocket::bind(at)?;
+                for message in burst {
+                    socket.send_to(message, to)?;
+                }
+            }
+            Sender::Spoofed(source) => {
+                let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255)))?;
+                let dst = SockAddr::from(SocketAddr::V4(to));
+                for message in burst {
+                    socket.send_to(&udp_packet(source, to, message), &dst)?;
+                }
+            }
         }
         Ok(())
     })

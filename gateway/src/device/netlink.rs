@@ -106,18 +106,7 @@ impl Netlink {
     /// # Errors
     /// Netlink failures other than "no such device".
     pub async fn index(&self, name: &str) -> Result<Option<u32>, Error> {
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_owned())
-            .execute();
-        match links.try_next().await {
-            Ok(Some(link)) => Ok(Some(link.header.index)),
-            Ok(None) => Ok(None),
-            Err(e) if errno(&e) == Some(ENODEV) => Ok(None),
-            Err(e) => Err(failed(name, "look up link", e)),
-        }
+        Ok(self.link_facts(name).await?.map(|facts| facts.index))
     }
 
     /// Sets the MTU, assigns the address and brings the link up.
