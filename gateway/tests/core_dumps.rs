@@ -26,7 +26,11 @@ fn the_gateway_is_not_dumpable_before_it_reads_its_configuration() {
     let fifo = dir.path().join("gateway.toml");
     mkfifo(&fifo, Mode::from_bits_truncate(0o644)).expect("mkfifo");
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    // A copy inside the directory: the checkout's own path may not be open to that user.
+    let binary = dir.path().join("gateway");
+    std::fs::copy(env!("CARGO_BIN_EXE_gateway"), &binary).expect("copy the gateway binary");
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut command = Command::new(&binary);
     command
         .env_clear()
         .arg("--config")
