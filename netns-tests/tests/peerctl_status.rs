@@ -231,7 +231,10 @@ fn admin_socket_is_private_explained_when_missing_and_cleaned_up() {
         for dir in [run_dir.path(), socket.parent().expect("parent")] {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         }
-        let bin = peerctl_bin().expect("peerctl");
+        // A copy beside the socket: the checkout's own path may not be open to that user.
+        let bin = run_dir.path().join("peerctl");
+        std::fs::copy(peerctl_bin().expect("peerctl"), &bin).expect("copy peerctl");
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let out = Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(&bin)
