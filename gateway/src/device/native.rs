@@ -64,7 +64,7 @@ impl Drop for NativeHandle {
 }
 
 impl NativeHandle {
-    /// Creates the TUN device `name`, binds the UDP port (IPv6 and IPv4 on one socket where
+    /// Creates the TUN device `name` (packets padded up to `mtu`), binds the UDP port (IPv6 and IPv4 on one socket where
     /// the host has IPv6) and starts the threads. `uapi` yields the device's ends of the
     /// private UAPI channel, served one after the other.
     ///
@@ -73,12 +73,15 @@ impl NativeHandle {
     pub fn start(
         name: &str,
         listen_port: u16,
+        mtu: u32,
         uapi: Receiver<UnixStream>,
     ) -> std::io::Result<Self> {
         let udp = Arc::new(Udp::bind(listen_port, RECV_TIMEOUT)?);
         let tun = Arc::new(Tun::create(name)?);
         tracing::debug!(gro = udp.gro(), "native device: UDP socket bound");
-        let core = Arc::new(Mutex::new(Core::new()));
+        let mut core = Core::new();
+        core.set_mtu(usize::try_from(mtu).unwrap_or(usize::MAX));
+        let core = Arc::new(Mutex::new(core));
         let stop = Arc::new(AtomicBool::new(false));
         let spawn = |thread: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()

@@ -61,9 +61,9 @@ impl UserspaceDevice {
         ownership::clear_stale(&netlink, &name, Owner::USERSPACE, Some(&socket)).await?;
 
         let (channel, device_streams) = Channel::new();
-        let (create_name, port) = (name.clone(), settings.listen_port);
+        let (create_name, port, mtu) = (name.clone(), settings.listen_port, settings.mtu);
         let handle = tokio::task::spawn_blocking(move || {
-            NativeHandle::start(&create_name, port, device_streams)
+            NativeHandle::start(&create_name, port, mtu, device_streams)
         })
         .await
         .map_err(|e| Error::Create {

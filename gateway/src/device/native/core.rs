@@ -25,6 +25,10 @@ const MAX_PEERS: usize = 1 << 23;
 /// A reported handshake time moves only when it differs by more than this from the last one
 /// (the age `Tunn` reports is only as fresh as its last timer update).
 const HANDSHAKE_JITTER: Duration = Duration::from_secs(1);
+/// Plaintexts are padded to a multiple of this many bytes.
+const PADDING: usize = 16;
+/// The largest MTU of a TUN device, and the padding limit until the device sets its own.
+const MAX_MTU: usize = 65535;
 /// Length of a handshake response message.
 const HANDSHAKE_RESPONSE_LEN: usize = 92;
 
@@ -62,6 +66,10 @@ pub struct Core {
     routes: AllowedIps<usize>,
     /// The rotation hook: a second key handshakes may be addressed to.
     second: Option<StaticKey>,
+    /// The TUN device's MTU: padding never makes a plaintext longer than this.
+    mtu: usize,
+    /// Room for a packet being padded.
+    padded: Vec<u8>,
     /// Drop counters.
     pub counters: Counters,
 }
@@ -138,8 +146,15 @@ impl Core {
             by_key: BTreeMap::new(),
             routes: AllowedIps::new(),
             second: None,
+            mtu: MAX_MTU,
+            padded: Vec::new(),
             counters: Counters::default(),
         }
+    }
+
+    /// Sets the TUN device's MTU, the longest a padded plaintext may become.
+    pub fn set_mtu(&mut self, mtu: usize) {
+        self.mtu = mtu;
     }
 
     /// Returns the private key, if set.
@@ -148,8 +163,10 @@ impl Core {
     }
 
     /// Handles one IP packet read from the TUN device: encrypts it for the peer that holds
-    /// its destination, on the peer's active tunnel. `buf` must hold the packet plus 32 bytes
-    /// and at least 148.
+    /// its destination, on the peer's active tunnel, padded with zeros to a multiple of 16
+    /// bytes but never past the MTU (whitepaper section 5.4.6; the receiver trims by the IP
+    /// header's length), so a transport message does not tell an observer the exact length
+    /// of the packet inside. `buf` must hold the padded packet plus 32 bytes and at least 148.
     pub fn from_tun(&mut self, packet: &[u8], buf: &mut [u8], now: Duration, sink: &mut dyn Sink) {
         let Some(dst) = Tunn::dst_address(packet) else {
             self.counters.no_route += 1;
@@ -167,7 +184,8 @@ impl Core {
             self.counters.no_route += 1;
             return;
         };
-        if let TunnResult::WriteToNetwork(datagram) = tunnel.tunn.encapsulate(packet, buf) {
+        let plaintext = pad(packet, self.mtu, &mut self.padded);
+        if let TunnResult::WriteToNetwork(datagram) = tunnel.tunn.encapsulate(plaintext, buf) {
             match peer.endpoint {
                 Some(to) => {
                     sink.send(to, datagram);
@@ -353,6 +371,22 @@ impl Core {
 fn with_session(receiver: u32, message: Message) -> (usize, Key, Message) {
     let (index, key) = rotation::split_index(receiver);
     (index, key, message)
+}
+
+/// Returns `packet` padded with zeros to the next multiple of 16 bytes, or to `mtu` if that
+/// comes first (never shorter than the packet); `scratch` holds the padded copy.
+fn pad<'a>(packet: &'a [u8], mtu: usize, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    let target = packet
+        .len()
+        .next_multiple_of(PADDING)
+        .min(mtu.max(packet.len()));
+    if target == packet.len() {
+        return packet;
+    }
+    scratch.clear();
+    scratch.extend_from_slice(packet);
+    scratch.resize(target, 0);
+    scratch
 }
 
 /// Returns whether `reply` is what `Tunn` answers to an accepted `message`: a handshake

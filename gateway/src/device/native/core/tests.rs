@@ -469,4 +469,5 @@ fn ipv6_inner_packets_route_by_longest_prefix() {
 }
 
 mod forgery;
+mod padding;
 mod rotation;
