@@ -121,16 +121,19 @@ pub enum DropReason {
     NoEndpoint,
     /// A decrypted packet whose inner source is not in the sender's allowed IPs.
     BadSource,
+    /// A packet for a peer whose session used up its message counter.
+    KeyExhausted,
 }
 
 impl DropReason {
     /// Every reason, in label order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Invalid,
         Self::UnknownPeer,
         Self::NoRoute,
         Self::NoEndpoint,
         Self::BadSource,
+        Self::KeyExhausted,
     ];
 
     /// Returns the label value.
@@ -141,6 +144,7 @@ impl DropReason {
             Self::NoRoute => "no_route",
             Self::NoEndpoint => "no_endpoint",
             Self::BadSource => "bad_source",
+            Self::KeyExhausted => "key_exhausted",
         }
     }
 }

@@ -89,7 +89,7 @@ impl Metrics {
         let dropped_packets = IntCounterVec::new(
             Opts::new(
                 "zt_wireguard_dropped_packets_total",
-                "Packets the data plane dropped, by interface and reason (invalid, unknown_peer, no_route, no_endpoint, bad_source); native data plane only.",
+                "Packets the data plane dropped, by interface and reason (invalid, unknown_peer, no_route, no_endpoint, bad_source, key_exhausted); native data plane only.",
             ),
             &["interface", "reason"],
         )?;

@@ -16,12 +16,13 @@ const REACH: Duration = Duration::from_secs(10);
 const SETTLE: Duration = Duration::from_secs(5);
 const NATIVE: &str = "native";
 const DROPPED: &str = "zt_wireguard_dropped_packets_total";
-const REASONS: [&str; 5] = [
+const REASONS: [&str; 6] = [
     "invalid",
     "unknown_peer",
     "no_route",
     "no_endpoint",
     "bad_source",
+    "key_exhausted",
 ];
 
 #[test]

@@ -209,6 +209,7 @@ impl Device for UserspaceDevice {
                     DropReason::NoRoute => counters.no_route,
                     DropReason::NoEndpoint => counters.no_endpoint,
                     DropReason::BadSource => counters.bad_source,
+                    DropReason::KeyExhausted => counters.key_exhausted,
                 };
                 (reason, count)
             })

@@ -54,9 +54,13 @@ fn addr(text: &str) -> SocketAddr {
 
 impl Pair {
     fn new() -> Self {
+        Self::with_a(Core::new())
+    }
+
+    /// A pair whose side a is the core `a` (without key or peers).
+    fn with_a(mut a: Core) -> Self {
         let (a_priv, a_pub) = key(1);
         let (b_priv, b_pub) = key(2);
-        let mut a = Core::new();
         a.set_private_key(Some(a_priv));
         let mut b = Core::new();
         b.set_private_key(Some(b_priv));
@@ -469,5 +473,6 @@ fn ipv6_inner_packets_route_by_longest_prefix() {
 }
 
 mod forgery;
+mod limits;
 mod padding;
 mod rotation;
