@@ -475,4 +475,5 @@ fn ipv6_inner_packets_route_by_longest_prefix() {
 mod forgery;
 mod limits;
 mod padding;
+mod replay;
 mod rotation;
