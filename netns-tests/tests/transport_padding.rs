@@ -35,12 +35,7 @@ const ECHO_HEADERS: usize = 28;
 #[test]
 fn every_data_message_between_our_gateways_is_padded_to_16_bytes() {
     require_root!();
-    let topo = Topology::clusters(2).expect("build topology");
-    let (a, b) = (&topo.clusters[0], &topo.clusters[1]);
-    let capture = Capture::start(&a.gw, "eth0", LISTEN_PORT).expect("start the capture");
-    let _gw_a = Gateway::launch_with(a, &[b], "userspace").expect("gateway a ready");
-    let _gw_b = Gateway::launch_with(b, &[a], "userspace").expect("gateway b ready");
-    padded_on_the_wire(a, b, capture);
+    between_our_gateways("userspace");
 }
 
 #[test]
@@ -52,6 +47,16 @@ fn data_messages_between_our_gateway_and_wireguard_go_are_padded_both_ways() {
     let capture = Capture::start(&a.gw, "eth0", LISTEN_PORT).expect("start the capture");
     let _wg_b = WgUserspace::start(b, &[a.peer()]).expect("start wireguard-go b");
     let _gw_a = Gateway::launch_with(a, &[b], "userspace").expect("gateway a ready");
+    padded_on_the_wire(a, b, capture);
+}
+
+/// Runs the check between two of our gateways on `backend`.
+fn between_our_gateways(backend: &str) {
+    let topo = Topology::clusters(2).expect("build topology");
+    let (a, b) = (&topo.clusters[0], &topo.clusters[1]);
+    let capture = Capture::start(&a.gw, "eth0", LISTEN_PORT).expect("start the capture");
+    let _gw_a = Gateway::launch_with(a, &[b], backend).expect("gateway a ready");
+    let _gw_b = Gateway::launch_with(b, &[a], backend).expect("gateway b ready");
     padded_on_the_wire(a, b, capture);
 }
 
