@@ -5,7 +5,8 @@
 //! reference peer (and `boringtun-cli`, for the benchmark), and a real Prometheus. Everything
 //! it creates is named uniquely per test process and removed in `Drop`, and every wait is
 //! bounded ([`eventually`]). It must only ever address hosts inside the namespaces it created.
-//! [`bench`](mod@bench) holds the benchmark's parsing and arithmetic.
+//! [`bench`](mod@bench) holds the benchmark's parsing and arithmetic; [`wire`] splits captured
+//! underlay datagrams into WireGuard messages and checks their padding.
 //!
 //! A typical test:
 //!
@@ -26,6 +27,8 @@
 mod apiserver;
 pub mod bench;
 mod binary;
+mod capture;
+mod echo;
 mod gateway;
 mod http;
 mod kms;
@@ -40,10 +43,13 @@ mod topology;
 mod uapi;
 mod wait;
 mod wg_userspace;
+pub mod wire;
 mod xfer;
 
 pub use apiserver::{NAMESPACE, TestApiServer, condition, peers_toml};
 pub use binary::{gateway_bin, peerctl_bin, workspace_bin};
+pub use capture::Capture;
+pub use echo::echo_sizes;
 pub use gateway::{Gateway, GatewayConfig, GatewaySetup, HTTP_LISTEN, READY_TIMEOUT};
 pub use http::{http_get, http_request};
 pub use kms::TestKms;

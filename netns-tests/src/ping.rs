@@ -291,7 +291,7 @@ impl Pinger {
 }
 
 /// The RFC 1071 ones' complement checksum.
-fn internet_checksum(data: &[u8]) -> u16 {
+pub(crate) fn internet_checksum(data: &[u8]) -> u16 {
     let mut sum: u32 = data
         .chunks(2)
         .map(|pair| {
