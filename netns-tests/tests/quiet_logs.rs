@@ -6,12 +6,14 @@
 //!   handshakes are retried every 5 s, and none is a handshake retry of the WireGuard
 //!   library. A listener on the peers' endpoint counts the initiations, so the test knows
 //!   the retries happened.
+//! - Naming the library in `--log` (`info,boringtun=warn`) shows its retries again.
 //! - Two gateways: gateway a logs its peer once as up, with the peer's name, and once as down
 //!   after gateway b is killed. The gateways run with `--test-peer-receive-window 3` and
 //!   keepalive 1 s (see docs/metrics.md), so a cut tunnel reads as down within seconds
 //!   instead of after 180 s + keepalive.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -62,8 +64,10 @@ fn two_hundred_silent_peers_retrying_handshakes_log_a_bounded_number_of_lines() 
     let before = gateway.stderr().lines().count();
 
     let initiations = std::thread::scope(|scope| {
-        let listener = scope.spawn(|| topo.underlay.run_in(count_initiations));
-        send_one_packet_to_each_peer(&a.gw);
+        let (bound, listening) = mpsc::channel();
+        let listener = scope.spawn(|| topo.underlay.run_in(|| count_initiations(bound)));
+        listening.recv().expect("the listener is bound");
+        send_one_packet_to_each_peer(&a.gw, SILENT_PEERS);
         listener
             .join()
             .expect("listener thread")
@@ -93,6 +97,30 @@ fn two_hundred_silent_peers_retrying_handshakes_log_a_bounded_number_of_lines() 
         );
     }
     assert!(gateway.is_running(), "gateway exited:\n{log}");
+}
+
+#[test]
+fn naming_the_library_in_the_filter_shows_its_handshake_retries() {
+    require_root!();
+    let topo = Topology::clusters(1).expect("build topology");
+    let a = &topo.clusters[0];
+    let mut setup = Gateway::setup(a).expect("set up gateway");
+    setup.extra_args = vec!["--log".to_owned(), "info,boringtun=warn".to_owned()];
+    setup
+        .write_peer("silent", &silent_peer(1))
+        .expect("peer file");
+    let mut gateway = setup.start().expect("start gateway");
+    gateway
+        .wait_ready(netns_tests::READY_TIMEOUT)
+        .expect("gateway ready");
+    eventually(Duration::from_secs(10), || {
+        anyhow::ensure!(gateway.dump()?.peers.len() == 1, "peer not applied");
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\nlog:\n{}", gateway.log()));
+    send_one_packet_to_each_peer(&a.gw, 1);
+    // The first retry comes 5 s after the first initiation.
+    wait_for_line(&gateway, "WARN", "HANDSHAKE(REKEY_TIMEOUT)");
 }
 
 #[test]
@@ -152,12 +180,12 @@ fn silent_address(index: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 100, 0, index)
 }
 
-/// Sends one UDP datagram from the gateway's namespace to each silent peer's address, so
-/// that the gateway starts a handshake with each.
-fn send_one_packet_to_each_peer(gw: &Netns) {
+/// Sends one UDP datagram from the gateway's namespace to the address of each of the first
+/// `count` silent peers, so that the gateway starts a handshake with each.
+fn send_one_packet_to_each_peer(gw: &Netns, count: u8) {
     gw.run_in(|| {
         let socket = UdpSocket::bind("0.0.0.0:0")?;
-        for index in 1..=SILENT_PEERS {
+        for index in 1..=count {
             socket.send_to(b"hello", SocketAddr::from((silent_address(index), 9)))?;
         }
         Ok(())
@@ -166,13 +194,14 @@ fn send_one_packet_to_each_peer(gw: &Netns) {
 }
 
 /// Listens on the void's endpoint for [`WATCH`] and counts the handshake initiations that
-/// arrive; it never answers.
+/// arrive; it never answers. It says on `bound` when it is listening.
 #[allow(
     clippy::disallowed_methods,
     reason = "the listener runs for a fixed wall-clock time while the gateway retries"
 )]
-fn count_initiations() -> anyhow::Result<usize> {
+fn count_initiations(bound: mpsc::Sender<()>) -> anyhow::Result<usize> {
     let socket = UdpSocket::bind(SocketAddr::from((VOID, VOID_PORT)))?;
+    bound.send(())?;
     socket.set_read_timeout(Some(Duration::from_millis(200)))?;
     let deadline = Instant::now() + WATCH;
     let mut buf = [0u8; 2048];
