@@ -13,6 +13,7 @@ pub mod peer;
 pub mod plan;
 pub mod psk;
 pub mod status;
+pub mod transitions;
 pub mod uapi;
 pub mod validate;
 

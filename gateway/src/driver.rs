@@ -12,6 +12,7 @@ use crate::core::key::PublicKey;
 use crate::core::peer::{Endpoint, PeerSpec};
 use crate::core::plan::{self, Op, PeerMap};
 use crate::core::status::{Link, PeerOutcome, Verdict};
+use crate::core::transitions::{self, Observation, PeerStates, Transition};
 use crate::core::uapi::DeviceReport;
 use crate::core::validate::{self, Context, Outcome, Rejection};
 use crate::device::{self, Device};
@@ -55,6 +56,8 @@ pub struct Driver<D, S> {
     labels: BTreeMap<PublicKey, PeerLabel>,
     /// When traffic from each device peer was last seen.
     receive: BTreeMap<PublicKey, ReceiveMark>,
+    /// Whether each accepted peer was up at the last pass, to log only its transitions.
+    peer_states: PeerStates,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +90,7 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
             last_source_error: None,
             labels: BTreeMap::new(),
             receive: BTreeMap::new(),
+            peer_states: PeerStates::default(),
             waiting_for_source: false,
         }
     }
@@ -273,7 +277,7 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
     }
 
     /// Publishes metrics and the status snapshot from one device report, every peer judged
-    /// by the same connected rule.
+    /// by the same connected rule, and logs the peers that came up or went down.
     fn publish(&mut self, report: &DeviceReport, now: SystemTime) {
         self.receive = report
             .peers
@@ -284,6 +288,26 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
                 (p.public_key, mark)
             })
             .collect();
+        let observations: Vec<Observation> = report
+            .peers
+            .iter()
+            .filter_map(|p| {
+                let label = self.labels.get(&p.public_key)?;
+                Some(Observation {
+                    public_key: p.public_key,
+                    name: label.name.clone(),
+                    activity: PeerActivity {
+                        last_handshake: p.last_handshake.map(|d| SystemTime::UNIX_EPOCH + d),
+                        last_receive: self.receive.get(&p.public_key).and_then(|m| m.at),
+                        keepalive: p.persistent_keepalive,
+                    },
+                })
+            })
+            .collect();
+        let (states, changes) =
+            transitions::observe(&self.peer_states, &observations, &self.liveness, now);
+        self.peer_states = states;
+        changes.iter().for_each(log_transition);
         let mut samples = Vec::new();
         let mut peers = Vec::new();
         let mut counts = PeerCounts {
@@ -295,12 +319,7 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
                 continue;
             };
             let last_handshake = p.last_handshake.map(|d| SystemTime::UNIX_EPOCH + d);
-            let activity = PeerActivity {
-                last_handshake,
-                last_receive: self.receive.get(&p.public_key).and_then(|m| m.at),
-                keepalive: p.persistent_keepalive,
-            };
-            let up = self.liveness.is_up(&activity, now);
+            let up = self.peer_states.is_up(&p.public_key).unwrap_or(false);
             if up {
                 counts.connected += 1;
             } else {
@@ -385,6 +404,16 @@ fn outcomes(
         }
     }));
     outcomes
+}
+
+/// Logs one peer's transition by its declared name (never its key).
+fn log_transition(transition: &Transition) {
+    let peer = transition.name.as_str();
+    if transition.up {
+        tracing::info!(peer, "peer up");
+    } else {
+        tracing::warn!(peer, "peer down");
+    }
 }
 
 fn op_summary(op: &Op) -> String {

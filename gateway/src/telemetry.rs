@@ -1,5 +1,11 @@
 //! Logging set-up: human-readable lines on stderr, filtered by `--log` / `ZTGW_LOG`.
 //!
+//! The WireGuard library (boringtun) logs per-peer, per-retry events (a `WARN` for every
+//! handshake retry of every peer that does not answer). They are hidden unless the filter
+//! asks for debug output (its most verbose level is `debug` or `trace`) or names the
+//! library's target (`boringtun`, e.g. `info,boringtun=warn`); the gateway logs a peer's
+//! up/down transitions itself, once each.
+//!
 //! Names, paths and reasons that come from outside (peer files, Kubernetes resources, the
 //! KMS) reach log fields and messages. Every control character in a line is escaped where the
 //! line is written, so no value can end a line early, forge another one or send terminal
@@ -9,6 +15,7 @@ use std::io::{self, Write};
 
 use tracing::{Metadata, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -17,18 +24,46 @@ pub fn init(filter: &str) {
     let _ = subscriber(filter, io::stderr).try_init();
 }
 
+/// The target prefix of the WireGuard library's events.
+const LIBRARY_TARGET: &str = "boringtun";
+
 /// The gateway's subscriber writing to `writer`: the filter, the line format, the escaping.
 pub fn subscriber<W>(filter: &str, writer: W) -> impl Subscriber + Send + Sync + 'static
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = env_filter(filter);
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(EscapeControl(writer))
         .with_ansi(false)
         .with_target(false)
         .finish()
+}
+
+/// Builds the filter from the operator's directives (an invalid list falls back to `info`),
+/// with the WireGuard library's events turned off unless the directives ask for debug output
+/// or name the library.
+fn env_filter(directives: &str) -> EnvFilter {
+    let (directives, asked) = match EnvFilter::try_new(directives) {
+        Ok(filter) => (directives, filter),
+        Err(_) => ("info", EnvFilter::new("info")),
+    };
+    let verbose = asked
+        .max_level_hint()
+        .is_some_and(|level| level >= LevelFilter::DEBUG);
+    if verbose || names_library(directives) {
+        return asked;
+    }
+    EnvFilter::try_new(format!("{directives},{LIBRARY_TARGET}=off")).unwrap_or(asked)
+}
+
+/// Returns whether one of the comma-separated directives has a target starting with the
+/// library's (`boringtun`, `boringtun::noise=debug`, ...).
+fn names_library(directives: &str) -> bool {
+    directives
+        .split(',')
+        .any(|directive| directive.trim_start().starts_with(LIBRARY_TARGET))
 }
 
 /// Makes writers that escape control characters (see [`Escaping`]).

@@ -141,6 +141,18 @@ impl<'c> GatewaySetup<'c> {
         )
     }
 
+    /// Writes (or replaces, atomically) `peers/<stem>.yaml` with several documents.
+    ///
+    /// # Errors
+    /// Fails when the file cannot be written.
+    pub fn write_peers(&self, stem: &str, specs: &[PeerSpec]) -> Result<()> {
+        write_peer_file(
+            &self.config.peers_path,
+            &format!("{stem}.yaml"),
+            &PeerSpec::to_yaml_documents(specs),
+        )
+    }
+
     /// Writes `gateway.toml` and starts the gateway in the cluster's gateway namespace. It does
     /// not wait for readiness (see [`Gateway::wait_ready`]).
     ///
