@@ -51,6 +51,14 @@ impl WgProgram {
         }
     }
 
+    /// Returns this program with `key=value` added to its environment (e.g. wireguard-go's
+    /// `LOG_LEVEL=verbose`).
+    #[must_use]
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
     /// Returns the implementation's name, for messages.
     pub fn name(&self) -> &str {
         &self.name

@@ -116,7 +116,8 @@ impl MessageLimits {
 pub struct Core {
     /// The current static key.
     current: Option<StaticKey>,
-    last_limiter_reset: Duration,
+    /// The handshake load and the cookie secret, for the MAC check on both keys.
+    load: cookie::Load,
     slots: Vec<Option<Peer>>,
     by_key: BTreeMap<[u8; 32], usize>,
     routes: AllowedIps<usize>,
@@ -132,19 +133,17 @@ pub struct Core {
     pub counters: Counters,
 }
 
-/// One of the device's static keys, with the rate limiter that checks MAC1 and the handshake
-/// load against it.
+/// One of the device's static keys, with the keys of the MAC check (MAC1 and cookie
+/// replies, [`cookie`]) derived from it.
 ///
-/// `Tunn::decapsulate` runs every message through a limiter of its own again. Given the same
-/// limiter, a handshake message would be counted twice, and at the count just below the
-/// limit the second check would answer with a cookie reply that looks like the answer to an
-/// authenticated message. So each `Tunn` gets `tunn_limiter` instead: the same MAC1 key and
-/// no limit. The core's check is the only one that counts, once per datagram, and what
-/// `Tunn` answers comes only from messages it processed.
+/// `Tunn::decapsulate` runs every message through a rate limiter of its own again. Each
+/// `Tunn` gets `tunn_limiter`: the same MAC1 key and no limit, so it never answers with a
+/// cookie reply of its own. The core's check is the only one that counts, once per
+/// datagram, and what `Tunn` answers comes only from messages it processed.
 struct StaticKey {
     private: StaticSecret,
     public: PublicKey,
-    limiter: Arc<RateLimiter>,
+    macs: cookie::MacKeys,
     tunn_limiter: Arc<RateLimiter>,
 }
 
@@ -152,13 +151,13 @@ impl StaticKey {
     fn new(bytes: [u8; 32]) -> Self {
         let private = StaticSecret::from(bytes);
         let public = PublicKey::from(&private);
-        let limiter = Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT));
+        let macs = cookie::MacKeys::new(public.as_bytes());
         // A count of u64::MAX is never reached, so this limiter never asks for a cookie.
         let tunn_limiter = Arc::new(RateLimiter::new(&public, u64::MAX));
         Self {
             private,
             public,
-            limiter,
+            macs,
             tunn_limiter,
         }
     }
@@ -199,7 +198,7 @@ impl Core {
     pub fn new() -> Self {
         Self {
             current: None,
-            last_limiter_reset: Duration::ZERO,
+            load: cookie::Load::default(),
             slots: Vec::new(),
             by_key: BTreeMap::new(),
             routes: AllowedIps::new(),
@@ -296,7 +295,7 @@ impl Core {
         now: Duration,
         sink: &mut dyn Sink,
     ) {
-        let Some((packet, mac_key)) = self.verify_mac(src, datagram, buf, sink) else {
+        let Some((packet, mac_key)) = self.verify_mac(src, datagram, buf, now, sink) else {
             return;
         };
         if matches!(packet, Packet::PacketData(_)) && !self.limits.permits(datagram) {
@@ -409,12 +408,7 @@ impl Core {
     /// passive and persistent keepalives, and session expiry. `wall` is the current
     /// wall-clock time, for the reported handshake times.
     pub fn tick(&mut self, now: Duration, wall: SystemTime, buf: &mut [u8], sink: &mut dyn Sink) {
-        if now.saturating_sub(self.last_limiter_reset) >= RATE_LIMIT_WINDOW {
-            for own in [&self.current, &self.second].into_iter().flatten() {
-                own.limiter.reset_count();
-            }
-            self.last_limiter_reset = now;
-        }
+        self.load.tick(now);
         let limits = self.limits;
         for peer in self.slots.iter_mut().flatten() {
             for key in [Key::Current, Key::Second] {
@@ -546,6 +540,7 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
+mod cookie;
 mod rotation;
 mod table;
 

@@ -17,11 +17,12 @@
 //! (not built yet).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
-use boringtun::noise::{HandshakeInit, Packet, TunnResult};
+use boringtun::noise::{HandshakeInit, Packet, Tunn};
 
+use super::cookie::Verdict;
 use super::table::Tunnel;
 use super::{Core, Message, Sink, StaticKey};
 
@@ -131,43 +132,52 @@ impl Tunnel {
 }
 
 impl Core {
-    /// Checks a datagram's MAC1 (and the handshake load) against the current key, then the
-    /// second one. Returns the message and the key its MAC1 names (the current key for
-    /// messages without MAC1); answers with a cookie reply under load.
+    /// Checks a handshake message's MAC1 against the current key, then the second one, and
+    /// then the handshake load ([`cookie`](super::cookie)): under load the message must carry
+    /// its source's cookie in MAC2, or it gets a cookie reply under the key its MAC1 names
+    /// and goes no further. Returns the message and the key its MAC1 names (the current key
+    /// for messages without MAC1).
     pub(super) fn verify_mac<'d>(
         &mut self,
         src: SocketAddr,
         datagram: &'d [u8],
         buf: &mut [u8],
+        now: Duration,
         sink: &mut dyn Sink,
     ) -> Option<(Packet<'d>, Key)> {
         let Some(current) = self.current.as_ref() else {
             self.counters.invalid += 1;
             return None;
         };
-        match current.limiter.verify_packet(Some(src.ip()), datagram, buf) {
-            Ok(packet) => return Some((packet, Key::Current)),
-            Err(TunnResult::Err(WireGuardError::InvalidMac)) if self.second.is_some() => {}
-            Err(TunnResult::WriteToNetwork(cookie)) => {
-                sink.send(src, cookie);
-                return None;
-            }
-            Err(_) => {
-                self.counters.invalid += 1;
-                return None;
-            }
+        let Ok(packet) = Tunn::parse_incoming_packet(datagram) else {
+            self.counters.invalid += 1;
+            return None;
+        };
+        if !matches!(
+            packet,
+            Packet::HandshakeInit(_) | Packet::HandshakeResponse(_)
+        ) {
+            return Some((packet, Key::Current));
         }
-        let second = self.second.as_ref()?;
-        match second.limiter.verify_packet(Some(src.ip()), datagram, buf) {
-            Ok(packet) => Some((packet, Key::Second)),
-            Err(TunnResult::WriteToNetwork(cookie)) => {
-                sink.send(src, cookie);
+        let (key, own) = if current.macs.mac1_valid(datagram) {
+            (Key::Current, current)
+        } else if let Some(second) = self
+            .second
+            .as_ref()
+            .filter(|second| second.macs.mac1_valid(datagram))
+        {
+            (Key::Second, second)
+        } else {
+            self.counters.invalid += 1;
+            return None;
+        };
+        match self.load.check(&own.macs, src, datagram, now, buf) {
+            Verdict::Accept => Some((packet, key)),
+            Verdict::CookieReply(reply) => {
+                sink.send(src, reply);
                 None
             }
-            Err(_) => {
-                self.counters.invalid += 1;
-                None
-            }
+            Verdict::Drop => None,
         }
     }
 

@@ -472,6 +472,7 @@ fn ipv6_inner_packets_route_by_longest_prefix() {
     assert_eq!(pair.a.counters.no_route, 1);
 }
 
+mod cookie;
 mod forgery;
 mod limits;
 mod padding;

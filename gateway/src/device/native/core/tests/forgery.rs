@@ -128,7 +128,11 @@ impl State {
 
 /// Returns a handshake response to `receiver` with a valid MAC1 for the responder key
 /// `public`, garbage where the handshake would be, and MAC2 made with `cookie` (or zero).
-fn forged_response(public: &[u8; 32], receiver: u32, cookie: Option<&[u8; 16]>) -> Vec<u8> {
+pub(super) fn forged_response(
+    public: &[u8; 32],
+    receiver: u32,
+    cookie: Option<&[u8; 16]>,
+) -> Vec<u8> {
     let mut message = vec![0u8; 92];
     message[0] = 2;
     message[4..8].copy_from_slice(&0x1234_5678u32.to_le_bytes());
