@@ -7,14 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use nix::errno::Errno;
-use nix::sys::socket::{
-    AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn, recvfrom, sendto,
-    setsockopt, socket, sockopt,
-};
-use nix::sys::time::{TimeVal, TimeValLike as _};
+use nix::sys::socket::{MsgFlags, SockaddrIn, recvfrom, sendto};
 
-use crate::netns::{Netns, next_id};
-use crate::ping::internet_checksum;
+use crate::netns::Netns;
+use crate::ping::{icmp_socket, internet_checksum};
 
 /// Times a size is tried before it counts as failed.
 const ATTEMPTS: u32 = 3;
@@ -62,17 +58,9 @@ struct Echo {
 
 impl Echo {
     fn open(dst: Ipv4Addr) -> Result<Self> {
-        let socket = socket(
-            AddressFamily::Inet,
-            SockType::Raw,
-            SockFlag::SOCK_CLOEXEC,
-            SockProtocol::Icmp,
-        )
-        .context("failed to open a raw ICMP socket (needs root)")?;
-        setsockopt(&socket, sockopt::ReceiveTimeout, &TimeVal::milliseconds(10))
-            .context("failed to set SO_RCVTIMEO")?;
-        let low = (next_id() & 0xffff) as u16;
-        let id = (std::process::id() & 0xffff) as u16 ^ low.rotate_left(8) ^ 0x5555;
+        let (socket, id) = icmp_socket(10)?;
+        // Told apart from the steady pinger's identifiers.
+        let id = id ^ 0x5555;
         Ok(Self {
             socket,
             dst,

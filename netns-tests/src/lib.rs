@@ -29,6 +29,7 @@ pub mod bench;
 mod binary;
 mod capture;
 mod echo;
+pub mod forge;
 mod gateway;
 mod http;
 mod kms;

@@ -182,18 +182,8 @@ struct Pinger {
 
 impl Pinger {
     fn open(dst: Ipv4Addr) -> Result<Self> {
-        let socket = socket(
-            AddressFamily::Inet,
-            SockType::Raw,
-            SockFlag::SOCK_CLOEXEC,
-            SockProtocol::Icmp,
-        )
-        .context("failed to open a raw ICMP socket (needs root)")?;
         // A short receive timeout paces the loop without sleeping.
-        setsockopt(&socket, sockopt::ReceiveTimeout, &TimeVal::milliseconds(2))
-            .context("failed to set SO_RCVTIMEO")?;
-        let low = (next_id() & 0xffff) as u16;
-        let id = (std::process::id() & 0xffff) as u16 ^ low.rotate_left(8);
+        let (socket, id) = icmp_socket(2)?;
         Ok(Self {
             socket,
             dst,
@@ -305,4 +295,25 @@ pub(crate) fn internet_checksum(data: &[u8]) -> u16 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
+}
+
+/// Opens a raw ICMP socket (root only) whose receives time out after `timeout_ms`, and returns
+/// it with an echo identifier no other socket of this process uses at the same time.
+pub(crate) fn icmp_socket(timeout_ms: i64) -> Result<(OwnedFd, u16)> {
+    let socket = socket(
+        AddressFamily::Inet,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::Icmp,
+    )
+    .context("failed to open a raw ICMP socket (needs root)")?;
+    setsockopt(
+        &socket,
+        sockopt::ReceiveTimeout,
+        &TimeVal::milliseconds(timeout_ms),
+    )
+    .context("failed to set SO_RCVTIMEO")?;
+    let low = (next_id() & 0xffff) as u16;
+    let id = (std::process::id() & 0xffff) as u16 ^ low.rotate_left(8);
+    Ok((socket, id))
 }

@@ -8,9 +8,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use blake2::digest::consts::U16;
-use blake2::digest::{FixedOutput, KeyInit, Update};
-use blake2::{Blake2s256, Blake2sMac, Digest};
+use netns_tests::forge::handshake_response;
 use netns_tests::{
     Gateway, READY_TIMEOUT, Topology, WgProgram, WgUserspace, require_root, wait_reachable,
 };
@@ -120,11 +118,11 @@ fn keep_under_load(key: &[u8; 32], target: SocketAddrV4, stop: &AtomicBool) -> a
     let mut replies = 0u64;
     let mut answer = [0u8; 128];
     // Sender indexes: 0 for bursts, from 1 on for probes, so a late reply is told apart.
-    let burst = forged_response(key, 0);
+    let burst = handshake_response(key, 0, EMPTY_SLOT);
     let mut probe = 0u32;
     while !stop.load(Ordering::Relaxed) {
         probe = probe.wrapping_add(1).max(1);
-        socket.send_to(&forged_response(key, probe), target)?;
+        socket.send_to(&handshake_response(key, probe, EMPTY_SLOT), target)?;
         let mut loaded = false;
         while let Ok(n) = socket.recv(&mut answer) {
             if n == 64 && answer[0] == 3 {
@@ -142,24 +140,4 @@ fn keep_under_load(key: &[u8; 32], target: SocketAddrV4, stop: &AtomicBool) -> a
         }
     }
     Ok(replies)
-}
-
-/// Returns a handshake response from sender index `sender` to a slot no peer holds, with a
-/// valid MAC1 for the responder key `public` and garbage where the handshake would be.
-fn forged_response(public: &[u8; 32], sender: u32) -> Vec<u8> {
-    let mut message = vec![0u8; 92];
-    message[0] = 2;
-    message[4..8].copy_from_slice(&sender.to_le_bytes());
-    message[8..12].copy_from_slice(&EMPTY_SLOT.to_le_bytes());
-    for (i, byte) in message[12..60].iter_mut().enumerate() {
-        *byte = u8::try_from(i).unwrap_or(0).wrapping_mul(53) ^ 0x5a;
-    }
-    let key = Blake2s256::new()
-        .chain_update(b"mac1----")
-        .chain_update(public)
-        .finalize();
-    let mut mac = Blake2sMac::<U16>::new_from_slice(&key).expect("a 32-byte key");
-    Update::update(&mut mac, &message[..60]);
-    message[60..76].copy_from_slice(&mac.finalize_fixed());
-    message
 }

@@ -9,9 +9,7 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 
-use blake2::digest::consts::U16;
-use blake2::digest::{FixedOutput, KeyInit, Update};
-use blake2::{Blake2s256, Blake2sMac, Digest};
+use netns_tests::forge::handshake_response;
 use netns_tests::{Gateway, Netns, SteadyPing, Topology, require_root, wait_reachable};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -27,6 +25,8 @@ const HANDSHAKE_LIMIT: usize = 100;
 /// counted once against the limit and goes no further; a few of them set the count to any
 /// value before the forgeries aimed at slot 0.
 const EMPTY_SLOT: u32 = 5000 << 8;
+/// The sender index of the forged responses.
+const FORGED_SENDER: u32 = 0x0bad_cafe;
 /// A stranger's address on the underlay.
 const STRANGER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
 
@@ -99,10 +99,12 @@ fn pause() {
 /// forgeries meet the limit at every count around it.
 fn burst(key: &[u8; 32], round: usize) -> Vec<Vec<u8>> {
     let pad = HANDSHAKE_LIMIT - 5 + round % 8;
-    let mut burst: Vec<_> = (0..pad).map(|_| forged_response(key, EMPTY_SLOT)).collect();
+    let mut burst: Vec<_> = (0..pad)
+        .map(|_| handshake_response(key, FORGED_SENDER, EMPTY_SLOT))
+        .collect();
     for low in 0..64u32 {
-        burst.push(forged_response(key, low));
-        burst.push(forged_response(key, (1 << 31) | low));
+        burst.push(handshake_response(key, FORGED_SENDER, low));
+        burst.push(handshake_response(key, FORGED_SENDER, (1 << 31) | low));
     }
     burst
 }
@@ -154,24 +156,4 @@ fn udp_packet(from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
     packet.extend_from_slice(&[0, 0]);
     packet.extend_from_slice(payload);
     packet
-}
-
-/// Returns a handshake response to `receiver` with a valid MAC1 for the responder key
-/// `public` and garbage where the handshake would be.
-fn forged_response(public: &[u8; 32], receiver: u32) -> Vec<u8> {
-    let mut message = vec![0u8; 92];
-    message[0] = 2;
-    message[4..8].copy_from_slice(&0x0bad_cafe_u32.to_le_bytes());
-    message[8..12].copy_from_slice(&receiver.to_le_bytes());
-    for (i, byte) in message[12..60].iter_mut().enumerate() {
-        *byte = u8::try_from(i).unwrap_or(0).wrapping_mul(53) ^ 0x5a;
-    }
-    let key = Blake2s256::new()
-        .chain_update(b"mac1----")
-        .chain_update(public)
-        .finalize();
-    let mut mac = Blake2sMac::<U16>::new_from_slice(&key).expect("a 32-byte key");
-    Update::update(&mut mac, &message[..60]);
-    message[60..76].copy_from_slice(&mac.finalize_fixed());
-    message
 }
