@@ -184,11 +184,8 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
         let ops = plan::plan(&desired, &observed);
         let mut failures: BTreeMap<PublicKey, String> = BTreeMap::new();
         for op in &ops {
-            let key = match op {
-                Op::RemovePeer(key) => key,
-                Op::UpsertPeer(config) => &config.public_key,
-            };
-            let previous = observed.get(key);
+            let key = op.device_key();
+            let previous = observed.get(&key);
             match self.device.apply(op, previous).await {
                 Ok(()) => {
                     log_applied(op, &outcome.accepted);
@@ -199,13 +196,17 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
                         Op::UpsertPeer(config) => {
                             self.applied.insert(config.public_key, config.clone());
                         }
+                        Op::ReplaceKey { old, config } => {
+                            self.applied.remove(old);
+                            self.applied.insert(config.public_key, config.clone());
+                        }
                     }
                 }
                 Err(e) => {
                     let message = format!("{:#}", anyhow::Error::from(e));
                     self.metrics.reconcile_errors.inc();
                     tracing::warn!(error = %message, op = ?op_summary(op), "peer change failed; will retry");
-                    failures.insert(*key, message);
+                    failures.insert(key, message);
                 }
             }
         }
@@ -420,13 +421,14 @@ fn op_summary(op: &Op) -> String {
     match op {
         Op::RemovePeer(key) => format!("remove {key}"),
         Op::UpsertPeer(config) => format!("upsert {}", config.public_key),
+        Op::ReplaceKey { old, config } => format!("replace key {old} by {}", config.public_key),
     }
 }
 
 fn log_applied(op: &Op, accepted: &[PeerSpec]) {
     match op {
         Op::RemovePeer(key) => tracing::info!(public_key = %key, "peer removed"),
-        Op::UpsertPeer(config) => {
+        Op::UpsertPeer(config) | Op::ReplaceKey { config, .. } => {
             let name = accepted
                 .iter()
                 .find(|s| s.public_key == config.public_key)

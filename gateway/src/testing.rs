@@ -135,10 +135,7 @@ impl Device for FakeDevice {
     async fn apply(&mut self, op: &Op, _previous: Option<&PeerConfig>) -> Result<(), Error> {
         let mut state = self.lock();
         state.log.push(op.clone());
-        let key = match op {
-            Op::RemovePeer(key) => *key,
-            Op::UpsertPeer(config) => config.public_key,
-        };
+        let key = op.device_key();
         if state.refused.contains(&key) {
             return Err(Error::Kernel {
                 name: "fake0".to_owned(),
@@ -151,6 +148,11 @@ impl Device for FakeDevice {
                 state.stats.remove(key);
             }
             Op::UpsertPeer(config) => {
+                state.peers.insert(config.public_key, config.clone());
+            }
+            Op::ReplaceKey { old, config } => {
+                state.peers.remove(old);
+                state.stats.remove(old);
                 state.peers.insert(config.public_key, config.clone());
             }
         }

@@ -13,6 +13,25 @@ pub enum Op {
     RemovePeer(PublicKey),
     /// Add the peer, or change it to this configuration.
     UpsertPeer(PeerConfig),
+    /// A declared peer's public key changed (it rotated): the peer under `old` takes
+    /// `config.public_key`, keeping its allowed IPs, endpoint and routes throughout (a new
+    /// handshake follows; there is no window without a route).
+    ReplaceKey {
+        /// The key the device holds now.
+        old: PublicKey,
+        /// The peer's configuration under its new key.
+        config: PeerConfig,
+    },
+}
+
+impl Op {
+    /// Returns the public key the device holds for this peer before the operation.
+    pub fn device_key(&self) -> PublicKey {
+        match self {
+            Op::RemovePeer(key) | Op::ReplaceKey { old: key, .. } => *key,
+            Op::UpsertPeer(config) => config.public_key,
+        }
+    }
 }
 
 /// Peers by public key.
@@ -61,6 +80,10 @@ pub fn apply(observed: &PeerMap, ops: &[Op]) -> PeerMap {
                 next.remove(key);
             }
             Op::UpsertPeer(config) => {
+                next.insert(config.public_key, config.clone());
+            }
+            Op::ReplaceKey { old, config } => {
+                next.remove(old);
                 next.insert(config.public_key, config.clone());
             }
         }

@@ -27,6 +27,13 @@ pub fn transactions(op: &Op, exists: bool) -> Vec<Zeroizing<String>> {
     match op {
         Op::RemovePeer(key) => vec![remove(key)],
         Op::UpsertPeer(config) => vec![peer_section(config, exists)],
+        // One transaction: the old key goes and the new one takes its allowed IPs in the
+        // same request, so cryptokey routing never has a gap.
+        Op::ReplaceKey { old, config } => {
+            let mut body = remove(old);
+            body.push_str(&peer_section(config, false));
+            vec![body]
+        }
     }
 }
 

@@ -130,6 +130,12 @@ impl Device for KernelDevice {
         let result = match op {
             Op::RemovePeer(key) => self.api.remove_peer(&Key::new(*key.as_bytes())),
             Op::UpsertPeer(config) => self.api.configure_peer(&peer_from_config(config)),
+            // The kernel moves allowed IPs to the peer configured last, so adding the new key
+            // first keeps the routes served; then the old peer goes.
+            Op::ReplaceKey { old, config } => self
+                .api
+                .configure_peer(&peer_from_config(config))
+                .and_then(|()| self.api.remove_peer(&Key::new(*old.as_bytes()))),
         };
         result.map_err(|e| Error::Kernel {
             name: self.name.clone(),

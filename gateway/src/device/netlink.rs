@@ -173,7 +173,7 @@ impl Netlink {
         let before = previous.map_or(&NONE, |p| &p.allowed_ips);
         let after = match op {
             Op::RemovePeer(_) => &NONE,
-            Op::UpsertPeer(config) => &config.allowed_ips,
+            Op::UpsertPeer(config) | Op::ReplaceKey { config, .. } => &config.allowed_ips,
         };
         self.sync_routes(name, index, before, after).await
     }

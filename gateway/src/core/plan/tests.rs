@@ -116,3 +116,27 @@ proptest! {
         prop_assert_eq!(after.keys().collect::<Vec<_>>(), desired.keys().collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn apply_of_a_key_replacement_moves_the_config_to_the_new_key() {
+    let old = PublicKey::from_bytes([1; 32]);
+    let new = PublicKey::from_bytes([2; 32]);
+    let mut observed = PeerMap::new();
+    let mut config = PeerConfig {
+        public_key: old,
+        endpoint: None,
+        allowed_ips: ["10.2.0.0/16".parse().expect("cidr")].into(),
+        persistent_keepalive: 25,
+        preshared_key: None,
+    };
+    observed.insert(old, config.clone());
+    config.public_key = new;
+    let op = Op::ReplaceKey {
+        old,
+        config: config.clone(),
+    };
+    assert_eq!(op.device_key(), old);
+    let next = apply(&observed, &[op]);
+    assert_eq!(next.len(), 1);
+    assert_eq!(next.get(&new), Some(&config));
+}

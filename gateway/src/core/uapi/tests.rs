@@ -39,6 +39,29 @@ fn an_update_replaces_allowed_ips_in_place() {
 }
 
 #[test]
+fn a_key_replacement_is_one_transaction_removing_the_old_key_then_adding_the_new() {
+    let mut next = config();
+    next.public_key = key(2);
+    let txs = transactions(
+        &Op::ReplaceKey {
+            old: key(1),
+            config: next,
+        },
+        true,
+    );
+    assert_eq!(txs.len(), 1);
+    let body = txs[0].as_str();
+    let removed = body
+        .find(&format!("public_key={}\nremove=true\n", key(1).to_hex()))
+        .expect("old key removed");
+    let added = body
+        .find(&format!("public_key={}\n", key(2).to_hex()))
+        .expect("new key added");
+    assert!(removed < added, "{body}");
+    assert!(body.ends_with("allowed_ip=10.2.0.0/16\nallowed_ip=10.10.0.2/32\n"));
+}
+
+#[test]
 fn preshared_key_is_written_and_cleared_in_place() {
     let mut with_psk = config();
     with_psk.preshared_key = Some(crate::core::psk::PresharedKey::from_bytes([0xab; 32]));
