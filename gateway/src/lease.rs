@@ -4,8 +4,11 @@
 //! A gateway brings its interface up only once it holds the lease; until then it is not ready
 //! and `/readyz` says who holds it. The holder renews every [`RENEW_INTERVAL`]; a standby takes
 //! over when the lease has not changed for [`LEASE_DURATION`], or at once when the holder
-//! released it on a clean shutdown. A holder that sees another holder stops. The decisions are
-//! in [`crate::core::lease`]; this module reads and writes the object.
+//! released it on a clean shutdown. A holder that sees another holder stops. A holder that
+//! cannot renew within [`RENEW_DEADLINE`] of its last successful renewal steps down (stops
+//! serving its interface) before any standby can take over, so two gateways never run the same
+//! key at the same time. The decisions are in [`crate::core::lease`]; this module reads and
+//! writes the object.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -20,15 +23,49 @@ use tokio::sync::oneshot;
 use crate::clock;
 use crate::core::health::Readiness;
 use crate::core::lease::{Decision, Elector, LeaseRecord, LeaseSpec};
-pub use crate::core::lease::{LEASE_DURATION, RENEW_INTERVAL, RETRY_INTERVAL};
+pub use crate::core::lease::{LEASE_DURATION, RENEW_DEADLINE, RENEW_INTERVAL, RETRY_INTERVAL};
 
 /// How long one request may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The election's periods; [`Timing::DEFAULT`] in the gateway, shorter in tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How long a lease stays valid without renewal.
+    pub duration: Duration,
+    /// How often the holder renews.
+    pub renew: Duration,
+    /// How soon a failed renewal, or a standby's read, is tried again.
+    pub retry: Duration,
+    /// How long after its last successful renewal a holder keeps serving.
+    pub deadline: Duration,
+}
+
+impl Timing {
+    /// The gateway's periods.
+    pub const DEFAULT: Self = Self {
+        duration: LEASE_DURATION,
+        renew: RENEW_INTERVAL,
+        retry: RETRY_INTERVAL,
+        deadline: RENEW_DEADLINE,
+    };
+}
+
+/// Why a holder stopped holding the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseEnd {
+    /// Another gateway holds it now (its identity).
+    Lost(String),
+    /// No renewal succeeded within the renew deadline (the last error): we step down before
+    /// a standby may take over.
+    SteppedDown(String),
+}
 
 /// The lease of one gateway.
 pub struct LeaseLock {
     api: Api<Lease>,
     name: String,
+    timing: Timing,
     elector: Elector,
     /// The lease as last read or written, for the release.
     last: Option<LeaseRecord>,
@@ -57,10 +94,22 @@ impl std::fmt::Debug for LeaseLock {
 impl LeaseLock {
     /// Prepares the lease `zt-gateway-<interface>` in `namespace` for holder `identity`.
     pub fn new(client: Client, namespace: &str, interface: &str, identity: String) -> Self {
+        Self::with_timing(client, namespace, interface, identity, Timing::DEFAULT)
+    }
+
+    /// Like [`LeaseLock::new`], with other periods.
+    pub fn with_timing(
+        client: Client,
+        namespace: &str,
+        interface: &str,
+        identity: String,
+        timing: Timing,
+    ) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             name: format!("zt-gateway-{interface}"),
-            elector: Elector::new(identity, LEASE_DURATION),
+            timing,
+            elector: Elector::new(identity, timing.duration),
             last: None,
         }
     }
@@ -91,7 +140,7 @@ impl LeaseLock {
                     said = Some(why);
                 }
             }
-            tokio::time::sleep(RETRY_INTERVAL).await;
+            tokio::time::sleep(self.timing.retry).await;
         }
         if let Ok(mut r) = readiness.write() {
             r.lease_wait = None;
@@ -99,27 +148,65 @@ impl LeaseLock {
         tracing::info!(lease = %self.name, holder = %self.identity(), "lease acquired");
     }
 
-    /// Renews the lease until another gateway holds it, and returns that gateway's identity.
-    /// Failing to renew (the API is unreachable) is logged and retried: the tunnel stays up.
-    pub async fn keep(&mut self) -> String {
-        let mut failing = false;
+    /// Renews the lease until another gateway holds it or no renewal succeeded within the
+    /// renew deadline, and says which. A failed renewal (the API is unreachable or refuses the
+    /// write) is logged and retried sooner; the tunnel stays up until the deadline.
+    pub async fn keep(&mut self) -> LeaseEnd {
+        let mut failing: Option<String> = None;
         loop {
-            tokio::time::sleep(RENEW_INTERVAL).await;
-            match self.round(clock::now()).await {
+            let pause = if failing.is_some() {
+                self.timing.retry
+            } else {
+                self.timing.renew
+            };
+            let Some(remaining) = self.remaining() else {
+                return self.step_down(failing);
+            };
+            tokio::time::sleep(pause.min(remaining)).await;
+            let started = clock::now();
+            let Some(remaining) = self.remaining() else {
+                return self.step_down(failing);
+            };
+            // A round that is still waiting for the API at the deadline is abandoned.
+            let Ok(round) = tokio::time::timeout(remaining, self.round(started)).await else {
+                return self.step_down(Some("the renewal did not finish in time".to_owned()));
+            };
+            match round {
                 Round::Held => {
-                    if std::mem::take(&mut failing) {
+                    if failing.take().is_some() {
                         tracing::info!(lease = %self.name, "lease renewed again");
                     }
                 }
                 Round::Waiting(why) => {
-                    if !failing {
+                    if failing.is_none() {
                         tracing::warn!(lease = %self.name, "cannot renew the lease: {why}; retrying");
                     }
-                    failing = true;
+                    failing = Some(why);
                 }
-                Round::Lost(holder) => return holder,
+                Round::Lost(holder) => return LeaseEnd::Lost(holder),
             }
         }
+    }
+
+    /// Returns how long this holder may still serve, or `None` once the renew deadline has
+    /// passed (the elector then no longer counts the lease as held).
+    fn remaining(&mut self) -> Option<Duration> {
+        let now = clock::now();
+        if self.elector.must_step_down(now, self.timing.deadline) {
+            return None;
+        }
+        let at = self.elector.step_down_at(self.timing.deadline)?;
+        at.duration_since(now).ok().filter(|d| !d.is_zero())
+    }
+
+    fn step_down(&mut self, why: Option<String>) -> LeaseEnd {
+        let why = why.unwrap_or_else(|| "no renewal succeeded".to_owned());
+        tracing::error!(
+            lease = %self.name,
+            deadline_seconds = self.timing.deadline.as_secs_f64(),
+            "the lease was not renewed within its deadline ({why}); stepping down"
+        );
+        LeaseEnd::SteppedDown(why)
     }
 
     /// Gives the lease up, so that a standby takes over at once.
@@ -161,7 +248,7 @@ impl LeaseLock {
                 if current.as_ref().and_then(|c| c.holder.as_deref()) != Some(self.identity()) {
                     tracing::info!(lease = %self.name, transitions = spec.transitions, "taking the lease");
                 }
-                self.elector.wrote();
+                self.elector.wrote(now);
                 self.last = Some(written);
                 Round::Held
             }
@@ -201,7 +288,7 @@ impl LeaseLock {
 /// Keeps the lease in a background task once acquired.
 #[derive(Debug)]
 pub struct LeaseGuard {
-    lost: oneshot::Receiver<String>,
+    lost: oneshot::Receiver<LeaseEnd>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -213,8 +300,8 @@ impl LeaseGuard {
         let (stop, stop_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             tokio::select! {
-                holder = lock.keep() => {
-                    let _ = lost_tx.send(holder);
+                end = lock.keep() => {
+                    let _ = lost_tx.send(end);
                 }
                 _ = stop_rx => lock.release().await,
             }
@@ -226,10 +313,11 @@ impl LeaseGuard {
         }
     }
 
-    /// Resolves with the new holder's identity when the lease is lost.
-    pub async fn lost(&mut self) -> String {
+    /// Resolves when this gateway no longer holds the lease: another holder took it, or the
+    /// renew deadline passed.
+    pub async fn lost(&mut self) -> LeaseEnd {
         match (&mut self.lost).await {
-            Ok(holder) => holder,
+            Ok(end) => end,
             // The task ended without losing the lease (it was stopped): never resolve.
             Err(_) => std::future::pending().await,
         }

@@ -23,7 +23,7 @@ use crate::device::{Device, InterfaceSettings};
 use crate::driver::{Driver, INTERVAL, Outputs};
 use crate::http::{self, AppState, Limits};
 use crate::keys;
-use crate::lease::{self, LeaseGuard, LeaseLock};
+use crate::lease::{self, LeaseEnd, LeaseGuard, LeaseLock};
 use crate::metrics::Metrics;
 use crate::source::PeerSource;
 use crate::source::directory::DirectorySource;
@@ -269,13 +269,18 @@ impl<S: PeerSource> Wiring<S> {
                 _ = ticker.tick() => driver.tick(crate::clock::now()).await,
                 _ = signals.sigterm.recv() => break Stop::Signal("SIGTERM"),
                 _ = signals.sigint.recv() => break Stop::Signal("SIGINT"),
-                holder = lost => break Stop::LeaseLost(holder),
+                end = lost => break Stop::Lease(end),
             }
         };
         match &stop {
             Stop::Signal(signal) => tracing::info!(signal, "shutting down"),
-            Stop::LeaseLost(holder) => {
+            Stop::Lease(LeaseEnd::Lost(holder)) => {
                 tracing::warn!(holder = %holder, "another gateway holds the lease now; shutting down")
+            }
+            Stop::Lease(LeaseEnd::SteppedDown(_)) => {
+                tracing::warn!(
+                    "stepping down: removing the interface before a standby may take over"
+                )
             }
         }
         let device = driver.into_device();
@@ -295,8 +300,12 @@ impl<S: PeerSource> Wiring<S> {
         removed?;
         match stop {
             Stop::Signal(_) => Ok(()),
-            Stop::LeaseLost(holder) => bail!(
+            Stop::Lease(LeaseEnd::Lost(holder)) => bail!(
                 "stopped: the lease is held by {holder} now, and two gateways must not run one key"
+            ),
+            Stop::Lease(LeaseEnd::SteppedDown(why)) => bail!(
+                "stopped: the lease could not be renewed within {} s ({why}); a standby may take over, and two gateways must not run one key",
+                lease::RENEW_DEADLINE.as_secs()
             ),
         }
     }
@@ -305,7 +314,7 @@ impl<S: PeerSource> Wiring<S> {
 /// Why the main loop ended.
 enum Stop {
     Signal(&'static str),
-    LeaseLost(String),
+    Lease(LeaseEnd),
 }
 
 /// What the admin status says about this gateway that never changes while it runs.

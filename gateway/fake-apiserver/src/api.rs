@@ -385,6 +385,9 @@ async fn create_lease(
         return failure(422, "Invalid", "metadata.name: Required value");
     };
     let mut state = state.lock().await;
+    if state.config.refuse_lease_writes {
+        return storage_timeout();
+    }
     let key: Key = (LEASES.plural, ns.clone(), name.clone());
     if state.objects.contains_key(&key) {
         state.stats.lease_conflicts += 1;
@@ -397,6 +400,11 @@ async fn create_lease(
     state.stats.lease_writes += 1;
     let created = state.put(LEASES, &ns, &name, object);
     (StatusCode::CREATED, axum::Json(created)).into_response()
+}
+
+/// What the API server answers when its storage does not answer in time.
+fn storage_timeout() -> Response {
+    failure(500, "InternalError", "etcdserver: request timed out")
 }
 
 /// `PUT` with optimistic concurrency: a `metadata.resourceVersion` that is not the current
@@ -420,6 +428,9 @@ async fn replace_lease(
         );
     }
     let mut state = state.lock().await;
+    if state.config.refuse_lease_writes {
+        return storage_timeout();
+    }
     let key: Key = (LEASES.plural, ns.clone(), name.clone());
     let Some(current) = state.objects.get(&key) else {
         return not_found(LEASES, &name);

@@ -8,6 +8,8 @@
 //! - `POST /_fake/watches/expire` ends every open watch with a 410 `ERROR` event;
 //! - `POST /_fake/compact` forgets the history, so older versions get 410;
 //! - `POST /_fake/too-old/{event|status}` chooses how a too-old watch is answered;
+//! - `POST /_fake/leases/{refuse|accept}` makes Lease writes fail with a storage timeout, or
+//!   succeed again;
 //! - `GET /_fake/stats` returns the request counters.
 
 use axum::Router;
@@ -31,6 +33,7 @@ pub(crate) fn router() -> Router<Shared> {
         .route("/_fake/watches/expire", post(expire_watches))
         .route("/_fake/compact", post(compact))
         .route("/_fake/too-old/{mode}", post(too_old))
+        .route("/_fake/leases/{mode}", post(lease_writes))
         .route("/_fake/stats", get(stats))
 }
 
@@ -98,6 +101,16 @@ async fn too_old(State(state): State<Shared>, Path(mode): Path<String>) -> Respo
         _ => return failure(400, "BadRequest", "expected event or status"),
     };
     state.lock().await.config.too_old = mode;
+    "ok\n".into_response()
+}
+
+async fn lease_writes(State(state): State<Shared>, Path(mode): Path<String>) -> Response {
+    let refuse = match mode.as_str() {
+        "refuse" => true,
+        "accept" => false,
+        _ => return failure(400, "BadRequest", "expected refuse or accept"),
+    };
+    state.lock().await.config.refuse_lease_writes = refuse;
     "ok\n".into_response()
 }
 

@@ -42,6 +42,10 @@ pub struct FakeConfig {
     pub bookmark_interval: Duration,
     /// How a watch from a too-old version is answered.
     pub too_old: TooOld,
+    /// Whether Lease writes (create and replace) fail as they do when the API server cannot
+    /// reach its storage: 500 `InternalError`, `etcdserver: request timed out`. Reads still
+    /// answer.
+    pub refuse_lease_writes: bool,
 }
 
 impl Default for FakeConfig {
@@ -51,6 +55,7 @@ impl Default for FakeConfig {
             history: 1000,
             bookmark_interval: Duration::from_secs(5),
             too_old: TooOld::Event,
+            refuse_lease_writes: false,
         }
     }
 }
@@ -151,6 +156,11 @@ impl FakeApiServer {
     /// Chooses how a watch from a too-old version is answered.
     pub async fn set_too_old(&self, answer: TooOld) {
         self.state.lock().await.config.too_old = answer;
+    }
+
+    /// Makes Lease writes fail (see [`FakeConfig::refuse_lease_writes`]) or succeed again.
+    pub async fn refuse_lease_writes(&self, refuse: bool) {
+        self.state.lock().await.config.refuse_lease_writes = refuse;
     }
 
     /// Returns the request counters.

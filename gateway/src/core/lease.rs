@@ -12,8 +12,14 @@ use std::time::{Duration, SystemTime};
 pub const LEASE_DURATION: Duration = Duration::from_secs(15);
 /// How often the holder renews the lease.
 pub const RENEW_INTERVAL: Duration = Duration::from_secs(5);
-/// How often a standby reads the lease again.
+/// How often a standby reads the lease again, and how soon a holder whose renewal failed
+/// tries again.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(2);
+/// How long after the start of its last successful renewal a holder keeps serving. Past it the
+/// holder steps down (stops serving its interface), well before a standby can take over: a
+/// standby waits a whole [`LEASE_DURATION`] from the moment it saw that renewal, which was
+/// written after it started. The margin covers the shutdown of the interface.
+pub const RENEW_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A Lease as read from the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +89,8 @@ pub struct Elector {
     /// The last distinct lease seen, and when it was first seen.
     seen: Option<(Fingerprint, SystemTime)>,
     held: bool,
+    /// When the last successful write of ours started (its request was sent at or after it).
+    renewed: Option<SystemTime>,
 }
 
 impl Elector {
@@ -93,6 +101,7 @@ impl Elector {
             duration,
             seen: None,
             held: false,
+            renewed: None,
         }
     }
 
@@ -148,9 +157,31 @@ impl Elector {
         }
     }
 
-    /// Records that our create or update succeeded: we hold the lease.
-    pub fn wrote(&mut self) {
+    /// Records that our create or update, decided at `started` (before its request was
+    /// sent), succeeded: we hold the lease.
+    pub fn wrote(&mut self, started: SystemTime) {
         self.held = true;
+        self.renewed = Some(started);
+    }
+
+    /// Returns the moment this holder must have stopped serving unless it renews first: the
+    /// start of its last successful write plus `deadline` ([`RENEW_DEADLINE`]). `None` when we
+    /// do not hold the lease.
+    pub fn step_down_at(&self, deadline: Duration) -> Option<SystemTime> {
+        if !self.held {
+            return None;
+        }
+        self.renewed.and_then(|at| at.checked_add(deadline))
+    }
+
+    /// Returns whether a holder must step down at `now`: it held the lease and has not renewed
+    /// it within `deadline`. The lease is then no longer counted as held.
+    pub fn must_step_down(&mut self, now: SystemTime, deadline: Duration) -> bool {
+        let due = self.step_down_at(deadline).is_some_and(|at| now >= at);
+        if due {
+            self.held = false;
+        }
+        due
     }
 
     /// Returns the spec that gives the lease up at `now`, for a clean shutdown: a standby

@@ -109,6 +109,95 @@ async fn waiting_for_the_lease_is_shown_as_not_ready() {
     );
 }
 
+/// Short periods with the gateway's proportions: a holder stops serving two thirds of a lease
+/// duration after its last successful renewal.
+const SHORT: Timing = Timing {
+    duration: Duration::from_millis(1500),
+    renew: Duration::from_millis(250),
+    retry: Duration::from_millis(100),
+    deadline: Duration::from_millis(1000),
+};
+
+#[tokio::test]
+async fn a_holder_that_cannot_renew_steps_down_before_a_standby_takes_over() {
+    let fake = fake().await;
+    let config = |identity: &str| {
+        let config = kube::Config::new(fake.url().parse().expect("url"));
+        let client = Client::try_from(config).expect("client");
+        LeaseLock::with_timing(client, NS, "wg0", identity.to_owned(), SHORT)
+    };
+    let mut holder = config("gw-a_1");
+    let mut standby = config("gw-b_2");
+    assert_eq!(holder.round(clock::now()).await, Round::Held);
+    assert!(matches!(
+        standby.round(clock::now()).await,
+        Round::Waiting(_)
+    ));
+    let mut guard = LeaseGuard::keep(holder);
+
+    // The API server's storage stops answering: the holder's renewals fail.
+    fake.refuse_lease_writes(true).await;
+    let serving = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let holder_task = {
+        let serving = serving.clone();
+        tokio::spawn(async move {
+            let end = tokio::time::timeout(Duration::from_secs(30), guard.lost()).await;
+            serving.store(false, std::sync::atomic::Ordering::SeqCst);
+            end
+        })
+    };
+    // The standby keeps trying; once the storage is back it takes over, and by then the
+    // holder has stopped serving.
+    let mut storage_back = false;
+    let took_over = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if !storage_back && holder_task.is_finished() {
+                fake.refuse_lease_writes(false).await;
+                storage_back = true;
+            }
+            if standby.round(clock::now()).await == Round::Held {
+                return !serving.load(std::sync::atomic::Ordering::SeqCst);
+            }
+            tokio::time::sleep(SHORT.retry).await;
+        }
+    })
+    .await
+    .expect("the standby takes over");
+    assert!(
+        took_over,
+        "the standby took the lease while the holder still served"
+    );
+    let end = holder_task.await.expect("task").expect("the holder ends");
+    let LeaseEnd::SteppedDown(why) = end else {
+        panic!("{end:?}");
+    };
+    assert!(why.contains("etcdserver: request timed out"), "{why}");
+    let stored = fake.get(LEASES, NS, "zt-gateway-wg0").await.expect("lease");
+    assert_eq!(stored["spec"]["holderIdentity"], "gw-b_2");
+}
+
+#[tokio::test]
+async fn a_refused_renewal_that_succeeds_again_in_time_keeps_the_lease() {
+    let fake = fake().await;
+    let config = kube::Config::new(fake.url().parse().expect("url"));
+    let client = Client::try_from(config).expect("client");
+    let mut holder = LeaseLock::with_timing(client, NS, "wg0", "gw-a_1".to_owned(), SHORT);
+    assert_eq!(holder.round(clock::now()).await, Round::Held);
+    let mut guard = LeaseGuard::keep(holder);
+    fake.refuse_lease_writes(true).await;
+    let writes = fake.stats().await.lease_writes;
+    // One renewal period plus a retry fail, well inside the deadline; then writes succeed.
+    tokio::time::sleep(SHORT.renew + SHORT.retry).await;
+    fake.refuse_lease_writes(false).await;
+    let still_held = tokio::time::timeout(SHORT.duration * 2, guard.lost()).await;
+    assert!(
+        still_held.is_err(),
+        "the holder kept the lease: {still_held:?}"
+    );
+    assert!(fake.stats().await.lease_writes > writes);
+    guard.release().await;
+}
+
 #[test]
 fn identity_is_the_host_name_with_a_random_suffix() {
     let one = identity();

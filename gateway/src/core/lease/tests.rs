@@ -118,7 +118,7 @@ fn a_released_lease_is_taken_at_once() {
 fn a_holder_that_sees_another_holder_has_lost_it() {
     let mut elector = me();
     elector.decide(None, at(0));
-    elector.wrote();
+    elector.wrote(at(0));
     assert!(elector.is_held());
     assert_eq!(
         elector.decide(Some(&lease(Some("gw-a_2"), 30, "12")), at(30)),
@@ -132,9 +132,48 @@ fn a_holder_that_sees_another_holder_has_lost_it() {
 #[test]
 fn release_clears_the_holder() {
     let mut elector = me();
-    elector.wrote();
+    elector.wrote(at(0));
     let spec = elector.release(&lease(Some("gw-b_1"), 3, "7"), at(4));
     assert_eq!(spec.holder, None);
     assert_eq!(spec.renewed, at(4));
     assert!(!elector.is_held());
+}
+
+#[test]
+fn a_holder_steps_down_before_any_standby_can_take_over() {
+    // The holder's last write started at 0. A standby that saw that write no earlier than 0
+    // takes over at LEASE_DURATION at the soonest; the holder stops serving at RENEW_DEADLINE.
+    assert!(RENEW_DEADLINE + RENEW_INTERVAL <= LEASE_DURATION);
+    let mut holder = me();
+    assert_eq!(holder.step_down_at(RENEW_DEADLINE), None);
+    holder.wrote(at(0));
+    assert_eq!(holder.step_down_at(RENEW_DEADLINE), Some(at(10)));
+    assert!(!holder.must_step_down(at(9), RENEW_DEADLINE));
+    assert!(holder.is_held());
+
+    let mut standby = Elector::new("gw-a_1", LEASE_DURATION);
+    let written = lease(Some("gw-b_1"), 0, "7");
+    for t in 0..15 {
+        assert!(matches!(
+            standby.decide(Some(&written), at(t)),
+            Decision::Wait { .. }
+        ));
+    }
+    assert!(holder.must_step_down(at(10), RENEW_DEADLINE));
+    assert!(!holder.is_held());
+    assert!(matches!(
+        standby.decide(Some(&written), at(15)),
+        Decision::Update { .. }
+    ));
+}
+
+#[test]
+fn each_successful_renewal_moves_the_step_down_deadline() {
+    let mut holder = me();
+    holder.wrote(at(0));
+    holder.wrote(at(5));
+    assert!(!holder.must_step_down(at(14), RENEW_DEADLINE));
+    assert!(holder.must_step_down(at(15), RENEW_DEADLINE));
+    // A holder that stepped down has no deadline until it writes again.
+    assert_eq!(holder.step_down_at(RENEW_DEADLINE), None);
 }
