@@ -6,16 +6,13 @@
 #![warn(missing_docs)]
 
 pub mod allowed_ips;
+pub use ztgw_model::{key, peer, psk, validate};
 pub mod health;
-pub mod key;
 pub mod lease;
-pub mod peer;
 pub mod plan;
-pub mod psk;
 pub mod status;
 pub mod transitions;
 pub mod uapi;
-pub mod validate;
 
 #[cfg(test)]
 mod boundary_tests;

@@ -33,7 +33,7 @@ fn add_prints_the_wireguardpeer_yaml() {
         String::from_utf8_lossy(&out.stderr)
     );
     let yaml = String::from_utf8(out.stdout).expect("utf8");
-    let peer: gateway::crd::WireGuardPeer = serde_saphyr::from_str(&yaml).expect("parses back");
+    let peer: ztgw_model::crd::WireGuardPeer = serde_saphyr::from_str(&yaml).expect("parses back");
     assert!(yaml.contains("apiVersion: zt.hanzo.ai/v1alpha1"), "{yaml}");
     assert!(yaml.contains("kind: WireGuardPeer"), "{yaml}");
     assert_eq!(peer.metadata.name.as_deref(), Some("lux-k8s"));

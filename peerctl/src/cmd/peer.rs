@@ -2,9 +2,9 @@
 //! the cluster through the Kubernetes API (kubeconfig or in-cluster credentials).
 
 use anyhow::{Context as _, bail};
-use gateway::core::validate::{RawPeer, check_fields};
-use gateway::crd::{SecretKeyRef, WireGuardPeer, WireGuardPeerSpec};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use ztgw_model::crd::{SecretKeyRef, WireGuardPeer, WireGuardPeerSpec};
+use ztgw_model::validate::{RawPeer, check_fields};
 
 /// `peer` subcommands.
 #[derive(Debug, clap::Subcommand)]

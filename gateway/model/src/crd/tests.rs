@@ -5,7 +5,7 @@ use super::*;
 #[test]
 fn committed_crd_matches_the_types() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../manifests/crds")
+        .join("../../manifests/crds")
         .join(crate::CRD_FILE);
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     let generated = crate::crd_yaml().expect("yaml");

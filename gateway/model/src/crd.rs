@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use crate::core::validate::RawPeer;
+use crate::validate::RawPeer;
 
 /// What an operator declares about one peer cluster's gateway.
 #[allow(

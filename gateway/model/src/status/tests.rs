@@ -39,7 +39,7 @@ fn peer(name: &str, key: &str) -> PeerStatus {
 
 /// The first JSON block of docs/admin-api.md.
 fn documented_example() -> serde_json::Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/admin-api.md");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/admin-api.md");
     let text = std::fs::read_to_string(path).expect("docs/admin-api.md");
     let block = text
         .split("```json\n")
