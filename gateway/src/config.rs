@@ -174,7 +174,7 @@ struct RawPeers {
 mod key;
 mod peers;
 
-const NUMERIC_KEYS: [&str; 2] = ["interface.listen_port", "interface.mtu"];
+const NUMERIC_KEYS: [&str; 3] = ["interface.listen_port", "interface.mtu", "control.port"];
 
 impl Config {
     /// Loads the file the command line names, with its overrides and test flags.

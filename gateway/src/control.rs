@@ -172,3 +172,6 @@ impl Service {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -451,3 +451,16 @@ fn bad_control_values_are_named() {
         .to_string();
     assert!(error.contains("prot"), "{error}");
 }
+
+#[test]
+fn control_overrides_win_over_the_file() {
+    let overrides = Overrides {
+        control_port: Some("7001".to_owned()),
+        control_hello_interval: Some("2s".to_owned()),
+        ..Overrides::default()
+    };
+    let text = format!("{EMBEDDED}\n[control]\nport = 7000\n");
+    let config = Config::parse(&text, "gateway.toml", &overrides).expect("valid");
+    assert_eq!(config.control.port, 7001);
+    assert_eq!(config.control.hello_interval, Duration::from_secs(2));
+}

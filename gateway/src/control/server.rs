@@ -83,7 +83,7 @@ pub async fn serve(server: Arc<Server>, port: u16) {
         let listener = bind_when_present(addr).await;
         tracing::info!(%addr, "control channel listening");
         tokio::select! {
-            () = accept(&listener, server.clone()) => {}
+            () = serve_listener(&listener, server.clone()) => {}
             () = address_gone(addr.ip()) => {
                 tracing::warn!(%addr, "the tunnel address is gone; the control channel waits for it");
             }
@@ -123,7 +123,8 @@ async fn address_gone(ip: IpAddr) {
     }
 }
 
-async fn accept(listener: &TcpListener, server: Arc<Server>) {
+/// Serves the channel on a bound `listener` until it fails.
+pub async fn serve_listener(listener: &TcpListener, server: Arc<Server>) {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
