@@ -219,6 +219,19 @@ fn hello_is_exchanged_and_hostile_requests_are_refused_and_counted() {
     let timeouts = count(&gw_a, "unknown", "timeout");
     let malformed = count(&gw_a, "unknown", "malformed");
 
+    // b's own tunnel address speaking for b: answered with a's hello, public key only.
+    let (code, body) =
+        exchange(&b.gw, Some(b.tunnel_ip()), target, hello_from(b, "b")).expect("a proper hello");
+    assert_eq!(code, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).expect("json answer");
+    assert_eq!(answer["from"], "a");
+    assert_eq!(answer["id"], "t-1");
+    assert_eq!(answer["body"]["public_key"], a.public_key().as_str());
+    assert!(
+        !body.contains(a.key.to_base64().as_str()),
+        "private key in the answer"
+    );
+
     // 1. A pod behind b (b's pod namespace, 10.2.0.2: inside b's allowed IPs, not its tunnel
     //    address), speaking a perfect hello in b's name.
     let (code, body) = exchange(&b.pod, None, target, hello_from(b, "b")).expect("from the pod");
