@@ -80,6 +80,12 @@ pub struct Overrides {
     /// Overrides `http.admin_token_file` (the bearer token for `http.admin_listen`).
     #[arg(long, env = "ZTGW_HTTP_ADMIN_TOKEN_FILE")]
     pub http_admin_token_file: Option<String>,
+    /// Overrides `control.port` (the control channel's TCP port on the tunnel address).
+    #[arg(long, env = "ZTGW_CONTROL_PORT")]
+    pub control_port: Option<String>,
+    /// Overrides `control.hello_interval` (e.g. `30s`).
+    #[arg(long, env = "ZTGW_CONTROL_HELLO_INTERVAL")]
+    pub control_hello_interval: Option<String>,
 }
 
 impl Overrides {
@@ -101,6 +107,8 @@ impl Overrides {
             ("http.admin_socket", &self.http_admin_socket),
             ("http.admin_listen", &self.http_admin_listen),
             ("http.admin_token_file", &self.http_admin_token_file),
+            ("control.port", &self.control_port),
+            ("control.hello_interval", &self.control_hello_interval),
         ]
         .into_iter()
         .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

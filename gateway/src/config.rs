@@ -4,6 +4,7 @@
 //! the value and what is expected. Unknown keys are errors, so a typo never silently falls
 //! back to a default.
 
+mod control;
 mod error;
 mod http;
 
@@ -17,6 +18,7 @@ use kms_client::infisical::InfisicalConfig;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub use control::ControlConfig;
 pub use error::ConfigError;
 pub use http::{AdminTcp, HttpConfig};
 
@@ -97,6 +99,8 @@ pub struct Config {
     pub peers: PeersConfig,
     /// `[http]`.
     pub http: HttpConfig,
+    /// `[control]`.
+    pub control: ControlConfig,
     /// The connected rule; always the production rule except under the hidden test flag
     /// `--test-peer-receive-window`.
     pub liveness: Liveness,
@@ -115,6 +119,8 @@ struct RawConfig {
     peers: RawPeers,
     #[serde(default)]
     http: http::RawHttp,
+    #[serde(default)]
+    control: control::RawControl,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -168,7 +174,7 @@ struct RawPeers {
 mod key;
 mod peers;
 
-const NUMERIC_KEYS: [&str; 2] = ["interface.listen_port", "interface.mtu"];
+const NUMERIC_KEYS: [&str; 3] = ["interface.listen_port", "interface.mtu", "control.port"];
 
 impl Config {
     /// Loads the file the command line names, with its overrides and test flags.
@@ -340,6 +346,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let peers = peers::validate(raw.peers)?;
 
     let http = http::validate(raw.http)?;
+    let control = control::validate(raw.control)?;
 
     Ok(Config {
         interface: InterfaceSettings {
@@ -354,6 +361,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         key,
         peers,
         http,
+        control,
         liveness: Liveness::default(),
     })
 }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod control;
 pub mod core;
 pub mod device;
 pub mod driver;

@@ -17,6 +17,20 @@ use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 use crate::core::health::PeerCounts;
 use crate::device::DropReason;
 
+/// The `type` label values of `zt_wireguard_control_messages_total`.
+pub const CONTROL_TYPES: [&str; 2] = ["hello", "unknown"];
+
+/// The `result` label values of `zt_wireguard_control_messages_total`.
+pub const CONTROL_RESULTS: [&str; 7] = [
+    "accepted",
+    "refused",
+    "malformed",
+    "unsupported",
+    "too_large",
+    "timeout",
+    "busy",
+];
+
 /// One peer's values at the last reconcile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerSample {
@@ -44,6 +58,7 @@ pub struct Metrics {
     key_created: prometheus::GaugeVec,
     key_source: IntGaugeVec,
     dropped_packets: IntCounterVec,
+    control_messages: IntCounterVec,
 }
 
 impl Metrics {
@@ -94,6 +109,14 @@ impl Metrics {
             &["interface", "reason"],
         )?;
         registry.register(Box::new(dropped_packets.clone()))?;
+        let control_messages = IntCounterVec::new(
+            Opts::new(
+                "zt_wireguard_control_messages_total",
+                "Requests to the control channel by message type (hello, or unknown when not read) and result (accepted, refused, malformed, unsupported, too_large, timeout, busy).",
+            ),
+            &["type", "result"],
+        )?;
+        registry.register(Box::new(control_messages.clone()))?;
         let peer_states = IntGaugeVec::new(
             Opts::new(
                 "zt_wireguard_peers",
@@ -122,6 +145,7 @@ impl Metrics {
             key_created,
             key_source,
             dropped_packets,
+            control_messages,
         };
         metrics.set_peer_counts(PeerCounts::default());
         // Every series a rule's increase() looks at exists from the start, at 0.
@@ -139,6 +163,11 @@ impl Metrics {
         }
         for origin in Origin::ALL {
             metrics.key_source.with_label_values(&[origin.as_str()]);
+        }
+        for kind in CONTROL_TYPES {
+            for result in CONTROL_RESULTS {
+                metrics.control_messages.with_label_values(&[kind, result]);
+            }
         }
         Ok(metrics)
     }
@@ -187,6 +216,25 @@ impl Metrics {
                 counter.inc_by(delta);
             }
         }
+    }
+
+    /// Counts one control-channel request; `kind` and `result` must be among
+    /// [`CONTROL_TYPES`] and [`CONTROL_RESULTS`] (anything else is counted as `unknown` /
+    /// `malformed`, so the label sets stay bounded).
+    pub fn observe_control(&self, kind: &str, result: &str) {
+        let kind = if CONTROL_TYPES.contains(&kind) {
+            kind
+        } else {
+            "unknown"
+        };
+        let result = if CONTROL_RESULTS.contains(&result) {
+            result
+        } else {
+            "malformed"
+        };
+        self.control_messages
+            .with_label_values(&[kind, result])
+            .inc();
     }
 
     /// Replaces the per-peer samples.

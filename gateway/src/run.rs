@@ -134,6 +134,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let board = status.clone();
         tokio::spawn(admin::serve_tcp(listener, board, token, Limits::DEFAULT));
     }
+    let control = crate::control::Service {
+        config: config.control,
+        tunnel: config.interface.address,
+        identity: crate::control::Identity {
+            cluster: config.cluster_name.clone(),
+            public_key: public_key.to_string(),
+            key_created: loaded.created_at,
+        },
+        board: status.clone(),
+        metrics: metrics.clone(),
+    };
     let outputs = Outputs {
         metrics,
         readiness,
@@ -152,6 +163,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 liveness: config.liveness,
                 outputs,
                 admin_guard,
+                control,
             };
             wiring.start(config.backend, loaded, &mut signals).await
         }
@@ -185,6 +197,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 liveness: config.liveness,
                 outputs,
                 admin_guard,
+                control,
             };
             wiring.start(config.backend, loaded, &mut signals).await
         }
@@ -208,6 +221,8 @@ struct Wiring<S> {
     outputs: Outputs,
     /// Removes the admin socket when the gateway stops (or fails to start).
     admin_guard: SocketGuard,
+    /// The control channel, started once the device is up.
+    control: crate::control::Service,
 }
 
 impl<S: PeerSource> Wiring<S> {
@@ -247,6 +262,9 @@ impl<S: PeerSource> Wiring<S> {
             mtu = settings.mtu,
             "interface up"
         );
+        // The control channel binds the tunnel address once the interface carries it, and
+        // stops with this function.
+        let _control = self.control.start();
         let mut driver = Driver::new(
             device,
             self.source,

@@ -28,6 +28,72 @@ pub struct Status {
     pub peers: Vec<PeerStatus>,
     /// Declarations that were rejected and not applied, in file order.
     pub rejected: Vec<RejectedDeclaration>,
+    /// Each applied peer's control channel, by declaration name (`docs/control-channel.md`);
+    /// empty when the channel is disabled or before the first hello round. Absent in
+    /// documents of older gateways.
+    #[serde(default)]
+    pub channels: Vec<ChannelStatus>,
+}
+
+/// The state of one peer's control channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelState {
+    /// The last hello was answered.
+    Up,
+    /// The tunnel is up but nothing answers on the peer's control port: plain WireGuard.
+    Plain,
+    /// Hellos fail and the tunnel is down, or the peer's channel refuses us.
+    Down,
+    /// The declaration has no tunnel address, so the peer has no channel.
+    None,
+    /// Not decided yet (also any state a newer gateway reports that this build does not know).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ChannelState {
+    /// The word used in the JSON document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Up => "up",
+            Self::Plain => "plain",
+            Self::Down => "down",
+            Self::None => "none",
+        }
+    }
+}
+
+/// One peer's control channel, as this gateway's hello client sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelStatus {
+    /// The peer's declaration name (`PeerStatus::name`).
+    pub peer: String,
+    /// Its cluster.
+    pub cluster: String,
+    /// The state.
+    pub state: ChannelState,
+    /// Its tunnel address, where the channel is reached; `None` without one.
+    pub address: Option<String>,
+    /// What the peer's last hello announced it serves.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// The public key the peer's last hello announced, base64.
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// The key age the peer's last hello announced, in seconds.
+    #[serde(default)]
+    pub key_age_seconds: Option<u64>,
+    /// The gateway release the peer's last hello announced.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Unix time of the last answered hello; `None` if there was none.
+    #[serde(default)]
+    pub last_contact_unix: Option<u64>,
+    /// Why the state is not `up`, in our words.
+    #[serde(default)]
+    pub detail: Option<String>,
 }
 
 /// What runs.
@@ -116,6 +182,7 @@ pub struct Identity {
 pub struct StatusBoard {
     identity: Arc<Identity>,
     latest: Arc<RwLock<Option<Status>>>,
+    channels: Arc<RwLock<Vec<ChannelStatus>>>,
 }
 
 impl StatusBoard {
@@ -124,6 +191,7 @@ impl StatusBoard {
         Self {
             identity: Arc::new(identity),
             latest: Arc::new(RwLock::new(None)),
+            channels: Arc::new(RwLock::new(Vec::new())),
         }
     }
 
@@ -153,15 +221,28 @@ impl StatusBoard {
             },
             peers,
             rejected,
+            channels: Vec::new(),
         };
         if let Ok(mut latest) = self.latest.write() {
             *latest = Some(status);
         }
     }
 
-    /// Returns the latest snapshot, or `None` before the first reconcile pass.
+    /// Returns the latest snapshot with the latest channel states, or `None` before the first
+    /// reconcile pass.
     pub fn latest(&self) -> Option<Status> {
-        self.latest.read().ok().and_then(|latest| latest.clone())
+        let mut status = self.latest.read().ok().and_then(|latest| latest.clone())?;
+        if let Ok(channels) = self.channels.read() {
+            status.channels = channels.clone();
+        }
+        Some(status)
+    }
+
+    /// Replaces the channel states (published by the control channel's hello client).
+    pub fn publish_channels(&self, channels: Vec<ChannelStatus>) {
+        if let Ok(mut latest) = self.channels.write() {
+            *latest = channels;
+        }
     }
 }
 

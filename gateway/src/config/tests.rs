@@ -413,3 +413,54 @@ fn huge_durations_are_one_line_errors_not_panics() {
         }
     }
 }
+
+#[test]
+fn control_section_defaults_to_port_51821_and_is_optional() {
+    let config = parse(EMBEDDED).expect("valid");
+    assert_eq!(config.control, ControlConfig::default());
+    assert!(config.control.enabled);
+    assert_eq!(config.control.port, 51821);
+    assert_eq!(config.control.hello_interval, Duration::from_secs(30));
+}
+
+#[test]
+fn control_section_takes_port_interval_and_switch() {
+    let text =
+        format!("{EMBEDDED}\n[control]\nenabled = false\nport = 7000\nhello_interval = \"5s\"\n");
+    let config = parse(&text).expect("valid");
+    assert!(!config.control.enabled);
+    assert_eq!(config.control.port, 7000);
+    assert_eq!(config.control.hello_interval, Duration::from_secs(5));
+}
+
+#[test]
+fn bad_control_values_are_named() {
+    for (line, key) in [
+        ("port = 0", "control.port"),
+        ("port = 70000", "control.port"),
+        ("hello_interval = \"0s\"", "control.hello_interval"),
+        ("hello_interval = \"2h\"", "control.hello_interval"),
+        ("hello_interval = \"soon\"", "control.hello_interval"),
+    ] {
+        let text = format!("{EMBEDDED}\n[control]\n{line}\n");
+        let error = parse(&text).expect_err(line).to_string();
+        assert!(error.starts_with(key), "{line}: {error}");
+    }
+    let error = parse(&format!("{EMBEDDED}\n[control]\nprot = 1\n"))
+        .expect_err("unknown key")
+        .to_string();
+    assert!(error.contains("prot"), "{error}");
+}
+
+#[test]
+fn control_overrides_win_over_the_file() {
+    let overrides = Overrides {
+        control_port: Some("7001".to_owned()),
+        control_hello_interval: Some("2s".to_owned()),
+        ..Overrides::default()
+    };
+    let text = format!("{EMBEDDED}\n[control]\nport = 7000\n");
+    let config = Config::parse(&text, "gateway.toml", &overrides).expect("valid");
+    assert_eq!(config.control.port, 7001);
+    assert_eq!(config.control.hello_interval, Duration::from_secs(2));
+}

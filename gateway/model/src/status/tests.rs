@@ -73,6 +73,32 @@ fn snapshot_serializes_exactly_as_the_documented_example() {
 
     // Published out of order: the snapshot orders peers by cluster.
     board.publish(at(1_763_900_000), vec![zoo, lux], vec![rejected]);
+    board.publish_channels(vec![
+        ChannelStatus {
+            peer: "lux-k8s".to_owned(),
+            cluster: "lux-k8s".to_owned(),
+            state: ChannelState::Up,
+            address: Some("10.10.0.2".to_owned()),
+            capabilities: vec!["hello".to_owned()],
+            public_key: Some("xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=".to_owned()),
+            key_age_seconds: Some(86_400),
+            version: Some("0.1.0".to_owned()),
+            last_contact_unix: Some(1_763_899_990),
+            detail: None,
+        },
+        ChannelStatus {
+            peer: "zoo-k8s".to_owned(),
+            cluster: "zoo-k8s".to_owned(),
+            state: ChannelState::Down,
+            address: Some("10.10.0.3".to_owned()),
+            capabilities: Vec::new(),
+            public_key: None,
+            key_age_seconds: None,
+            version: None,
+            last_contact_unix: None,
+            detail: Some("no answer, tunnel down".to_owned()),
+        },
+    ]);
 
     let status = board.latest().expect("published");
     assert_eq!(
@@ -93,4 +119,18 @@ fn key_age_is_computed_at_each_snapshot_when_the_creation_time_is_known() {
     let status = board.latest().expect("published");
     assert_eq!(status.interface.key_created_unix, Some(1000));
     assert_eq!(status.interface.key_age_seconds, Some(86_400));
+}
+
+#[test]
+fn a_document_without_channels_still_parses() {
+    let mut value = documented_example();
+    value.as_object_mut().expect("object").remove("channels");
+    let status: Status = serde_json::from_value(value).expect("older document");
+    assert!(status.channels.is_empty());
+}
+
+#[test]
+fn an_unknown_channel_state_reads_as_unknown() {
+    let state: ChannelState = serde_json::from_str("\"rotating\"").expect("state");
+    assert_eq!(state, ChannelState::Unknown);
 }

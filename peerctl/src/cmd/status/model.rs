@@ -1,7 +1,9 @@
 //! The admin API's status document (schema 1, `docs/admin-api.md`), read with the gateway's
 //! own types. Unknown fields are ignored, as the schema allows.
 
-pub use ztgw_model::status::{PeerStatus as Peer, SCHEMA_VERSION as SCHEMA, Status};
+pub use ztgw_model::status::{
+    ChannelState, ChannelStatus as Channel, PeerStatus as Peer, SCHEMA_VERSION as SCHEMA, Status,
+};
 
 /// Parses the document and checks its schema version.
 ///

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::model::{Peer, Status};
+use super::model::{Channel, ChannelState, Peer, Status};
 
 /// Width the table is laid out for.
 pub const WIDTH: usize = 80;
@@ -59,6 +59,20 @@ pub fn table(status: &Status) -> String {
             })
             .collect();
         columns(&mut out, &["CLUSTER", "PUBLIC KEY", "ALLOWED IPS"], &rows);
+        if !status.channels.is_empty() {
+            out.push('\n');
+            let mut channels: Vec<&Channel> = status.channels.iter().collect();
+            channels.sort_by(|a, b| a.cluster.cmp(&b.cluster).then(a.peer.cmp(&b.peer)));
+            let rows: Vec<Vec<String>> = channels
+                .into_iter()
+                .map(|channel| channel_row(channel, status.now_unix))
+                .collect();
+            columns(
+                &mut out,
+                &["CLUSTER", "CHANNEL", "CAPABILITIES", "LAST CONTACT"],
+                &rows,
+            );
+        }
     }
 
     if !status.rejected.is_empty() {
@@ -111,6 +125,36 @@ fn summary_row(peer: &Peer, now_unix: u64) -> Vec<String> {
         ),
         bytes(peer.rx_bytes),
         bytes(peer.tx_bytes),
+    ]
+}
+
+/// How the table names a channel state; a peer without a channel says so, and a peer that
+/// answers WireGuard but not the channel is "plain WireGuard".
+pub fn channel_state(state: ChannelState) -> &'static str {
+    match state {
+        ChannelState::Up => "up",
+        ChannelState::Plain => "plain WireGuard",
+        ChannelState::Down => "down",
+        ChannelState::None => "none (no tunnel address)",
+        ChannelState::Unknown => "unknown",
+    }
+}
+
+fn channel_row(channel: &Channel, now_unix: u64) -> Vec<String> {
+    // Capabilities come from the peer: escaped like every outside value.
+    let capabilities = if channel.capabilities.is_empty() {
+        "-".to_owned()
+    } else {
+        escaped(&channel.capabilities.join(","))
+    };
+    vec![
+        channel.cluster.clone(),
+        channel_state(channel.state).to_owned(),
+        capabilities,
+        channel.last_contact_unix.map_or_else(
+            || "never".to_owned(),
+            |at| format!("{} ago", duration(now_unix.saturating_sub(at))),
+        ),
     ]
 }
 

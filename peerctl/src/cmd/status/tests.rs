@@ -31,6 +31,10 @@ lux-k8s  xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=  10.10.0.2/32
                                                        10.244.0.0/16
 zoo-k8s  TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=  10.10.0.3/32
 
+CLUSTER  CHANNEL  CAPABILITIES  LAST CONTACT
+lux-k8s  up       hello         10s ago
+zoo-k8s  down     -             never
+
 1 declaration rejected (not applied; see the gateway log):
   bad.yaml (bad-k8s): spec.allowedIPs 10.10.0.0/24 overlaps the local tunnel
     address 10.10.0.1 of this gateway
@@ -171,4 +175,22 @@ fn control_characters_in_rejections_are_escaped() {
         table.contains("bad\\nforged line\\u{1b}[2J.yaml"),
         "{table:?}"
     );
+}
+
+#[test]
+fn channel_states_read_as_words_and_plain_peers_as_plain_wireguard() {
+    let text = documented_example().replace(r#""state": "down""#, r#""state": "plain""#);
+    let table = render::table(&model::parse(&text).expect("parse"));
+    assert!(
+        table.contains("zoo-k8s  plain WireGuard  -             never\n"),
+        "{table}"
+    );
+    let text = documented_example().replace(r#""state": "down""#, r#""state": "none""#);
+    let table = render::table(&model::parse(&text).expect("parse"));
+    assert!(table.contains("none (no tunnel address)"), "{table}");
+    // A document without channels (an older gateway) shows no channel table.
+    let mut value: serde_json::Value = serde_json::from_str(&documented_example()).expect("json");
+    value.as_object_mut().expect("object").remove("channels");
+    let table = render::table(&model::parse(&value.to_string()).expect("parse"));
+    assert!(!table.contains("CHANNEL"), "{table}");
 }

@@ -1,0 +1,250 @@
+//! The versioned message envelope and the message bodies (`docs/control-channel.md`): pure
+//! parsing and validation of bytes that come from outside, and the encoding of what we send.
+//!
+//! Every message, request and answer alike, is one JSON object:
+//! `{"type": "hello", "version": 1, "from": "<cluster>", "id": "<request id>", "body": {...}}`.
+//! Nothing parsed here is ever echoed back or logged: callers only learn *which* rule failed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::key::PublicKey;
+
+/// The only envelope version this build speaks.
+pub const VERSION: u32 = 1;
+
+/// Largest request or answer body in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Most capabilities a hello may list.
+pub const MAX_CAPABILITIES: usize = 32;
+
+/// The capabilities this build announces: the message types it serves.
+pub const CAPABILITIES: [&str; 1] = ["hello"];
+
+/// A message type this build knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MessageType {
+    /// `hello`: who we are, what we speak, which key we run.
+    Hello,
+}
+
+impl MessageType {
+    /// Every known type, for metric series that exist from the start.
+    pub const ALL: [Self; 1] = [Self::Hello];
+
+    /// The wire name, also the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hello => "hello",
+        }
+    }
+
+    /// Returns the known type named `text`, if any.
+    pub fn from_wire(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+}
+
+/// The metric label of a message whose type is `kind`: a known type's name, or `unknown`.
+pub fn type_label(kind: Option<MessageType>) -> &'static str {
+    kind.map_or("unknown", MessageType::as_str)
+}
+
+/// Why a message was not understood. The wording is ours, never the sender's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Not a JSON envelope, or a field out of its bounds.
+    Malformed,
+    /// A `type` this build does not know.
+    UnknownType,
+    /// A `version` this build does not speak.
+    UnsupportedVersion,
+}
+
+impl Rejection {
+    /// The code sent in the error answer and written in logs.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::UnknownType => "unknown_type",
+            Self::UnsupportedVersion => "unsupported_version",
+        }
+    }
+}
+
+/// An envelope as read from the wire, its body not yet interpreted.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RawEnvelope {
+    /// `type`, as sent.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `version`, as sent.
+    pub version: u64,
+    /// `from`: the sender's cluster name (a DNS label).
+    pub from: String,
+    /// `id`: the sender's request id, repeated in the answer.
+    pub id: String,
+    /// `body`, as sent.
+    #[serde(default)]
+    pub body: serde_json::Value,
+}
+
+/// A message understood and validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The sender's cluster name.
+    pub from: String,
+    /// The request id.
+    pub id: String,
+    /// What it says.
+    pub body: Body,
+}
+
+impl Message {
+    /// Its type.
+    pub fn kind(&self) -> MessageType {
+        match self.body {
+            Body::Hello(_) => MessageType::Hello,
+        }
+    }
+}
+
+/// The body of a known message type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// `hello`.
+    Hello(Hello),
+}
+
+/// A `hello` body: the same in the request and in the answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The sender's cluster name; equals the envelope's `from`.
+    pub cluster: String,
+    /// The sender's gateway release, e.g. `0.1.0`.
+    pub version: String,
+    /// The message types the sender serves.
+    pub capabilities: Vec<String>,
+    /// The sender's current WireGuard public key, base64.
+    pub public_key: String,
+    /// Age of that key in seconds, when the sender knows it.
+    pub key_age_seconds: Option<u64>,
+}
+
+/// Parses the envelope of `bytes` without interpreting its body.
+///
+/// # Errors
+/// [`Rejection::Malformed`] when `bytes` is not a JSON envelope, or `from` or `id` break
+/// their bounds.
+pub fn parse_envelope(bytes: &[u8]) -> Result<RawEnvelope, Rejection> {
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(Rejection::Malformed);
+    }
+    let raw: RawEnvelope = serde_json::from_slice(bytes).map_err(|_| Rejection::Malformed)?;
+    if !is_dns_label(&raw.from) || !is_request_id(&raw.id) {
+        return Err(Rejection::Malformed);
+    }
+    Ok(raw)
+}
+
+impl RawEnvelope {
+    /// The known type it names, if any.
+    pub fn known_type(&self) -> Option<MessageType> {
+        MessageType::from_wire(&self.kind)
+    }
+
+    /// Interprets the body according to the type and version.
+    ///
+    /// # Errors
+    /// An unknown type, another version, or a body that breaks its type's rules.
+    pub fn interpret(self) -> Result<Message, Rejection> {
+        let kind = self.known_type().ok_or(Rejection::UnknownType)?;
+        if self.version != u64::from(VERSION) {
+            return Err(Rejection::UnsupportedVersion);
+        }
+        let body = match kind {
+            MessageType::Hello => {
+                let hello: Hello =
+                    serde_json::from_value(self.body).map_err(|_| Rejection::Malformed)?;
+                if !hello.is_valid_from(&self.from) {
+                    return Err(Rejection::Malformed);
+                }
+                Body::Hello(hello)
+            }
+        };
+        Ok(Message {
+            from: self.from,
+            id: self.id,
+            body,
+        })
+    }
+}
+
+impl Hello {
+    /// Whether every field is within its bounds and `cluster` equals the envelope's `from`.
+    fn is_valid_from(&self, from: &str) -> bool {
+        self.cluster == from
+            && is_token(&self.version, 32)
+            && self.capabilities.len() <= MAX_CAPABILITIES
+            && self.capabilities.iter().all(|c| is_token(c, 32))
+            && PublicKey::from_base64(&self.public_key).is_ok()
+    }
+}
+
+/// Encodes a message of ours.
+///
+/// # Errors
+/// Only on a programming error (JSON encoding of our own types cannot fail).
+pub fn encode(from: &str, id: &str, body: &Body) -> Result<Vec<u8>, serde_json::Error> {
+    #[derive(Serialize)]
+    struct Out<'a, B: Serialize> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        version: u32,
+        from: &'a str,
+        id: &'a str,
+        body: &'a B,
+    }
+    match body {
+        Body::Hello(hello) => serde_json::to_vec(&Out {
+            kind: MessageType::Hello.as_str(),
+            version: VERSION,
+            from,
+            id,
+            body: hello,
+        }),
+    }
+}
+
+/// The body of an error answer: a fixed code, nothing from the request.
+pub fn error_body(code: &str) -> Vec<u8> {
+    format!("{{\"error\":\"{code}\"}}\n").into_bytes()
+}
+
+/// A DNS label: 1 to 63 lowercase letters, digits and `-`, not at either end.
+fn is_dns_label(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 63
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-')
+}
+
+/// A request id: 1 to 64 letters, digits, `-`, `_` and `.`.
+fn is_request_id(text: &str) -> bool {
+    is_token(text, 64)
+}
+
+/// 1 to `max` bytes of ASCII letters, digits, `-`, `_`, `.` and `+`.
+fn is_token(text: &str, max: usize) -> bool {
+    !text.is_empty()
+        && text.len() <= max
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'+'))
+}
+
+#[cfg(test)]
+mod tests;
