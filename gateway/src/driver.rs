@@ -48,6 +48,9 @@ pub struct Driver<D, S> {
     /// For each declaration, the configuration (and so the key) its device peer was last
     /// given by us: a peer is known by its declaration, its key is an attribute.
     applied: PeerMap,
+    /// For each declaration in `applied`, what it was accepted as when it was applied: a
+    /// running peer that still claims the same wins conflicts against one edited since.
+    running: BTreeMap<PeerId, PeerSpec>,
     /// Rejections of the previous pass, so each is logged once, not every second.
     last_rejections: Vec<Rejection>,
     last_source_error: Option<String>,
@@ -88,6 +91,7 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
             readiness: outputs.readiness,
             status: outputs.status,
             applied: PeerMap::new(),
+            running: BTreeMap::new(),
             last_rejections: Vec::new(),
             last_source_error: None,
             labels: BTreeMap::new(),
@@ -166,7 +170,12 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
                 .iter()
                 .filter_map(|(id, config)| Some((id.clone(), config.endpoint?.ip())))
                 .collect(),
-            incumbents: observed.declared.keys().cloned().collect(),
+            incumbents: self
+                .running
+                .iter()
+                .filter(|(id, _)| observed.declared.contains_key(*id))
+                .map(|(id, spec)| (id.clone(), spec.clone()))
+                .collect(),
             supports_secret_refs: self.source.supports_secret_refs(),
         };
         let outcome = validate::validate(declarations, &ctx);
@@ -207,6 +216,7 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
                 }
             }
         }
+        self.remember_running(&outcome.accepted, &failures);
         self.labels = outcome
             .accepted
             .iter()
@@ -241,6 +251,25 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
         self.applied
             .retain(|_, config| device.contains_key(&config.public_key));
         Observed::new(&self.applied, &device)
+    }
+
+    /// Keeps, for each declaration the device runs, the accepted spec it was last applied
+    /// from (a spec whose change failed leaves the previous one).
+    fn remember_running(
+        &mut self,
+        accepted: &[PeerSpec],
+        failures: &BTreeMap<Option<PeerId>, String>,
+    ) {
+        for spec in accepted {
+            let failed = failures.contains_key(&Some(spec.id.clone()));
+            if self.applied.contains_key(&spec.id)
+                && (!failed || !self.running.contains_key(&spec.id))
+            {
+                self.running.insert(spec.id.clone(), spec.clone());
+            }
+        }
+        let applied = &self.applied;
+        self.running.retain(|id, _| applied.contains_key(id));
     }
 
     /// Records that the device runs `config` for declaration `id`; no other declaration

@@ -46,6 +46,10 @@ pub struct RawPeer {
 }
 
 /// One input to validation: a declaration, or a document that could not even be read.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per document per pass, moved into validation once; boxing buys nothing"
+)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Declaration {
     /// A document that parsed into the peer shape.
@@ -81,9 +85,11 @@ pub struct Context {
     /// The address each peer with a DNS endpoint was last given (resolved), by peer; a
     /// literal endpoint is read from the declaration itself.
     pub resolved_endpoints: BTreeMap<PeerId, IpAddr>,
-    /// Peers the device currently runs, by declaration: they win conflicts against newcomers
-    /// (declarations the device does not run yet), whatever their order.
-    pub incumbents: BTreeSet<PeerId>,
+    /// Peers the device currently runs, by declaration, as they were accepted when applied.
+    /// They win conflicts against newcomers (declarations the device does not run yet),
+    /// whatever their order; among them, one whose declaration still claims what it did wins
+    /// against one edited since (see [`validate`]).
+    pub incumbents: BTreeMap<PeerId, PeerSpec>,
     /// Whether the source can resolve `presharedKeySecretRef` (only the Kubernetes source).
     pub supports_secret_refs: bool,
 }
@@ -133,6 +139,11 @@ pub struct Outcome {
 }
 
 /// Validates every declaration, then resolves conflicts between them.
+///
+/// Conflicts are settled in this order of precedence, then in declaration order: running
+/// peers whose declaration claims what it claimed when applied (key, name, cluster, endpoint,
+/// allowed IPs), then running peers edited since, then newcomers. So neither a new
+/// declaration nor an edited one can take what a running peer holds.
 pub fn validate(declarations: Vec<Declaration>, ctx: &Context) -> Outcome {
     let mut rejected: Vec<(usize, Rejection)> = Vec::new();
     let mut candidates: Vec<(usize, PeerSpec)> = Vec::new();
@@ -165,7 +176,7 @@ pub fn validate(declarations: Vec<Declaration>, ctx: &Context) -> Outcome {
 
     // Incumbents claim their keys, names, clusters and addresses first; newcomers follow in
     // declaration order.
-    candidates.sort_by_key(|(index, spec)| (!ctx.incumbents.contains(&spec.id), *index));
+    candidates.sort_by_key(|(index, spec)| (precedence(spec, ctx), *index));
     let mut accepted: Vec<(usize, PeerSpec)> = Vec::new();
     let mut claims = Claims::default();
     for (index, spec) in candidates {
@@ -174,7 +185,7 @@ pub fn validate(declarations: Vec<Declaration>, ctx: &Context) -> Outcome {
             let (_, other) = accepted.get(*at)?;
             Some(Holder {
                 spec: other,
-                running: ctx.incumbents.contains(&other.id),
+                running: ctx.incumbents.contains_key(&other.id),
             })
         };
         match claims.conflict(&spec, endpoint, holder) {
@@ -198,6 +209,24 @@ pub fn validate(declarations: Vec<Declaration>, ctx: &Context) -> Outcome {
     Outcome {
         accepted: accepted.into_iter().map(|(_, s)| s).collect(),
         rejected: rejected.into_iter().map(|(_, r)| r).collect(),
+    }
+}
+
+/// Ranks a candidate for conflicts: 0 for a running peer that claims what it did, 1 for a
+/// running peer edited since, 2 for a newcomer.
+fn precedence(spec: &PeerSpec, ctx: &Context) -> u8 {
+    match ctx.incumbents.get(&spec.id) {
+        Some(was)
+            if was.public_key == spec.public_key
+                && was.name == spec.name
+                && was.cluster == spec.cluster
+                && was.endpoint == spec.endpoint
+                && was.allowed_ips == spec.allowed_ips =>
+        {
+            0
+        }
+        Some(_) => 1,
+        None => 2,
     }
 }
 

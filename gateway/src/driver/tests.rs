@@ -303,6 +303,47 @@ async fn a_newcomer_colliding_with_a_running_peer_is_rejected_whatever_the_order
 }
 
 #[tokio::test]
+async fn a_running_peer_edited_to_collide_with_another_loses_whatever_the_file_order() {
+    for collision in Collision::ALL {
+        for (holder_file, edited_file) in [("a.yaml", "z.yaml"), ("z.yaml", "a.yaml")] {
+            let case = format!("{collision:?}, unchanged peer in {holder_file}");
+            let dir = tempfile::tempdir().expect("peers directory");
+            let device = FakeDevice::new();
+            let metrics = Metrics::new().expect("metrics");
+            let (mut driver, status) =
+                driver_with_status(device.clone(), DirectorySource::new(dir.path()), &metrics);
+            let holder = Doc::new("run", "10.2.0.0/16", 2);
+            let before = Doc::new("new", "10.3.0.0/16", 3);
+            std::fs::write(dir.path().join(holder_file), holder.yaml()).expect("write");
+            std::fs::write(dir.path().join(edited_file), before.yaml()).expect("write");
+            driver.tick(T0 + Duration::from_secs(1)).await;
+            assert_eq!(device.peers().len(), 2, "{case}");
+
+            let mut edited = before.clone();
+            collision.apply(&mut edited, &holder);
+            std::fs::write(dir.path().join(edited_file), edited.yaml()).expect("write");
+            for second in 2..4 {
+                driver.tick(T0 + Duration::from_secs(second)).await;
+            }
+            // The edited declaration is rejected (so its peer goes); the other is untouched.
+            assert_eq!(
+                device.peers(),
+                BTreeMap::from([(holder.key, holder.config())]),
+                "{case}"
+            );
+            let rejected = status.latest().expect("status").rejected;
+            assert_eq!(rejected.len(), 1, "{case}: {rejected:?}");
+            assert_eq!(rejected[0].origin, edited_file, "{case}");
+            let reason = format!("{} ({holder_file}, running)", collision.reason());
+            assert!(
+                rejected[0].reason.starts_with(&reason),
+                "{case}: {rejected:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_declared_peer_whose_key_changes_has_it_replaced_once_and_keeps_its_routes() {
     let dir = tempfile::tempdir().expect("peers directory");
     let device = FakeDevice::new();

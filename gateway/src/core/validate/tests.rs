@@ -14,13 +14,19 @@ fn ctx() -> Context {
         own_address: "10.10.0.1".parse().expect("ip"),
         underlay_addresses: BTreeSet::new(),
         resolved_endpoints: BTreeMap::new(),
-        incumbents: BTreeSet::new(),
+        incumbents: BTreeMap::new(),
         supports_secret_refs: false,
     }
 }
 
 fn id(name: &str) -> PeerId {
     PeerId::file(format!("{name}.yaml"), name)
+}
+
+/// Marks `peer` as running, accepted as it is declared.
+fn run(context: &mut Context, peer: &RawPeer) {
+    let spec = check_fields(peer).expect("valid");
+    context.incumbents.insert(spec.id.clone(), spec);
 }
 
 fn raw(name: &str, cidrs: &[&str]) -> RawPeer {
@@ -132,7 +138,7 @@ fn overlapping_peers_keep_the_first_and_reject_the_second() {
 #[test]
 fn incumbent_wins_a_conflict_against_an_earlier_newcomer() {
     let mut context = ctx();
-    context.incumbents.insert(id("z"));
+    run(&mut context, &raw("z", &["10.2.0.0/16"]));
     let outcome = validate(
         vec![
             Declaration::Peer(raw("a", &["10.2.0.0/16"])),
@@ -404,7 +410,10 @@ fn allowed_ips_over_another_peers_endpoint_are_refused_and_the_others_unaffected
 #[test]
 fn an_endpoint_inside_an_incumbents_allowed_ips_loses_to_the_incumbent() {
     let mut context = ctx();
-    context.incumbents.insert(id("z"));
+    run(
+        &mut context,
+        &peer_at("z", "192.0.2.9:51820", &["10.9.0.0/16"]),
+    );
     let outcome = validate(
         vec![
             Declaration::Peer(peer_at("a", "10.9.1.1:51820", &["10.2.0.0/16"])),
@@ -627,7 +636,7 @@ fn collide(
     declarations.sort_by(|a, b| a.origin.cmp(&b.origin));
     let mut context = ctx();
     if running {
-        context.incumbents.insert(holder.id.clone());
+        run(&mut context, &holder);
     }
     let outcome = validate(
         declarations.into_iter().map(Declaration::Peer).collect(),
@@ -687,7 +696,10 @@ fn a_running_peer_keeps_its_identity_when_its_key_changes() {
     rotated.public_key = key("rotated").to_base64();
     let newcomer = declared_in("a.yaml", "new", "10.2.0.0/16", "192.0.2.3:51820");
     let mut context = ctx();
-    context.incumbents.insert(rotated.id.clone());
+    run(
+        &mut context,
+        &declared_in("z.yaml", "run", "10.2.0.0/16", "192.0.2.2:51820"),
+    );
     let outcome = validate(
         vec![Declaration::Peer(newcomer), Declaration::Peer(rotated)],
         &context,
@@ -695,4 +707,34 @@ fn a_running_peer_keeps_its_identity_when_its_key_changes() {
     assert_eq!(outcome.accepted.len(), 1, "{outcome:#?}");
     assert_eq!(outcome.accepted[0].public_key, key("rotated"));
     assert_eq!(outcome.rejected[0].origin, "a.yaml");
+}
+
+#[test]
+fn a_running_peer_edited_to_collide_with_another_running_peer_loses_whatever_the_file_order() {
+    for collision in COLLISIONS {
+        for (holder_file, edited_file) in [("a.yaml", "z.yaml"), ("z.yaml", "a.yaml")] {
+            let holder = declared_in(holder_file, "run", "10.2.0.0/16", "192.0.2.2:51820");
+            let before = declared_in(edited_file, "new", "10.3.0.0/16", "192.0.2.3:51820");
+            let mut edited = before.clone();
+            collision.apply(&mut edited, &holder);
+            let mut context = ctx();
+            run(&mut context, &holder);
+            run(&mut context, &before);
+            let mut declarations = vec![holder.clone(), edited];
+            declarations.sort_by(|a, b| a.origin.cmp(&b.origin));
+            let outcome = validate(
+                declarations.into_iter().map(Declaration::Peer).collect(),
+                &context,
+            );
+            let case = format!("{collision:?}, unchanged peer in {holder_file}: {outcome:#?}");
+            assert_eq!(outcome.accepted.len(), 1, "{case}");
+            assert_eq!(outcome.accepted[0].id, holder.id, "{case}");
+            assert_eq!(outcome.rejected[0].origin, edited_file, "{case}");
+            assert_eq!(
+                outcome.rejected[0].reason,
+                collision.reason(&format!("peer run ({holder_file}, running)")),
+                "{case}"
+            );
+        }
+    }
 }

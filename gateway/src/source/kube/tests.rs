@@ -432,7 +432,7 @@ async fn a_new_resource_colliding_with_a_running_peer_is_rejected_whatever_the_n
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>(),
-            [cidr.clone()],
+            [cidr.as_str()],
             "{running}"
         );
     }
