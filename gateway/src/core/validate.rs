@@ -626,10 +626,5 @@ pub fn by_key(accepted: &[PeerSpec]) -> BTreeMap<PublicKey, &PeerSpec> {
     accepted.iter().map(|s| (s.public_key, s)).collect()
 }
 
-/// Indexes accepted peers by identity.
-pub fn by_id(accepted: &[PeerSpec]) -> BTreeMap<&PeerId, &PeerSpec> {
-    accepted.iter().map(|s| (&s.id, s)).collect()
-}
-
 #[cfg(test)]
 mod tests;
