@@ -106,7 +106,8 @@ pub struct Change {
 /// A declared peer is matched with what the device holds for the same declaration; when its
 /// key changed, it gets [`Op::ReplaceKey`] (its routes stay), not a removal and an addition.
 /// Removals come first (so a key or an allowed IP moving between peers is freed before it is
-/// claimed), then key replacements, then upserts, each group ordered by peer identity. A
+/// claimed: device peers nobody declares by key, then declarations by identity), then key
+/// replacements, then upserts, each ordered by identity. A
 /// desired peer without an endpoint (passive) matches an observed peer whatever endpoint it
 /// has learned by roaming.
 ///
