@@ -2,15 +2,15 @@
 //! what it decided, tell the source how each declaration fared, and publish metrics and the
 //! admin status. It decides only *when* to call the core.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::core::health::{self, Liveness, PeerActivity, PeerCounts, Readiness, ReceiveMark};
 use crate::core::key::PublicKey;
-use crate::core::peer::{Endpoint, PeerSpec};
-use crate::core::plan::{self, Op, PeerMap};
+use crate::core::peer::{Endpoint, PeerConfig, PeerId, PeerSpec};
+use crate::core::plan::{self, Change, Observed, Op, PeerMap};
 use crate::core::status::{Link, PeerOutcome, Verdict};
 use crate::core::transitions::{self, Observation, PeerStates, Transition};
 use crate::core::uapi::DeviceReport;
@@ -45,14 +45,19 @@ pub struct Driver<D, S> {
     metrics: Metrics,
     readiness: Arc<RwLock<Readiness>>,
     status: StatusBoard,
-    /// The configuration each device peer was last given by us.
+    /// For each declaration, the configuration (and so the key) its device peer was last
+    /// given by us: a peer is known by its declaration, its key is an attribute.
     applied: PeerMap,
+    /// For each declaration in `applied`, what it was accepted as when it was applied: a
+    /// running peer that still claims the same wins conflicts against one edited since.
+    running: BTreeMap<PeerId, PeerSpec>,
     /// Rejections of the previous pass, so each is logged once, not every second.
     last_rejections: Vec<Rejection>,
     last_source_error: Option<String>,
     /// Whether the last pass found the source not fully read yet (logged once).
     waiting_for_source: bool,
-    /// Name and cluster of each accepted peer, for metric labels and the status.
+    /// Name and cluster of each accepted peer the device runs, by the key it runs under, for
+    /// metric labels and the status.
     labels: BTreeMap<PublicKey, PeerLabel>,
     /// When traffic from each device peer was last seen.
     receive: BTreeMap<PublicKey, ReceiveMark>,
@@ -86,6 +91,7 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
             readiness: outputs.readiness,
             status: outputs.status,
             applied: PeerMap::new(),
+            running: BTreeMap::new(),
             last_rejections: Vec::new(),
             last_source_error: None,
             labels: BTreeMap::new(),
@@ -120,7 +126,7 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
                 return;
             }
         };
-        let observed = self.observed(&report);
+        let mut observed = self.observed(&report);
         let declarations = match self.source.declarations(now).await {
             Ok(Some(declarations)) => {
                 self.last_source_error = None;
@@ -160,58 +166,71 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
             own_address: self.own_address,
             underlay_addresses,
             resolved_endpoints: observed
+                .declared
                 .iter()
-                .filter_map(|(key, config)| Some((*key, config.endpoint?.ip())))
+                .filter_map(|(id, config)| Some((id.clone(), config.endpoint?.ip())))
                 .collect(),
-            incumbents: observed.keys().copied().collect(),
+            incumbents: self
+                .running
+                .iter()
+                .filter(|(id, _)| observed.declared.contains_key(*id))
+                .map(|(id, spec)| (id.clone(), spec.clone()))
+                .collect(),
             supports_secret_refs: self.source.supports_secret_refs(),
         };
         let outcome = validate::validate(declarations, &ctx);
         self.log_rejections(&outcome.rejected);
-        let desired = self.desired(&outcome.accepted, &observed).await;
-        self.labels = outcome
-            .accepted
-            .iter()
-            .map(|s| {
-                let label = PeerLabel {
-                    name: s.name.clone(),
-                    cluster: s.cluster.clone(),
-                };
-                (s.public_key, label)
-            })
-            .collect();
+        let desired = self.desired(&outcome.accepted, &observed.declared).await;
+        for (id, config) in observed.adopt(&desired) {
+            self.record(id, config);
+        }
 
-        let ops = plan::plan(&desired, &observed);
-        let mut failures: BTreeMap<PublicKey, String> = BTreeMap::new();
-        for op in &ops {
-            let key = op.device_key();
-            let previous = observed.get(&key);
-            match self.device.apply(op, previous).await {
+        let changes = plan::plan(&desired, &observed);
+        let mut failures: BTreeMap<Option<PeerId>, String> = BTreeMap::new();
+        // What the device holds under each key as the changes go (routes move from it).
+        let mut held = observed.by_key();
+        for change in &changes {
+            let key = change.op.device_key();
+            match self.device.apply(&change.op, held.get(&key)).await {
                 Ok(()) => {
-                    log_applied(op, &outcome.accepted);
-                    match op {
-                        Op::RemovePeer(key) => {
-                            self.applied.remove(key);
+                    log_applied(change);
+                    held.remove(&key);
+                    if let Op::UpsertPeer(config) | Op::ReplaceKey { config, .. } = &change.op {
+                        held.insert(config.public_key, config.clone());
+                    }
+                    match (&change.op, &change.peer) {
+                        (Op::RemovePeer(_), Some(id)) => {
+                            self.applied.remove(id);
                         }
-                        Op::UpsertPeer(config) => {
-                            self.applied.insert(config.public_key, config.clone());
+                        (Op::UpsertPeer(config) | Op::ReplaceKey { config, .. }, Some(id)) => {
+                            self.record(id.clone(), config.clone());
                         }
-                        Op::ReplaceKey { old, config } => {
-                            self.applied.remove(old);
-                            self.applied.insert(config.public_key, config.clone());
-                        }
+                        (_, None) => {}
                     }
                 }
                 Err(e) => {
                     let message = format!("{:#}", anyhow::Error::from(e));
                     self.metrics.reconcile_errors.inc();
-                    tracing::warn!(error = %message, op = ?op_summary(op), "peer change failed; will retry");
-                    failures.insert(key, message);
+                    tracing::warn!(error = %message, op = ?op_summary(change), "peer change failed; will retry");
+                    failures.insert(change.peer.clone(), message);
                 }
             }
         }
+        self.remember_running(&outcome.accepted, &failures);
+        self.labels = outcome
+            .accepted
+            .iter()
+            .filter_map(|s| {
+                let running = self.applied.get(&s.id)?;
+                let label = PeerLabel {
+                    name: s.name.clone(),
+                    cluster: s.cluster.clone(),
+                };
+                Some((running.public_key, label))
+            })
+            .collect();
         self.publish(&report, now);
-        let outcomes = outcomes(&outcome, &failures, &report);
+        let outcomes = outcomes(&outcome, &failures, &self.applied, &report);
         self.source.publish(&outcomes, now).await;
         if failures.is_empty()
             && let Ok(mut readiness) = self.readiness.write()
@@ -220,23 +239,45 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
         }
     }
 
-    /// Builds the observed state: for a peer we configured, what we gave it (so a learned
-    /// endpoint does not count as drift); for any other peer, what the device says.
-    fn observed(&mut self, report: &DeviceReport) -> PeerMap {
-        let present: BTreeSet<PublicKey> = report.peers.iter().map(|p| p.public_key).collect();
-        self.applied.retain(|key, _| present.contains(key));
-        report
+    /// Builds the observed state: for a peer we configured, by its declaration, what we gave
+    /// it (so a learned endpoint does not count as drift); any other device peer as the
+    /// device reports it, by key.
+    fn observed(&mut self, report: &DeviceReport) -> Observed {
+        let device: BTreeMap<PublicKey, PeerConfig> = report
             .peers
             .iter()
-            .map(|p| {
-                let config = self
-                    .applied
-                    .get(&p.public_key)
-                    .cloned()
-                    .unwrap_or_else(|| p.config());
-                (p.public_key, config)
-            })
-            .collect()
+            .map(|p| (p.public_key, p.config()))
+            .collect();
+        self.applied
+            .retain(|_, config| device.contains_key(&config.public_key));
+        Observed::new(&self.applied, &device)
+    }
+
+    /// Keeps, for each declaration the device runs, the accepted spec it was last applied
+    /// from (a spec whose change failed leaves the previous one).
+    fn remember_running(
+        &mut self,
+        accepted: &[PeerSpec],
+        failures: &BTreeMap<Option<PeerId>, String>,
+    ) {
+        for spec in accepted {
+            let failed = failures.contains_key(&Some(spec.id.clone()));
+            if self.applied.contains_key(&spec.id)
+                && (!failed || !self.running.contains_key(&spec.id))
+            {
+                self.running.insert(spec.id.clone(), spec.clone());
+            }
+        }
+        let applied = &self.applied;
+        self.running.retain(|id, _| applied.contains_key(id));
+    }
+
+    /// Records that the device runs `config` for declaration `id`; no other declaration
+    /// holds that key any longer (the device has one peer per key).
+    fn record(&mut self, id: PeerId, config: PeerConfig) {
+        self.applied
+            .retain(|other, held| *other == id || held.public_key != config.public_key);
+        self.applied.insert(id, config);
     }
 
     async fn desired(&self, accepted: &[PeerSpec], observed: &PeerMap) -> PeerMap {
@@ -249,13 +290,13 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
                     Ok(addr) => Some(addr),
                     Err(e) => {
                         let kept: Option<SocketAddr> =
-                            observed.get(&spec.public_key).and_then(|c| c.endpoint);
+                            observed.get(&spec.id).and_then(|c| c.endpoint);
                         tracing::warn!(peer = %spec.name, endpoint = %format!("{host}:{port}"), error = %e, kept = ?kept, "cannot resolve endpoint; keeping the previous address");
                         kept
                     }
                 },
             };
-            desired.insert(spec.public_key, spec.to_config(endpoint));
+            desired.insert(spec.id.clone(), spec.to_config(endpoint));
         }
         desired
     }
@@ -366,7 +407,8 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
 /// Says how each declaration fared: rejected, applied, or refused by the device.
 fn outcomes(
     outcome: &Outcome,
-    failures: &BTreeMap<PublicKey, String>,
+    failures: &BTreeMap<Option<PeerId>, String>,
+    applied: &PeerMap,
     report: &DeviceReport,
 ) -> Vec<PeerOutcome> {
     let mut outcomes: Vec<PeerOutcome> = outcome
@@ -382,16 +424,17 @@ fn outcomes(
         })
         .collect();
     outcomes.extend(outcome.accepted.iter().map(|spec| {
-        let verdict = match failures.get(&spec.public_key) {
+        let verdict = match failures.get(&Some(spec.id.clone())) {
             Some(message) => Verdict::NotApplied {
                 message: message.clone(),
             },
             None => Verdict::Applied,
         };
+        let running = applied.get(&spec.id).map(|c| c.public_key);
         let link = report
             .peers
             .iter()
-            .find(|p| p.public_key == spec.public_key)
+            .find(|p| Some(p.public_key) == running)
             .map(|p| Link {
                 last_handshake: p.last_handshake.map(|d| SystemTime::UNIX_EPOCH + d),
                 rx_bytes: p.rx_bytes,
@@ -417,22 +460,20 @@ fn log_transition(transition: &Transition) {
     }
 }
 
-fn op_summary(op: &Op) -> String {
-    match op {
+fn op_summary(change: &Change) -> String {
+    match &change.op {
         Op::RemovePeer(key) => format!("remove {key}"),
         Op::UpsertPeer(config) => format!("upsert {}", config.public_key),
         Op::ReplaceKey { old, config } => format!("replace key {old} by {}", config.public_key),
     }
 }
 
-fn log_applied(op: &Op, accepted: &[PeerSpec]) {
-    match op {
-        Op::RemovePeer(key) => tracing::info!(public_key = %key, "peer removed"),
-        Op::UpsertPeer(config) | Op::ReplaceKey { config, .. } => {
-            let name = accepted
-                .iter()
-                .find(|s| s.public_key == config.public_key)
-                .map_or("-", |s| s.name.as_str());
+/// Logs an applied change by the peer's declared name (a peer nobody declares by its key).
+fn log_applied(change: &Change) {
+    let name = change.peer.as_ref().map_or("-", PeerId::name);
+    match &change.op {
+        Op::RemovePeer(key) => tracing::info!(public_key = %key, peer = name, "peer removed"),
+        Op::UpsertPeer(config) => {
             let allowed: Vec<String> = config.allowed_ips.iter().map(ToString::to_string).collect();
             tracing::info!(
                 peer = name,
@@ -440,6 +481,17 @@ fn log_applied(op: &Op, accepted: &[PeerSpec]) {
                 endpoint = ?config.endpoint,
                 allowed_ips = %allowed.join(","),
                 "peer applied"
+            );
+        }
+        Op::ReplaceKey { old, config } => {
+            let allowed: Vec<String> = config.allowed_ips.iter().map(ToString::to_string).collect();
+            tracing::info!(
+                peer = name,
+                public_key = %config.public_key,
+                old_public_key = %old,
+                endpoint = ?config.endpoint,
+                allowed_ips = %allowed.join(","),
+                "peer key replaced"
             );
         }
     }

@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use crate::peer::PeerId;
 use crate::validate::RawPeer;
 
 /// What an operator declares about one peer cluster's gateway.
@@ -132,23 +133,35 @@ fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Sch
     schema
 }
 
-impl WireGuardPeer {
-    /// Returns the declaration the core validates; `origin` names the resource.
-    pub fn to_raw(&self) -> RawPeer {
-        let spec = &self.spec;
-        let namespace = self.metadata.namespace.as_deref().unwrap_or("-");
-        let name = self.metadata.name.clone().unwrap_or_default();
+impl WireGuardPeerSpec {
+    /// Returns the declaration the core validates: this spec, declared as `id`, with `origin`
+    /// naming where for the operator. The one conversion both sources use.
+    pub fn to_raw(&self, id: PeerId, origin: String) -> RawPeer {
         RawPeer {
-            origin: format!("{namespace}/{name}"),
-            name,
-            cluster: spec.cluster.clone(),
-            public_key: spec.public_key.clone(),
-            endpoint: spec.endpoint.clone(),
-            allowed_ips: spec.allowed_ips.clone(),
-            persistent_keepalive: spec.persistent_keepalive,
-            has_preshared_key_ref: spec.preshared_key_secret_ref.is_some(),
+            name: id.name().to_owned(),
+            id,
+            origin,
+            cluster: self.cluster.clone(),
+            public_key: self.public_key.clone(),
+            endpoint: self.endpoint.clone(),
+            allowed_ips: self.allowed_ips.clone(),
+            persistent_keepalive: self.persistent_keepalive,
+            has_preshared_key_ref: self.preshared_key_secret_ref.is_some(),
             preshared_key: None,
         }
+    }
+}
+
+impl WireGuardPeer {
+    /// Returns the declaration the core validates, identified and named by the resource's
+    /// `namespace/name`.
+    pub fn to_raw(&self) -> RawPeer {
+        let namespace = self.metadata.namespace.as_deref().unwrap_or("-");
+        let name = self.metadata.name.as_deref().unwrap_or_default();
+        self.spec.to_raw(
+            PeerId::resource(namespace, name),
+            format!("{namespace}/{name}"),
+        )
     }
 }
 

@@ -1,5 +1,5 @@
-//! The peer model: what an operator declares ([`PeerSpec`]) and what a device holds
-//! ([`PeerConfig`]).
+//! The peer model: where a peer is declared ([`PeerId`]), what an operator declares
+//! ([`PeerSpec`]) and what a device holds ([`PeerConfig`]).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -13,6 +13,52 @@ use super::psk::PresharedKey;
 /// Persistent keepalive applied when a resource does not say: short enough to keep NAT
 /// mappings of cloud load balancers alive.
 pub const DEFAULT_PERSISTENT_KEEPALIVE: u16 = 25;
+
+/// A peer's identity: where it is declared. Its public key is an attribute that may change
+/// (the peer rotated); the declaration stays the same peer.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PeerId {
+    /// A `WireGuardPeer` resource of the Kubernetes source.
+    Resource {
+        /// `metadata.namespace`.
+        namespace: String,
+        /// `metadata.name`.
+        name: String,
+    },
+    /// A document in the directory source.
+    File {
+        /// The file's path relative to the peers directory.
+        path: String,
+        /// The document's `metadata.name`.
+        name: String,
+    },
+}
+
+impl PeerId {
+    /// The id of the resource `namespace/name`.
+    pub fn resource(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        PeerId::Resource {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The id of the document named `name` in the file at `path` (relative to the peers
+    /// directory).
+    pub fn file(path: impl Into<String>, name: impl Into<String>) -> Self {
+        PeerId::File {
+            path: path.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Returns the declared `metadata.name`.
+    pub fn name(&self) -> &str {
+        match self {
+            PeerId::Resource { name, .. } | PeerId::File { name, .. } => name,
+        }
+    }
+}
 
 /// A peer endpoint as written: an IP or DNS host and a port. Resolution happens in an adapter.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,7 +87,10 @@ impl fmt::Display for Endpoint {
 /// its endpoint is resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerSpec {
-    /// Where the declaration came from (a file and document index, or a resource name).
+    /// The peer's identity: where it is declared.
+    pub id: PeerId,
+    /// Where the declaration came from, worded for the operator (a file and document index,
+    /// or a resource name).
     pub origin: String,
     /// `metadata.name`.
     pub name: String,

@@ -1,9 +1,11 @@
 //! Validation of declared peers: each document on its own, then the set as a whole.
 //!
 //! One bad declaration never affects the others: it is rejected with a reason and every other
-//! peer goes on. When two declarations conflict (same key, overlapping allowed IPs, allowed
-//! IPs over another peer's endpoint), the one the device already runs wins, so adding a bad
-//! file can never take a working peer down.
+//! peer goes on. When two declarations conflict (same key, name or cluster, overlapping
+//! allowed IPs, allowed IPs over another peer's endpoint), the one the device already runs
+//! wins, so adding a bad file can never take a working peer down. A peer is known by where it
+//! is declared ([`PeerId`]), not by its key: a newcomer that repeats a running peer's key is a
+//! newcomer, and loses, whatever the order of file names or of creation.
 //!
 //! Reasons never quote a value that failed its check: they name the field and the kind of
 //! problem. Values that passed (a canonical CIDR, a DNS name) may be named in a conflict.
@@ -14,13 +16,16 @@ use std::net::{IpAddr, SocketAddr};
 use ipnet::IpNet;
 
 use super::key::{KeyError, PublicKey};
-use super::peer::{DEFAULT_PERSISTENT_KEEPALIVE, Endpoint, PeerSpec};
+use super::peer::{DEFAULT_PERSISTENT_KEEPALIVE, Endpoint, PeerId, PeerSpec};
 use super::psk::{PresharedKey, SecretValue};
 
 /// A peer declaration as read by a source, fields not yet checked.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawPeer {
-    /// Where it came from, e.g. `b.yaml` or `b.yaml#2` or `zt-system/b`.
+    /// The peer's identity: where it is declared.
+    pub id: PeerId,
+    /// Where it came from, worded for the operator, e.g. `b.yaml`, `b.yaml (document 2)` or
+    /// `zt-system/b`.
     pub origin: String,
     /// `metadata.name`.
     pub name: String,
@@ -41,6 +46,10 @@ pub struct RawPeer {
 }
 
 /// One input to validation: a declaration, or a document that could not even be read.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per document per pass, moved into validation once; boxing buys nothing"
+)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Declaration {
     /// A document that parsed into the peer shape.
@@ -73,11 +82,14 @@ pub struct Context {
     /// The addresses of the host's interfaces other than the tunnel (the underlay): no peer's
     /// allowed IPs may contain one, or its route would take the gateway's own traffic.
     pub underlay_addresses: BTreeSet<IpAddr>,
-    /// The address each peer with a DNS endpoint was last given (resolved), by key; a
+    /// The address each peer with a DNS endpoint was last given (resolved), by peer; a
     /// literal endpoint is read from the declaration itself.
-    pub resolved_endpoints: BTreeMap<PublicKey, IpAddr>,
-    /// Peers the device currently runs: they win conflicts against newcomers.
-    pub incumbents: BTreeSet<PublicKey>,
+    pub resolved_endpoints: BTreeMap<PeerId, IpAddr>,
+    /// Peers the device currently runs, by declaration, as they were accepted when applied.
+    /// They win conflicts against newcomers (declarations the device does not run yet),
+    /// whatever their order; among them, one whose declaration still claims what it did wins
+    /// against one edited since (see [`validate`]).
+    pub incumbents: BTreeMap<PeerId, PeerSpec>,
     /// Whether the source can resolve `presharedKeySecretRef` (only the Kubernetes source).
     pub supports_secret_refs: bool,
 }
@@ -127,6 +139,11 @@ pub struct Outcome {
 }
 
 /// Validates every declaration, then resolves conflicts between them.
+///
+/// Conflicts are settled in this order of precedence, then in declaration order: running
+/// peers whose declaration claims what it claimed when applied (key, name, cluster, endpoint,
+/// allowed IPs), then running peers edited since, then newcomers. So neither a new
+/// declaration nor an edited one can take what a running peer holds.
 pub fn validate(declarations: Vec<Declaration>, ctx: &Context) -> Outcome {
     let mut rejected: Vec<(usize, Rejection)> = Vec::new();
     let mut candidates: Vec<(usize, PeerSpec)> = Vec::new();
@@ -157,13 +174,21 @@ pub fn validate(declarations: Vec<Declaration>, ctx: &Context) -> Outcome {
         }
     }
 
-    // Incumbents claim their keys and addresses first; newcomers follow in declaration order.
-    candidates.sort_by_key(|(index, spec)| (!ctx.incumbents.contains(&spec.public_key), *index));
+    // Incumbents claim their keys, names, clusters and addresses first; newcomers follow in
+    // declaration order.
+    candidates.sort_by_key(|(index, spec)| (precedence(spec, ctx), *index));
     let mut accepted: Vec<(usize, PeerSpec)> = Vec::new();
     let mut claims = Claims::default();
     for (index, spec) in candidates {
         let endpoint = endpoint_address(&spec, ctx);
-        match claims.conflict(&spec, endpoint, &accepted) {
+        let holder = |at: &usize| {
+            let (_, other) = accepted.get(*at)?;
+            Some(Holder {
+                spec: other,
+                running: ctx.incumbents.contains_key(&other.id),
+            })
+        };
+        match claims.conflict(&spec, endpoint, holder) {
             None => {
                 claims.claim(&spec, endpoint, accepted.len());
                 accepted.push((index, spec));
@@ -187,11 +212,29 @@ pub fn validate(declarations: Vec<Declaration>, ctx: &Context) -> Outcome {
     }
 }
 
+/// Ranks a candidate for conflicts: 0 for a running peer that claims what it did, 1 for a
+/// running peer edited since, 2 for a newcomer.
+fn precedence(spec: &PeerSpec, ctx: &Context) -> u8 {
+    match ctx.incumbents.get(&spec.id) {
+        Some(was)
+            if was.public_key == spec.public_key
+                && was.name == spec.name
+                && was.cluster == spec.cluster
+                && was.endpoint == spec.endpoint
+                && was.allowed_ips == spec.allowed_ips =>
+        {
+            0
+        }
+        Some(_) => 1,
+        None => 2,
+    }
+}
+
 /// The address a peer's datagrams go to, when known before it is applied.
 fn endpoint_address(spec: &PeerSpec, ctx: &Context) -> Option<IpAddr> {
     match &spec.endpoint {
         Some(Endpoint::Addr(addr)) => Some(addr.ip()),
-        Some(Endpoint::Host { .. }) => ctx.resolved_endpoints.get(&spec.public_key).copied(),
+        Some(Endpoint::Host { .. }) => ctx.resolved_endpoints.get(&spec.id).copied(),
         None => None,
     }
 }
@@ -221,30 +264,27 @@ impl Claims {
         }
     }
 
-    /// Returns why `spec` cannot be accepted next to the peers already accepted.
-    fn conflict(
+    /// Returns why `spec` cannot be accepted next to the peers already accepted; `peer`
+    /// finds the accepted peer at an index.
+    fn conflict<'a>(
         &self,
         spec: &PeerSpec,
         endpoint: Option<IpAddr>,
-        accepted: &[(usize, PeerSpec)],
+        peer: impl Fn(&usize) -> Option<Holder<'a>>,
     ) -> Option<String> {
-        let peer = |at: &usize| accepted.get(*at).map(|(_, s)| s);
-        if let Some(other) = self.keys.get(&spec.public_key).and_then(peer) {
+        if let Some(other) = self.keys.get(&spec.public_key).and_then(&peer) {
+            return Some(format!("duplicate publicKey: already used by {other}"));
+        }
+        if let Some(other) = self.names.get(&spec.name).and_then(&peer) {
             return Some(format!(
-                "duplicate publicKey: already used by peer {} ({})",
-                other.name, other.origin
+                "duplicate metadata.name {}: already declared by {other}",
+                spec.name
             ));
         }
-        if let Some(other) = self.names.get(&spec.name).and_then(peer) {
+        if let Some(other) = self.clusters.get(&spec.cluster).and_then(&peer) {
             return Some(format!(
-                "duplicate metadata.name {}: already declared in {}",
-                spec.name, other.origin
-            ));
-        }
-        if let Some(other) = self.clusters.get(&spec.cluster).and_then(peer) {
-            return Some(format!(
-                "duplicate spec.cluster {}: already declared by peer {} ({})",
-                spec.cluster, other.name, other.origin
+                "duplicate spec.cluster {}: already declared by {other}",
+                spec.cluster
             ));
         }
         for mine in &spec.allowed_ips {
@@ -253,10 +293,7 @@ impl Claims {
                 .overlapping(mine)
                 .and_then(|(net, at)| Some((net, peer(&at)?)))
             {
-                return Some(format!(
-                    "allowedIPs {mine} overlaps {theirs} of peer {} ({})",
-                    other.name, other.origin
-                ));
+                return Some(format!("allowedIPs {mine} overlaps {theirs} of {other}"));
             }
         }
         for mine in &spec.allowed_ips {
@@ -267,8 +304,7 @@ impl Claims {
                 .and_then(|(_, at)| peer(at))
             {
                 return Some(format!(
-                    "allowedIPs {mine} contains the endpoint address of peer {} ({}): its route would take that peer's tunnel traffic",
-                    other.name, other.origin
+                    "allowedIPs {mine} contains the endpoint address of {other}: its route would take that peer's tunnel traffic"
                 ));
             }
         }
@@ -277,11 +313,24 @@ impl Claims {
             .and_then(|(net, at)| Some((net, peer(&at)?)))
         {
             return Some(format!(
-                "spec.endpoint lies in allowedIPs {theirs} of peer {} ({}): its tunnel traffic would be routed into the tunnel",
-                other.name, other.origin
+                "spec.endpoint lies in allowedIPs {theirs} of {other}: its tunnel traffic would be routed into the tunnel"
             ));
         }
         None
+    }
+}
+
+/// An accepted peer that holds what a later one claims, as a conflict names it: `peer b
+/// (b.yaml)`, or `peer b (b.yaml, running)` when the device runs it (it keeps what it holds).
+struct Holder<'a> {
+    spec: &'a PeerSpec,
+    running: bool,
+}
+
+impl std::fmt::Display for Holder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let running = if self.running { ", running" } else { "" };
+        write!(f, "peer {} ({}{running})", self.spec.name, self.spec.origin)
     }
 }
 
@@ -476,6 +525,7 @@ pub fn check_fields(raw: &RawPeer) -> Result<PeerSpec, String> {
         })?,
     };
     Ok(PeerSpec {
+        id: raw.id.clone(),
         origin: raw.origin.clone(),
         name: raw.name.clone(),
         cluster: raw.cluster.clone(),

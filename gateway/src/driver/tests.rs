@@ -1,12 +1,17 @@
 //! The driver over a [`FakeDevice`] and an empty peers directory.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
+use ipnet::IpNet;
+
 use super::{Driver, Outputs};
 use crate::core::health::{Liveness, Readiness};
 use crate::core::key::PublicKey;
+use crate::core::peer::PeerConfig;
+use crate::core::plan::Op;
 use crate::device::DropReason;
 use crate::metrics::Metrics;
 use crate::source::directory::DirectorySource;
@@ -147,11 +152,321 @@ async fn a_peer_is_logged_once_when_it_comes_up_and_once_when_it_goes_down() {
     );
 }
 
+/// A key derived from a name, so tests need no randomness.
+fn key(name: &str) -> PublicKey {
+    let mut bytes = [0u8; 32];
+    for (slot, b) in bytes.iter_mut().zip(name.bytes()) {
+        *slot = b;
+    }
+    PublicKey::from_bytes(bytes)
+}
+
+/// What one peer file declares.
+#[derive(Debug, Clone)]
+struct Doc {
+    name: String,
+    cluster: String,
+    key: PublicKey,
+    cidr: String,
+    endpoint: String,
+}
+
+impl Doc {
+    fn new(name: &str, cidr: &str, host: u8) -> Self {
+        Self {
+            name: name.to_owned(),
+            cluster: name.to_owned(),
+            key: key(name),
+            cidr: cidr.to_owned(),
+            endpoint: format!("192.0.2.{host}:51820"),
+        }
+    }
+
+    fn yaml(&self) -> String {
+        format!(
+            "apiVersion: zt.hanzo.ai/v1alpha1\nkind: WireGuardPeer\nmetadata: {{ name: {} }}\nspec:\n  cluster: {}\n  publicKey: \"{}\"\n  endpoint: \"{}\"\n  allowedIPs: [\"{}\"]\n",
+            self.name,
+            self.cluster,
+            self.key.to_base64(),
+            self.endpoint,
+            self.cidr
+        )
+    }
+
+    fn config(&self) -> PeerConfig {
+        PeerConfig {
+            public_key: self.key,
+            endpoint: Some(self.endpoint.parse().expect("endpoint")),
+            allowed_ips: BTreeSet::from([self.cidr.parse::<IpNet>().expect("cidr")]),
+            persistent_keepalive: 25,
+            preshared_key: None,
+        }
+    }
+}
+
+/// The four ways a newcomer can collide with a running peer.
+#[derive(Debug, Clone, Copy)]
+enum Collision {
+    Key,
+    Name,
+    Cluster,
+    AllowedIps,
+}
+
+impl Collision {
+    const ALL: [Collision; 4] = [
+        Collision::Key,
+        Collision::Name,
+        Collision::Cluster,
+        Collision::AllowedIps,
+    ];
+
+    /// Makes `newcomer` collide with `running` this way.
+    fn apply(self, newcomer: &mut Doc, running: &Doc) {
+        match self {
+            Collision::Key => newcomer.key = running.key,
+            Collision::Name => newcomer.name = running.name.clone(),
+            Collision::Cluster => newcomer.cluster = running.cluster.clone(),
+            Collision::AllowedIps => newcomer.cidr = "10.2.128.0/17".to_owned(),
+        }
+    }
+
+    /// The start of the reason the newcomer is rejected with.
+    fn reason(self) -> &'static str {
+        match self {
+            Collision::Key => "duplicate publicKey: already used by peer run",
+            Collision::Name => "duplicate metadata.name run: already declared by peer run",
+            Collision::Cluster => "duplicate spec.cluster run: already declared by peer run",
+            Collision::AllowedIps => "allowedIPs 10.2.128.0/17 overlaps 10.2.0.0/16 of peer run",
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_newcomer_colliding_with_a_running_peer_is_rejected_whatever_the_order() {
+    // The peer created first runs; the one created next collides with it. Its file sorts
+    // after the running one's, then before it: neither order lets it in.
+    for collision in Collision::ALL {
+        for (running_file, newcomer_file) in [("a.yaml", "z.yaml"), ("z.yaml", "a.yaml")] {
+            let case = format!("{collision:?}, running peer in {running_file}");
+            let dir = tempfile::tempdir().expect("peers directory");
+            let device = FakeDevice::new();
+            let metrics = Metrics::new().expect("metrics");
+            let (mut driver, status) =
+                driver_with_status(device.clone(), DirectorySource::new(dir.path()), &metrics);
+            let running = Doc::new("run", "10.2.0.0/16", 2);
+            std::fs::write(dir.path().join(running_file), running.yaml()).expect("write");
+            driver.tick(T0 + Duration::from_secs(1)).await;
+            assert_eq!(device.peers().len(), 1, "{case}");
+
+            let mut newcomer = Doc::new("new", "10.3.0.0/16", 3);
+            collision.apply(&mut newcomer, &running);
+            std::fs::write(dir.path().join(newcomer_file), newcomer.yaml()).expect("write");
+            for second in 2..5 {
+                driver.tick(T0 + Duration::from_secs(second)).await;
+            }
+
+            // The running peer did not change, and nothing else was done to the device.
+            assert_eq!(
+                device.peers(),
+                BTreeMap::from([(running.key, running.config())]),
+                "{case}"
+            );
+            assert_eq!(device.log(), [Op::UpsertPeer(running.config())], "{case}");
+            let latest = status.latest().expect("status");
+            let names: Vec<&str> = latest.peers.iter().map(|p| p.name.as_str()).collect();
+            assert_eq!(names, ["run"], "{case}");
+            assert_eq!(latest.rejected.len(), 1, "{case}: {:?}", latest.rejected);
+            let rejected = &latest.rejected[0];
+            assert_eq!(rejected.origin, newcomer_file, "{case}");
+            let reason = format!("{} ({running_file}, running)", collision.reason());
+            assert!(
+                rejected.reason.starts_with(&reason),
+                "{case}: {} does not start with {reason}",
+                rejected.reason
+            );
+
+            // Once the running peer's declaration is gone, the newcomer is applied.
+            std::fs::remove_file(dir.path().join(running_file)).expect("remove");
+            driver.tick(T0 + Duration::from_secs(5)).await;
+            assert_eq!(
+                device.peers(),
+                BTreeMap::from([(newcomer.key, newcomer.config())]),
+                "{case}"
+            );
+            assert!(
+                status.latest().expect("status").rejected.is_empty(),
+                "{case}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_running_peer_edited_to_collide_with_another_loses_whatever_the_file_order() {
+    for collision in Collision::ALL {
+        for (holder_file, edited_file) in [("a.yaml", "z.yaml"), ("z.yaml", "a.yaml")] {
+            let case = format!("{collision:?}, unchanged peer in {holder_file}");
+            let dir = tempfile::tempdir().expect("peers directory");
+            let device = FakeDevice::new();
+            let metrics = Metrics::new().expect("metrics");
+            let (mut driver, status) =
+                driver_with_status(device.clone(), DirectorySource::new(dir.path()), &metrics);
+            let holder = Doc::new("run", "10.2.0.0/16", 2);
+            let before = Doc::new("new", "10.3.0.0/16", 3);
+            std::fs::write(dir.path().join(holder_file), holder.yaml()).expect("write");
+            std::fs::write(dir.path().join(edited_file), before.yaml()).expect("write");
+            driver.tick(T0 + Duration::from_secs(1)).await;
+            assert_eq!(device.peers().len(), 2, "{case}");
+
+            let mut edited = before.clone();
+            collision.apply(&mut edited, &holder);
+            std::fs::write(dir.path().join(edited_file), edited.yaml()).expect("write");
+            for second in 2..4 {
+                driver.tick(T0 + Duration::from_secs(second)).await;
+            }
+            // The edited declaration is rejected (so its peer goes); the other is untouched.
+            assert_eq!(
+                device.peers(),
+                BTreeMap::from([(holder.key, holder.config())]),
+                "{case}"
+            );
+            let rejected = status.latest().expect("status").rejected;
+            assert_eq!(rejected.len(), 1, "{case}: {rejected:?}");
+            assert_eq!(rejected[0].origin, edited_file, "{case}");
+            let reason = format!("{} ({holder_file}, running)", collision.reason());
+            assert!(
+                rejected[0].reason.starts_with(&reason),
+                "{case}: {rejected:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_declared_peer_whose_key_changes_has_it_replaced_once_and_keeps_its_routes() {
+    let dir = tempfile::tempdir().expect("peers directory");
+    let device = FakeDevice::new();
+    let metrics = Metrics::new().expect("metrics");
+    let (mut driver, status) =
+        driver_with_status(device.clone(), DirectorySource::new(dir.path()), &metrics);
+    let before = Doc::new("b-east", "10.2.0.0/16", 2);
+    std::fs::write(dir.path().join("b.yaml"), before.yaml()).expect("write");
+    // Another peer, which must not be touched.
+    let other = Doc::new("c-west", "10.3.0.0/16", 3);
+    std::fs::write(dir.path().join("c.yaml"), other.yaml()).expect("write");
+    driver.tick(T0 + Duration::from_secs(1)).await;
+    let applied = device.log().len();
+
+    let mut after = before.clone();
+    after.key = key("b-east rotated");
+    std::fs::write(dir.path().join("b.yaml"), after.yaml()).expect("write");
+    for second in 2..5 {
+        driver.tick(T0 + Duration::from_secs(second)).await;
+    }
+
+    assert_eq!(
+        device.log()[applied..],
+        [Op::ReplaceKey {
+            old: before.key,
+            config: after.config()
+        }]
+    );
+    assert_eq!(
+        device.peers(),
+        BTreeMap::from([(after.key, after.config()), (other.key, other.config())])
+    );
+    // Status and metrics still know it by its declared name, under its new key.
+    let latest = status.latest().expect("status");
+    let b = latest
+        .peers
+        .iter()
+        .find(|p| p.name == "b-east")
+        .expect("b-east in the status");
+    assert_eq!(b.public_key, after.key.to_string());
+    assert_eq!(b.allowed_ips, ["10.2.0.0/16"]);
+    assert!(latest.rejected.is_empty(), "{:?}", latest.rejected);
+}
+
+#[tokio::test]
+async fn a_key_replacement_the_device_refuses_is_retried_and_reported() {
+    let dir = tempfile::tempdir().expect("peers directory");
+    let device = FakeDevice::new();
+    let metrics = Metrics::new().expect("metrics");
+    let (mut driver, status) =
+        driver_with_status(device.clone(), DirectorySource::new(dir.path()), &metrics);
+    let before = Doc::new("b-east", "10.2.0.0/16", 2);
+    std::fs::write(dir.path().join("b.yaml"), before.yaml()).expect("write");
+    driver.tick(T0 + Duration::from_secs(1)).await;
+
+    let mut after = before.clone();
+    after.key = key("b-east rotated");
+    std::fs::write(dir.path().join("b.yaml"), after.yaml()).expect("write");
+    device.refuse(before.key, true);
+    driver.tick(T0 + Duration::from_secs(2)).await;
+    // Still running under its old key, and still shown by name.
+    assert_eq!(
+        device.peers(),
+        BTreeMap::from([(before.key, before.config())])
+    );
+    let latest = status.latest().expect("status");
+    assert_eq!(latest.peers.len(), 1);
+    assert_eq!(latest.peers[0].public_key, before.key.to_string());
+
+    device.refuse(before.key, false);
+    driver.tick(T0 + Duration::from_secs(3)).await;
+    assert_eq!(
+        device.peers(),
+        BTreeMap::from([(after.key, after.config())])
+    );
+    let replacements = device
+        .log()
+        .iter()
+        .filter(|op| matches!(op, Op::ReplaceKey { .. }))
+        .count();
+    assert_eq!(replacements, 2, "{:?}", device.log());
+}
+
+#[tokio::test]
+async fn device_peers_nobody_declares_are_removed_and_one_declared_later_is_kept() {
+    let dir = tempfile::tempdir().expect("peers directory");
+    let device = FakeDevice::new();
+    let metrics = Metrics::new().expect("metrics");
+    let declared = Doc::new("b-east", "10.2.0.0/16", 2);
+    let stray = Doc::new("stray", "10.9.0.0/16", 9);
+    let mut seed = device.clone();
+    for doc in [&declared, &stray] {
+        crate::device::Device::apply(&mut seed, &Op::UpsertPeer(doc.config()), None)
+            .await
+            .expect("seed");
+    }
+    let seeded = device.log().len();
+    std::fs::write(dir.path().join("b.yaml"), declared.yaml()).expect("write");
+    let mut driver = driver(device.clone(), DirectorySource::new(dir.path()), &metrics);
+    driver.tick(T0 + Duration::from_secs(1)).await;
+    driver.tick(T0 + Duration::from_secs(2)).await;
+    // The peer under the declared key is taken over as it is; the other one goes.
+    assert_eq!(device.log()[seeded..], [Op::RemovePeer(stray.key)]);
+    assert_eq!(
+        device.peers(),
+        BTreeMap::from([(declared.key, declared.config())])
+    );
+}
+
 fn driver(
     device: FakeDevice,
     source: DirectorySource,
     metrics: &Metrics,
 ) -> Driver<FakeDevice, DirectorySource> {
+    driver_with_status(device, source, metrics).0
+}
+
+/// A driver, and the status board it publishes to.
+fn driver_with_status(
+    device: FakeDevice,
+    source: DirectorySource,
+    metrics: &Metrics,
+) -> (Driver<FakeDevice, DirectorySource>, StatusBoard) {
     let own = PublicKey::from_bytes([1; 32]);
     let status = StatusBoard::new(Identity {
         gateway: GatewayInfo {
@@ -165,7 +480,7 @@ fn driver(
         address: "10.10.0.1/24".to_owned(),
         key_created: None,
     });
-    Driver::new(
+    let driver = Driver::new(
         device,
         source,
         own,
@@ -174,7 +489,8 @@ fn driver(
         Outputs {
             metrics: metrics.clone(),
             readiness: Arc::new(RwLock::new(Readiness::default())),
-            status,
+            status: status.clone(),
         },
-    )
+    );
+    (driver, status)
 }

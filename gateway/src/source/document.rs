@@ -1,23 +1,30 @@
-//! The `WireGuardPeer` document as written in YAML (SPEC section 5), and its conversion to the
-//! core's unchecked [`RawPeer`].
+//! The `WireGuardPeer` document as written in YAML (SPEC section 5), read into the CRD's own
+//! types and converted to the core's unchecked [`RawPeer`] as a resource is.
+//!
+//! [`RawPeer`]: crate::core::validate::RawPeer
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::core::validate::{Declaration, RawPeer};
+use crate::core::peer::PeerId;
+use crate::core::validate::Declaration;
+use crate::crd::WireGuardPeerSpec;
 
 /// `apiVersion` of the resource.
 pub const API_VERSION: &str = "zt.hanzo.ai/v1alpha1";
 /// `kind` of the resource.
 pub const KIND: &str = "WireGuardPeer";
 
+/// A file document: the resource's envelope around the CRD's own spec type, so files and
+/// resources share one schema ([`WireGuardPeerSpec`]) and one conversion
+/// ([`WireGuardPeerSpec::to_raw`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct Document {
     api_version: String,
     kind: String,
     metadata: Metadata,
-    spec: Spec,
+    spec: WireGuardPeerSpec,
     // Status is written by the controller; a copied resource may carry it. It is ignored.
     #[serde(default)]
     #[allow(dead_code)]
@@ -31,34 +38,12 @@ struct Metadata {
     name: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Spec {
-    cluster: String,
-    public_key: String,
-    endpoint: Option<String>,
-    #[serde(rename = "allowedIPs")]
-    allowed_ips: Vec<String>,
-    persistent_keepalive: Option<i64>,
-    preshared_key_secret_ref: Option<SecretRef>,
-    #[allow(dead_code)]
-    trust_domain: Option<String>,
-    #[allow(dead_code)]
-    policy_signing_key: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SecretRef {
-    #[allow(dead_code)]
-    name: String,
-    #[allow(dead_code)]
-    key: String,
-}
-
-/// Parses the text of one file into declarations, one per non-empty YAML document. `origin`
-/// names the file; with several documents each gets ` (document N)`.
-pub fn parse_file(origin: &str, text: &str) -> Vec<Declaration> {
+/// Parses the text of one file into declarations, one per non-empty YAML document. `path` is
+/// the file's path relative to the peers directory: with each document's `metadata.name` it
+/// identifies the peer, and it is the origin (with several documents each gets
+/// ` (document N)`).
+pub fn parse_file(path: &str, text: &str) -> Vec<Declaration> {
+    let origin = path;
     let values: Vec<serde_json::Value> = match serde_saphyr::from_multiple(text) {
         Ok(values) => values,
         Err(e) => {
@@ -79,12 +64,12 @@ pub fn parse_file(origin: &str, text: &str) -> Vec<Declaration> {
             } else {
                 origin.to_owned()
             };
-            parse_document(origin, value)
+            parse_document(path, origin, value)
         })
         .collect()
 }
 
-fn parse_document(origin: String, value: serde_json::Value) -> Declaration {
+fn parse_document(path: &str, origin: String, value: serde_json::Value) -> Declaration {
     let document: Document = match from_value(value, "") {
         Ok(document) => document,
         Err(why) => {
@@ -100,18 +85,8 @@ fn parse_document(origin: String, value: serde_json::Value) -> Declaration {
             reason: format!("apiVersion/kind must be {API_VERSION}/{KIND}"),
         };
     }
-    let spec = document.spec;
-    Declaration::Peer(RawPeer {
-        origin,
-        name: document.metadata.name.unwrap_or_default(),
-        cluster: spec.cluster,
-        public_key: spec.public_key,
-        endpoint: spec.endpoint,
-        allowed_ips: spec.allowed_ips,
-        persistent_keepalive: spec.persistent_keepalive,
-        has_preshared_key_ref: spec.preshared_key_secret_ref.is_some(),
-        preshared_key: None,
-    })
+    let id = PeerId::file(path, document.metadata.name.unwrap_or_default());
+    Declaration::Peer(document.spec.to_raw(id, origin))
 }
 
 /// Words a YAML syntax error by its position only: the parser's own message quotes the

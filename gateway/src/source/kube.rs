@@ -21,6 +21,7 @@ use kube::runtime::reflector::store::{Store, Writer};
 use kube::{Client, Resource as _};
 
 use super::{Error, PeerSource};
+use crate::core::peer::PeerId;
 use crate::core::status::{Condition, PeerOutcome};
 use crate::core::validate::Declaration;
 use crate::crd::{WireGuardPeer, WireGuardPeerSpec, WireGuardPeerStatus};
@@ -95,9 +96,8 @@ impl KubeSource {
                     .preshared_key_secret_ref
                     .as_ref()
                     .map(|r| (r.name.clone(), r.key.clone()));
-                let mut peer = WireGuardPeer::new(&name, spec);
-                peer.metadata.namespace = Some(self.namespace.clone());
-                (Declaration::Peer(peer.to_raw()), secret_ref)
+                let id = PeerId::resource(&self.namespace, name);
+                (Declaration::Peer(spec.to_raw(id, origin)), secret_ref)
             }
             Err(why) => (
                 Declaration::Unreadable {

@@ -14,13 +14,24 @@ fn ctx() -> Context {
         own_address: "10.10.0.1".parse().expect("ip"),
         underlay_addresses: BTreeSet::new(),
         resolved_endpoints: BTreeMap::new(),
-        incumbents: BTreeSet::new(),
+        incumbents: BTreeMap::new(),
         supports_secret_refs: false,
     }
 }
 
+fn id(name: &str) -> PeerId {
+    PeerId::file(format!("{name}.yaml"), name)
+}
+
+/// Marks `peer` as running, accepted as it is declared.
+fn run(context: &mut Context, peer: &RawPeer) {
+    let spec = check_fields(peer).expect("valid");
+    context.incumbents.insert(spec.id.clone(), spec);
+}
+
 fn raw(name: &str, cidrs: &[&str]) -> RawPeer {
     RawPeer {
+        id: id(name),
         origin: format!("{name}.yaml"),
         name: name.to_owned(),
         cluster: name.to_owned(),
@@ -127,7 +138,7 @@ fn overlapping_peers_keep_the_first_and_reject_the_second() {
 #[test]
 fn incumbent_wins_a_conflict_against_an_earlier_newcomer() {
     let mut context = ctx();
-    context.incumbents.insert(key("z"));
+    run(&mut context, &raw("z", &["10.2.0.0/16"]));
     let outcome = validate(
         vec![
             Declaration::Peer(raw("a", &["10.2.0.0/16"])),
@@ -399,7 +410,10 @@ fn allowed_ips_over_another_peers_endpoint_are_refused_and_the_others_unaffected
 #[test]
 fn an_endpoint_inside_an_incumbents_allowed_ips_loses_to_the_incumbent() {
     let mut context = ctx();
-    context.incumbents.insert(key("z"));
+    run(
+        &mut context,
+        &peer_at("z", "192.0.2.9:51820", &["10.9.0.0/16"]),
+    );
     let outcome = validate(
         vec![
             Declaration::Peer(peer_at("a", "10.9.1.1:51820", &["10.2.0.0/16"])),
@@ -422,7 +436,7 @@ fn a_resolved_dns_endpoint_counts_too() {
     let mut context = ctx();
     context
         .resolved_endpoints
-        .insert(key("b"), "10.9.1.1".parse().expect("ip"));
+        .insert(id("b"), "10.9.1.1".parse().expect("ip"));
     let outcome = validate(
         vec![
             Declaration::Peer(peer_at("b", "gw.b.example:51820", &["10.2.0.0/16"])),
@@ -545,4 +559,182 @@ fn a_thousand_peers_at_the_cap_validate_with_the_right_verdicts() {
     assert_eq!(outcome.accepted.len(), 1000);
     assert_eq!(outcome.rejected.len(), 1);
     assert_eq!(outcome.rejected[0].name.as_deref(), Some("late"));
+}
+
+/// The four ways a newcomer can collide with a peer, and what its reason then says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Collision {
+    Key,
+    Name,
+    Cluster,
+    AllowedIps,
+}
+
+const COLLISIONS: [Collision; 4] = [
+    Collision::Key,
+    Collision::Name,
+    Collision::Cluster,
+    Collision::AllowedIps,
+];
+
+impl Collision {
+    /// Makes `newcomer` collide with `holder` this way.
+    fn apply(self, newcomer: &mut RawPeer, holder: &RawPeer) {
+        match self {
+            Collision::Key => newcomer.public_key = holder.public_key.clone(),
+            Collision::Name => {
+                newcomer.name = holder.name.clone();
+                newcomer.id = PeerId::file(origin_path(newcomer), holder.name.clone());
+            }
+            Collision::Cluster => newcomer.cluster = holder.cluster.clone(),
+            Collision::AllowedIps => newcomer.allowed_ips = vec!["10.2.1.0/24".to_owned()],
+        }
+    }
+
+    /// The reason the newcomer gets, `holder` being how the winner is named.
+    fn reason(self, holder: &str) -> String {
+        match self {
+            Collision::Key => format!("duplicate publicKey: already used by {holder}"),
+            Collision::Name => format!("duplicate metadata.name run: already declared by {holder}"),
+            Collision::Cluster => {
+                format!("duplicate spec.cluster run: already declared by {holder}")
+            }
+            Collision::AllowedIps => {
+                format!("allowedIPs 10.2.1.0/24 overlaps 10.2.0.0/16 of {holder}")
+            }
+        }
+    }
+}
+
+fn origin_path(peer: &RawPeer) -> String {
+    match &peer.id {
+        PeerId::File { path, .. } => path.clone(),
+        PeerId::Resource { .. } => peer.origin.clone(),
+    }
+}
+
+/// A peer named `name` declared in the file `file`.
+fn declared_in(file: &str, name: &str, cidr: &str, endpoint: &str) -> RawPeer {
+    let mut peer = peer_at(name, endpoint, &[cidr]);
+    peer.origin = file.to_owned();
+    peer.id = PeerId::file(file, name);
+    peer
+}
+
+/// The peer `run` (in `running_file`, the device runs it) and a newcomer `new` (in
+/// `newcomer_file`) colliding with it by `collision`, declared in file-name order.
+fn collide(
+    collision: Collision,
+    running_file: &str,
+    newcomer_file: &str,
+    running: bool,
+) -> (RawPeer, Outcome) {
+    let holder = declared_in(running_file, "run", "10.2.0.0/16", "192.0.2.2:51820");
+    let mut newcomer = declared_in(newcomer_file, "new", "10.3.0.0/16", "192.0.2.3:51820");
+    collision.apply(&mut newcomer, &holder);
+    let mut declarations = vec![holder.clone(), newcomer];
+    declarations.sort_by(|a, b| a.origin.cmp(&b.origin));
+    let mut context = ctx();
+    if running {
+        run(&mut context, &holder);
+    }
+    let outcome = validate(
+        declarations.into_iter().map(Declaration::Peer).collect(),
+        &context,
+    );
+    (holder, outcome)
+}
+
+#[test]
+fn a_newcomer_colliding_with_a_running_peer_loses_whatever_the_file_order() {
+    for collision in COLLISIONS {
+        for (running_file, newcomer_file) in [("a.yaml", "z.yaml"), ("z.yaml", "a.yaml")] {
+            let (holder, outcome) = collide(collision, running_file, newcomer_file, true);
+            let case = format!("{collision:?}, running in {running_file}: {outcome:#?}");
+            assert_eq!(outcome.accepted.len(), 1, "{case}");
+            let kept = &outcome.accepted[0];
+            assert_eq!(kept.id, holder.id, "{case}");
+            assert_eq!(kept.public_key.to_base64(), holder.public_key, "{case}");
+            assert_eq!(
+                kept.allowed_ips,
+                BTreeSet::from(["10.2.0.0/16".parse::<IpNet>().expect("cidr")]),
+                "{case}"
+            );
+            assert_eq!(outcome.rejected.len(), 1, "{case}");
+            let rejection = &outcome.rejected[0];
+            assert_eq!(rejection.origin, newcomer_file, "{case}");
+            assert_eq!(rejection.kind, RejectionKind::Conflict, "{case}");
+            assert_eq!(
+                rejection.reason,
+                collision.reason(&format!("peer run ({running_file}, running)")),
+                "{case}"
+            );
+        }
+    }
+}
+
+#[test]
+fn between_two_newcomers_the_first_file_wins_every_collision() {
+    for collision in COLLISIONS {
+        for (first, second) in [("a.yaml", "z.yaml"), ("z.yaml", "a.yaml")] {
+            // Neither runs yet: "run" is just a name here.
+            let (_, outcome) = collide(collision, first, second, false);
+            let case = format!("{collision:?}, run in {first}: {outcome:#?}");
+            assert_eq!(outcome.accepted.len(), 1, "{case}");
+            assert_eq!(outcome.accepted[0].origin, "a.yaml", "{case}");
+            assert_eq!(outcome.rejected[0].origin, "z.yaml", "{case}");
+            assert!(!outcome.rejected[0].reason.contains("running"), "{case}");
+        }
+    }
+}
+
+#[test]
+fn a_running_peer_keeps_its_identity_when_its_key_changes() {
+    // The declaration the device runs now says another key: still the incumbent, so a
+    // newcomer that claims its addresses loses, even from an earlier file.
+    let mut rotated = declared_in("z.yaml", "run", "10.2.0.0/16", "192.0.2.2:51820");
+    rotated.public_key = key("rotated").to_base64();
+    let newcomer = declared_in("a.yaml", "new", "10.2.0.0/16", "192.0.2.3:51820");
+    let mut context = ctx();
+    run(
+        &mut context,
+        &declared_in("z.yaml", "run", "10.2.0.0/16", "192.0.2.2:51820"),
+    );
+    let outcome = validate(
+        vec![Declaration::Peer(newcomer), Declaration::Peer(rotated)],
+        &context,
+    );
+    assert_eq!(outcome.accepted.len(), 1, "{outcome:#?}");
+    assert_eq!(outcome.accepted[0].public_key, key("rotated"));
+    assert_eq!(outcome.rejected[0].origin, "a.yaml");
+}
+
+#[test]
+fn a_running_peer_edited_to_collide_with_another_running_peer_loses_whatever_the_file_order() {
+    for collision in COLLISIONS {
+        for (holder_file, edited_file) in [("a.yaml", "z.yaml"), ("z.yaml", "a.yaml")] {
+            let holder = declared_in(holder_file, "run", "10.2.0.0/16", "192.0.2.2:51820");
+            let before = declared_in(edited_file, "new", "10.3.0.0/16", "192.0.2.3:51820");
+            let mut edited = before.clone();
+            collision.apply(&mut edited, &holder);
+            let mut context = ctx();
+            run(&mut context, &holder);
+            run(&mut context, &before);
+            let mut declarations = vec![holder.clone(), edited];
+            declarations.sort_by(|a, b| a.origin.cmp(&b.origin));
+            let outcome = validate(
+                declarations.into_iter().map(Declaration::Peer).collect(),
+                &context,
+            );
+            let case = format!("{collision:?}, unchanged peer in {holder_file}: {outcome:#?}");
+            assert_eq!(outcome.accepted.len(), 1, "{case}");
+            assert_eq!(outcome.accepted[0].id, holder.id, "{case}");
+            assert_eq!(outcome.rejected[0].origin, edited_file, "{case}");
+            assert_eq!(
+                outcome.rejected[0].reason,
+                collision.reason(&format!("peer run ({holder_file}, running)")),
+                "{case}"
+            );
+        }
+    }
 }

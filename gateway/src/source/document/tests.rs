@@ -27,6 +27,25 @@ fn spec_example_parses() {
     assert_eq!(raw.allowed_ips, ["10.10.0.2/32", "10.244.0.0/16"]);
     assert_eq!(raw.persistent_keepalive, Some(25));
     assert_eq!(raw.origin, "lux.yaml");
+    assert_eq!(raw.id, PeerId::file("lux.yaml", "lux-k8s"));
+}
+
+#[test]
+fn files_and_resources_convert_through_the_same_spec() {
+    let Declaration::Peer(from_file) = only(parse_file("lux.yaml", GOOD)) else {
+        panic!("not parsed");
+    };
+    let resource: crate::crd::WireGuardPeer = serde_saphyr::from_str(GOOD).expect("resource");
+    let from_resource = resource.to_raw();
+    assert_eq!(from_resource.id, PeerId::resource("zt-system", "lux-k8s"));
+    assert_eq!(
+        crate::core::validate::RawPeer {
+            id: from_file.id.clone(),
+            origin: from_file.origin.clone(),
+            ..from_resource
+        },
+        from_file
+    );
 }
 
 #[test]
@@ -38,6 +57,7 @@ fn several_documents_are_numbered() {
         panic!("not parsed");
     };
     assert_eq!(second.origin, "two.yaml (document 2)");
+    assert_eq!(second.id, PeerId::file("two.yaml", "other"));
 }
 
 #[test]

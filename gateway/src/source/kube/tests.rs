@@ -365,6 +365,108 @@ async fn a_peer_the_device_refuses_is_not_ready_and_the_gateway_not_reconciled()
     assert!(h.is_ready());
 }
 
+#[tokio::test]
+async fn a_new_resource_colliding_with_a_running_peer_is_rejected_whatever_the_name_order() {
+    // Names are unique in a namespace (the API server sees to it), so two resources cannot
+    // collide on the name; they can on key, cluster and allowed IPs. For each, the running
+    // resource's name sorts first in one case and last in the other.
+    let classes = ["key", "cluster", "ips"];
+    let mut cases = Vec::new();
+    for (i, class) in classes.iter().enumerate() {
+        for (j, (running, newcomer)) in [("a", "z"), ("z", "a")].iter().enumerate() {
+            let n = i * 2 + j;
+            let running = format!("{class}{n}-{running}");
+            let newcomer = format!("{class}{n}-{newcomer}");
+            let cidr = format!("10.{}.0.0/16", 20 + n);
+            let mut colliding = spec(&newcomer, &format!("10.{}.0.0/16", 40 + n));
+            let reason = match *class {
+                "key" => {
+                    colliding["publicKey"] = json!(key(&running).to_base64());
+                    "duplicate publicKey: already used by".to_owned()
+                }
+                "cluster" => {
+                    colliding["cluster"] = json!(running);
+                    format!("duplicate spec.cluster {running}: already declared by")
+                }
+                _ => {
+                    let inside = format!("10.{}.128.0/17", 20 + n);
+                    colliding["allowedIPs"] = json!([inside]);
+                    format!("allowedIPs {inside} overlaps {cidr} of")
+                }
+            };
+            let reason = format!("{reason} peer {running} ({NS}/{running}, running)");
+            cases.push((running, cidr, newcomer, colliding, reason));
+        }
+    }
+    let mut h = Harness::start().await;
+    for (running, cidr, ..) in &cases {
+        h.fake.put_peer(NS, running, spec(running, cidr)).await;
+    }
+    h.until("every running peer applied", |h| {
+        h.device.peers().len() == cases.len()
+    })
+    .await;
+    let applied = h.device.log();
+
+    for (_, _, newcomer, colliding, _) in &cases {
+        h.fake.put_peer(NS, newcomer, colliding.clone()).await;
+    }
+    h.until("every newcomer has a status", |h| {
+        cases
+            .iter()
+            .all(|(_, _, newcomer, ..)| h.status_of(newcomer).get("conditions").is_some())
+    })
+    .await;
+    for (running, cidr, newcomer, _, reason) in &cases {
+        let (status, kind, message) = h.ready_message(newcomer);
+        assert_eq!(
+            (status.as_str(), kind.as_str()),
+            ("False", "Conflict"),
+            "{newcomer}"
+        );
+        assert_eq!(&message, reason, "{newcomer}");
+        assert_eq!(h.ready(running), ("True".to_owned(), "Applied".to_owned()));
+        let held = &h.device.peers()[&key(running)];
+        assert_eq!(
+            held.allowed_ips
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            [cidr.as_str()],
+            "{running}"
+        );
+    }
+    assert_eq!(h.device.peers().len(), cases.len());
+    assert_eq!(h.device.log(), applied, "the running peers were touched");
+}
+
+#[tokio::test]
+async fn a_resource_whose_key_changes_has_it_replaced_in_place() {
+    let mut h = Harness::start().await;
+    h.fake.put_peer(NS, "b", spec("b", "10.2.0.0/16")).await;
+    h.until("b applied", |h| h.device.peers().contains_key(&key("b")))
+        .await;
+    let mut rotated = spec("b", "10.2.0.0/16");
+    rotated["publicKey"] = json!(key("b rotated").to_base64());
+    h.fake.put_peer(NS, "b", rotated).await;
+    h.until("b runs under its new key", |h| {
+        h.device.peers().contains_key(&key("b rotated"))
+    })
+    .await;
+    let log = h.device.log();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(
+        matches!(&log[1], Op::ReplaceKey { old, config } if *old == key("b") && config.allowed_ips.len() == 1),
+        "{log:?}"
+    );
+    assert_eq!(h.device.peers().len(), 1);
+    h.until("status names generation 2", |h| {
+        h.status_of("b")["observedGeneration"] == 2
+    })
+    .await;
+    assert_eq!(h.ready("b"), ("True".to_owned(), "Applied".to_owned()));
+}
+
 struct Harness {
     fake: FakeApiServer,
     device: FakeDevice,
