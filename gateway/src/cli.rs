@@ -80,6 +80,12 @@ pub struct Overrides {
     /// Overrides `http.admin_token_file` (the bearer token for `http.admin_listen`).
     #[arg(long, env = "ZTGW_HTTP_ADMIN_TOKEN_FILE")]
     pub http_admin_token_file: Option<String>,
+    /// Overrides `audit.path` (and turns the audit log on).
+    #[arg(long, env = "ZTGW_AUDIT_PATH")]
+    pub audit_path: Option<String>,
+    /// Overrides `audit.key_path` (and turns the audit log on).
+    #[arg(long, env = "ZTGW_AUDIT_KEY_PATH")]
+    pub audit_key_path: Option<String>,
 }
 
 impl Overrides {
@@ -101,6 +107,8 @@ impl Overrides {
             ("http.admin_socket", &self.http_admin_socket),
             ("http.admin_listen", &self.http_admin_listen),
             ("http.admin_token_file", &self.http_admin_token_file),
+            ("audit.path", &self.audit_path),
+            ("audit.key_path", &self.audit_key_path),
         ]
         .into_iter()
         .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

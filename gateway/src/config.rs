@@ -4,6 +4,7 @@
 //! the value and what is expected. Unknown keys are errors, so a typo never silently falls
 //! back to a default.
 
+mod audit;
 mod error;
 mod http;
 
@@ -17,6 +18,7 @@ use kms_client::infisical::InfisicalConfig;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub use audit::{AuditConfig, AuditKeySource, AuditSink};
 pub use error::ConfigError;
 pub use http::{AdminTcp, HttpConfig};
 
@@ -97,6 +99,8 @@ pub struct Config {
     pub peers: PeersConfig,
     /// `[http]`.
     pub http: HttpConfig,
+    /// `[audit]`; `None` when the section is absent (the audit log is off).
+    pub audit: Option<AuditConfig>,
     /// The connected rule; always the production rule except under the hidden test flag
     /// `--test-peer-receive-window`.
     pub liveness: Liveness,
@@ -115,6 +119,7 @@ struct RawConfig {
     peers: RawPeers,
     #[serde(default)]
     http: http::RawHttp,
+    audit: Option<audit::RawAudit>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -340,6 +345,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let peers = peers::validate(raw.peers)?;
 
     let http = http::validate(raw.http)?;
+    let audit = raw
+        .audit
+        .map(|a| audit::validate(a, matches!(key, KeyConfig::Kms(_))))
+        .transpose()?;
 
     Ok(Config {
         interface: InterfaceSettings {
@@ -354,6 +363,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         key,
         peers,
         http,
+        audit,
         liveness: Liveness::default(),
     })
 }
