@@ -346,7 +346,11 @@ impl Sink {
 }
 
 /// Opens (or creates, mode 0600) the file and works out where the chain continues.
-fn open_file(path: &Path) -> anyhow::Result<(Sink, Chain, Option<Map<String, Value>>)> {
+/// An opened file: its sink, where the chain continues, and the details of the `recovered`
+/// record to write first, if any.
+type Opened = (Sink, Chain, Option<Map<String, Value>>);
+
+fn open_file(path: &Path) -> anyhow::Result<Opened> {
     let shown = path.display();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         && !dir.exists()

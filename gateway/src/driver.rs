@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
+use crate::audit::Audit;
 use crate::core::health::{self, Liveness, PeerActivity, PeerCounts, Readiness, ReceiveMark};
 use crate::core::key::PublicKey;
 use crate::core::peer::{Endpoint, PeerSpec};
@@ -32,6 +33,8 @@ pub struct Outputs {
     pub readiness: Arc<RwLock<Readiness>>,
     /// The admin API's status snapshot.
     pub status: StatusBoard,
+    /// The audit log, when `[audit]` is on: every peer change applied, failed or rejected.
+    pub audit: Option<Audit>,
 }
 
 /// The reconcile loop's state.
@@ -58,6 +61,9 @@ pub struct Driver<D, S> {
     receive: BTreeMap<PublicKey, ReceiveMark>,
     /// Whether each accepted peer was up at the last pass, to log only its transitions.
     peer_states: PeerStates,
+    audit: Option<Audit>,
+    /// Device failures of the previous pass, so each is audited once, not every second.
+    last_failures: BTreeMap<PublicKey, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +98,8 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
             receive: BTreeMap::new(),
             peer_states: PeerStates::default(),
             waiting_for_source: false,
+            audit: outputs.audit,
+            last_failures: BTreeMap::new(),
         }
     }
 
@@ -189,6 +197,9 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
             match self.device.apply(op, previous).await {
                 Ok(()) => {
                     log_applied(op, &outcome.accepted);
+                    if let Some(audit) = &self.audit {
+                        audit.peer_op(op, peer_name(op, &outcome.accepted), None);
+                    }
                     match op {
                         Op::RemovePeer(key) => {
                             self.applied.remove(key);
@@ -206,11 +217,17 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
                     let message = format!("{:#}", anyhow::Error::from(e));
                     self.metrics.reconcile_errors.inc();
                     tracing::warn!(error = %message, op = ?op_summary(op), "peer change failed; will retry");
+                    if let Some(audit) = &self.audit
+                        && self.last_failures.get(&key) != Some(&message)
+                    {
+                        audit.peer_op(op, peer_name(op, &outcome.accepted), Some(&message));
+                    }
                     failures.insert(key, message);
                 }
             }
         }
         self.publish(&report, now);
+        self.last_failures.clone_from(&failures);
         let outcomes = outcomes(&outcome, &failures, &report);
         self.source.publish(&outcomes, now).await;
         if failures.is_empty()
@@ -272,6 +289,9 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
                     rejection.origin,
                     rejection.reason
                 );
+                if let Some(audit) = &self.audit {
+                    audit.peer_rejected(rejection);
+                }
             }
         }
         self.last_rejections = rejected.to_vec();
@@ -415,6 +435,18 @@ fn log_transition(transition: &Transition) {
     } else {
         tracing::warn!(peer, "peer down");
     }
+}
+
+/// The declared name of the peer an op acts on, when it is still declared.
+fn peer_name<'a>(op: &Op, accepted: &'a [PeerSpec]) -> Option<&'a str> {
+    let key = match op {
+        Op::RemovePeer(key) => key,
+        Op::UpsertPeer(config) | Op::ReplaceKey { config, .. } => &config.public_key,
+    };
+    accepted
+        .iter()
+        .find(|s| s.public_key == *key)
+        .map(|s| s.name.as_str())
 }
 
 fn op_summary(op: &Op) -> String {

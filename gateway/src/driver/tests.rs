@@ -175,6 +175,7 @@ fn driver(
             metrics: metrics.clone(),
             readiness: Arc::new(RwLock::new(Readiness::default())),
             status,
+            audit: None,
         },
     )
 }

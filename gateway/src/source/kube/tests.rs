@@ -515,6 +515,7 @@ fn driver(
             metrics: Metrics::new().expect("metrics"),
             readiness: readiness.clone(),
             status,
+            audit: None,
         },
     )
 }
