@@ -1,0 +1,263 @@
+//! The audit log of a real run: two gateways, each with its own audit file and key; a peer
+//! change applied, a declaration rejected, an admin call, a clean stop. The file verifies with
+//! `peerctl audit verify --key`, holds no key material, and each tampering (an edited field,
+//! a deleted line, two lines swapped, the tail cut, a checkpoint's signature changed, the
+//! checkpoints removed) is named by `peerctl audit verify` at the right line with exit 1.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use netns_tests::{Gateway, Topology, eventually, peerctl_bin, require_root, wait_reachable};
+use serde_json::Value;
+
+const EXIT: Duration = Duration::from_secs(10);
+
+fn peerctl(args: &[&str]) -> Output {
+    Command::new(peerctl_bin().expect("peerctl binary"))
+        .args(args)
+        .output()
+        .expect("run peerctl")
+}
+
+#[test]
+fn an_audit_log_of_a_real_run_verifies_and_every_tampering_is_named() {
+    require_root!();
+    let topo = Topology::clusters(2).expect("build topology");
+    let (a, b) = (&topo.clusters[0], &topo.clusters[1]);
+    let (setup_a, public_a) = Gateway::setup(a)
+        .expect("setup a")
+        .with_peers(&[b])
+        .expect("peers")
+        .with_audit("2s")
+        .expect("audit a");
+    let mut gw_a = setup_a.start().expect("start a");
+    gw_a.wait_ready(netns_tests::READY_TIMEOUT)
+        .expect("a ready");
+    let (setup_b, public_b) = Gateway::setup(b)
+        .expect("setup b")
+        .with_peers(&[a])
+        .expect("peers")
+        .with_audit("2s")
+        .expect("audit b");
+    let mut gw_b = setup_b.start().expect("start b");
+    gw_b.wait_ready(netns_tests::READY_TIMEOUT)
+        .expect("b ready");
+    wait_reachable(&a.pod, b.pod_ip(), Duration::from_secs(10)).expect("pod a reaches pod b");
+
+    // A peer change (b's keepalive), a rejected declaration and an admin call.
+    let mut changed = b.peer();
+    changed.persistent_keepalive = Some(10);
+    gw_a.write_peer(&b.name, &changed).expect("change b");
+    let mut bad = b.peer();
+    bad.name = "forged".to_owned();
+    bad.public_key = "not-a-key".to_owned();
+    gw_a.write_peer("forged", &bad).expect("bad peer");
+    let audit_a = gw_a.dir().join("audit.jsonl");
+    eventually(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&audit_a)?;
+        anyhow::ensure!(
+            text.contains("\"outcome\":\"rejected\"")
+                && text.contains("\"persistent_keepalive\":10")
+                && text.contains("\"reason\":\"interval\""),
+            "not yet recorded"
+        );
+        Ok(())
+    })
+    .expect("peer changes and an interval checkpoint recorded");
+    let socket = gw_a.config().admin_socket.to_string_lossy().into_owned();
+    let status = peerctl(&["status", "--socket", &socket]);
+    assert!(status.status.success(), "{status:?}");
+
+    let exit = gw_a.stop(EXIT).expect("a stops");
+    assert!(exit.success(), "gateway a: {exit}\n{}", gw_a.log());
+    let exit = gw_b.stop(EXIT).expect("b stops");
+    assert!(exit.success(), "gateway b: {exit}\n{}", gw_b.log());
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let file_a = work.path().join("a.jsonl");
+    std::fs::copy(&audit_a, &file_a).expect("copy a");
+    let file_b = work.path().join("b.jsonl");
+    std::fs::copy(gw_b.dir().join("audit.jsonl"), &file_b).expect("copy b");
+    let seeds = [
+        std::fs::read_to_string(gw_a.dir().join("audit.key")).expect("seed a"),
+        std::fs::read_to_string(gw_b.dir().join("audit.key")).expect("seed b"),
+    ];
+
+    // Both verify with their own key, not with the other's.
+    let out = verify(&file_a, Some(&public_a));
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(stdout.contains("records verify"), "{stdout}");
+    assert!(stdout.contains("last checkpoint: line"), "{stdout}");
+    assert!(stdout.contains("(stop)"), "{stdout}");
+    let out = verify(&file_b, Some(&public_b));
+    assert!(out.status.success(), "{}", text(&out));
+    expect_failure(&verify(&file_a, Some(&public_b)), 2, "bad signature");
+
+    // What a run records, and what it never does.
+    let original = std::fs::read_to_string(&file_a).expect("read a");
+    let records: Vec<Value> = original
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let has = |kind: &str, subject: &str, outcome: &str| {
+        records
+            .iter()
+            .any(|r| r["kind"] == kind && r["subject"] == subject && r["outcome"] == outcome)
+    };
+    assert!(has("start", "gateway", "ok"), "{original}");
+    assert!(has("key_load", "wireguard", "ok"), "{original}");
+    assert!(has("key_load", "audit-key", "ok"), "{original}");
+    assert!(has("peer_change", &b.name, "applied"), "{original}");
+    assert!(has("peer_change", "forged", "rejected"), "{original}");
+    assert!(has("admin_call", "GET /v1/status", "ok"), "{original}");
+    assert!(has("stop", "gateway", "ok"), "{original}");
+    let wireguard = records
+        .iter()
+        .find(|r| r["kind"] == "key_load" && r["subject"] == "wireguard")
+        .expect("key load");
+    assert_eq!(wireguard["details"]["public_key"], a.public_key().as_str());
+    for secret in [
+        a.key.to_base64().as_str().to_owned(),
+        b.key.to_base64().as_str().to_owned(),
+        seeds[0].trim().to_owned(),
+        seeds[1].trim().to_owned(),
+    ] {
+        assert!(
+            !original.contains(&secret),
+            "key material in the audit file"
+        );
+    }
+    for file in [&file_a, &file_b] {
+        let text = std::fs::read_to_string(file).expect("read");
+        assert!(!text.contains(seeds[0].trim()) && !text.contains(seeds[1].trim()));
+    }
+
+    // Each tampering, named at its line with exit 1.
+    let lines: Vec<String> = original.lines().map(str::to_owned).collect();
+    let line_of = |kind: &str, subject: &str| {
+        records
+            .iter()
+            .position(|r| r["kind"] == kind && r["subject"] == subject)
+            .expect("record")
+    };
+    let tampered = work.path().join("tampered.jsonl");
+    let check = |lines: &[String], line: usize, what: &str| {
+        std::fs::write(&tampered, join(lines)).expect("write");
+        expect_failure(&verify(&tampered, Some(&public_a)), line, what);
+    };
+
+    let edited = line_of("peer_change", "forged");
+    let mut l = lines.clone();
+    l[edited] = l[edited].replace("\"subject\":\"forged\"", "\"subject\":\"harmless\"");
+    check(&l, edited + 1, "edited");
+
+    let deleted = line_of("admin_call", "GET /v1/status");
+    let mut l = lines.clone();
+    l.remove(deleted);
+    check(&l, deleted + 1, "missing");
+
+    let mut l = lines.clone();
+    l.swap(edited, edited + 1);
+    check(&l, edited + 1, "reordered");
+
+    // Cut after the stop record: named at the first record the last checkpoint left unsigned.
+    let n = lines.len();
+    let last_signed = lines[..n - 1]
+        .iter()
+        .rposition(|l| l.contains("\"kind\":\"checkpoint\""))
+        .expect("a checkpoint");
+    check(&lines[..n - 1], last_signed + 2, "truncated");
+    std::fs::write(&tampered, &original[..original.len() - 20]).expect("write");
+    expect_failure(&verify(&tampered, Some(&public_a)), n, "truncated");
+
+    let checkpoint = records
+        .iter()
+        .position(|r| r["kind"] == "checkpoint" && r["details"]["reason"] == "interval")
+        .expect("interval checkpoint");
+    let mut value = records[checkpoint].clone();
+    let signature = value["details"]["signature"]
+        .as_str()
+        .expect("sig")
+        .to_owned();
+    let flipped = if signature.starts_with('A') { "B" } else { "A" };
+    value["details"]["signature"] = Value::from(format!("{flipped}{}", &signature[1..]));
+    let mut l = lines.clone();
+    l[checkpoint] = ztgw_audit::canonical(&value).expect("canonical");
+    check(&l, checkpoint + 1, "edited");
+    // Someone without the key may recompute every hash after the change: the signature
+    // still gives it away.
+    check(&rechain(&l, false), checkpoint + 1, "bad signature");
+
+    let without: Vec<String> = lines
+        .iter()
+        .filter(|l| !l.contains("\"kind\":\"checkpoint\""))
+        .cloned()
+        .collect();
+    let first_checkpoint = line_of("checkpoint", "audit-chain");
+    check(&without, first_checkpoint + 1, "missing");
+    check(&rechain(&without, true), 1, "no checkpoint");
+
+    // Usage errors exit 2.
+    let out = peerctl(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let path = file_a.to_string_lossy().into_owned();
+    let out = peerctl(&["audit", "verify", &path, "--key", "not-a-key"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+fn verify(file: &Path, key: Option<&str>) -> Output {
+    let path = file.to_string_lossy().into_owned();
+    let mut args = vec!["audit", "verify", path.as_str()];
+    if let Some(key) = key {
+        args.extend(["--key", key]);
+    }
+    peerctl(&args)
+}
+
+fn expect_failure(out: &Output, line: usize, what: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", text(out));
+    assert!(
+        stderr.contains(&format!("line {line} (")) || stderr.contains(&format!("line {line}:")),
+        "expected line {line} ({what}): {stderr}"
+    );
+    assert!(
+        stderr.contains(what),
+        "expected {what} at line {line}: {stderr}"
+    );
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn join(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// Recomputes `prev` and `hash` of every line (and `seq` when `renumber`).
+fn rechain(lines: &[String], renumber: bool) -> Vec<String> {
+    let mut head = ztgw_audit::GENESIS.to_owned();
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let mut value: Value = serde_json::from_str(line).expect("json");
+            value["prev"] = Value::from(head.clone());
+            if renumber {
+                value["seq"] = Value::from(i as u64);
+            }
+            let hash = ztgw_audit::record_hash(&value).expect("hash");
+            value["hash"] = Value::from(hash.clone());
+            head = hash;
+            ztgw_audit::canonical(&value).expect("canonical")
+        })
+        .collect()
+}
