@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use netns_tests::{Gateway, Topology, eventually, peerctl_bin, require_root, wait_reachable};
+use netns_tests::{
+    Gateway, TestKms, Topology, eventually, peerctl_bin, require_root, wait_reachable,
+};
 use serde_json::Value;
 
 const EXIT: Duration = Duration::from_secs(10);
@@ -205,6 +207,60 @@ fn an_audit_log_of_a_real_run_verifies_and_every_tampering_is_named() {
     let path = file_a.to_string_lossy().into_owned();
     let out = peerctl(&["audit", "verify", &path, "--key", "not-a-key"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[test]
+fn the_audit_key_can_come_from_the_kms_and_only_its_public_key_is_recorded() {
+    require_root!();
+    let topo = Topology::clusters(2).expect("build topology");
+    let (a, b) = (&topo.clusters[0], &topo.clusters[1]);
+    let audit_key = ztgw_audit::AuditKey::generate().expect("random");
+    let seed = audit_key.to_base64();
+    let kms = TestKms::start_with(&a.gw, &a.key, 8201, &[("audit-signing-key", seed.as_str())])
+        .expect("test KMS");
+    let mut setup = Gateway::setup(a)
+        .expect("setup")
+        .with_peers(&[b])
+        .expect("peers");
+    setup.config.key_toml = Some(kms.key_toml("3s", None));
+    setup.config.audit_toml = Some(format!(
+        "path = {}\nkey_source = \"kms\"\nkey_secret_name = \"audit-signing-key\"",
+        Value::from(setup.dir().join("audit.jsonl").to_string_lossy())
+    ));
+    let mut gw = setup.start().expect("start a");
+    gw.wait_ready(netns_tests::READY_TIMEOUT).expect("ready");
+    let exit = gw.stop(EXIT).expect("stops");
+    assert!(exit.success(), "gateway: {exit}\n{}", gw.log());
+
+    let file = gw.dir().join("audit.jsonl");
+    let public = audit_key.public().to_base64();
+    let out = verify(&file, Some(&public));
+    assert!(out.status.success(), "{}", text(&out));
+    let original = std::fs::read_to_string(&file).expect("read");
+    let records: Vec<Value> = original
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let load = |subject: &str| {
+        records
+            .iter()
+            .find(|r| r["kind"] == "key_load" && r["subject"] == subject)
+            .unwrap_or_else(|| panic!("{subject} key load in {original}"))
+            .clone()
+    };
+    let audit_load = load("audit-key");
+    assert_eq!(audit_load["details"]["source"], "kms");
+    assert_eq!(audit_load["details"]["public_key"], public.as_str());
+    assert!(audit_load["details"]["version"].is_u64(), "{audit_load}");
+    assert_eq!(load("wireguard")["details"]["source"], "kms");
+    for secret in [
+        seed.as_str(),
+        a.key.to_base64().as_str(),
+        kms.client_secret.as_str(),
+    ] {
+        assert!(!original.contains(secret), "secret in the audit file");
+        assert!(!gw.log().contains(secret), "secret in the log");
+    }
 }
 
 fn verify(file: &Path, key: Option<&str>) -> Output {
