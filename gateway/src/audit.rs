@@ -5,9 +5,10 @@
 //!
 //! A failed write never stops the tunnel: it is counted
 //! (`zt_wireguard_audit_write_errors_total`), logged, and `/readyz` reports `audit_writable`
-//! until a write succeeds again. A write that left part of a line behind closes the log for
-//! the rest of the run, since appending after it would corrupt the chain; the next start
-//! records it as `recovered`.
+//! until a write succeeds again. A write that stopped part-way is cut back at once (those
+//! bytes never were a record); if even that fails, the log is closed for the rest of the run,
+//! since appending after a partial line would corrupt the chain, and the next start records
+//! the torn line as `recovered`.
 
 mod record;
 
@@ -275,12 +276,26 @@ impl Audit {
                     );
                 }
                 inner.failing = true;
-                if failure.partial {
-                    inner.closed = true;
-                    tracing::error!(
+                match failure.left {
+                    Left::Nothing => {}
+                    Left::Whole => {
+                        // Only the sync failed: the record is in the file, so the chain
+                        // moves on with it.
+                        inner.chain.commit(&sealed);
+                        self.metrics.observe_audit_record(kind);
+                    }
+                    Left::Undone(bytes) => tracing::error!(
                         path = %inner.sink.name(),
-                        "a write left part of an audit record behind: no more records are appended until the gateway restarts, which records the recovery"
-                    );
+                        bytes,
+                        "a failed audit write left part of a record behind; the file was cut back to the end of the last whole record"
+                    ),
+                    Left::Partial => {
+                        inner.closed = true;
+                        tracing::error!(
+                            path = %inner.sink.name(),
+                            "a failed audit write left part of a record behind that cannot be undone: no more records are appended until the gateway restarts, which records the torn line"
+                        );
+                    }
                 }
                 self.set_unwritable(true);
             }
@@ -296,7 +311,19 @@ impl Audit {
 
 struct WriteFailure {
     error: std::io::Error,
-    partial: bool,
+    left: Left,
+}
+
+/// What a failed write left in the file.
+enum Left {
+    /// Nothing of the record.
+    Nothing,
+    /// The whole line (only the sync failed).
+    Whole,
+    /// Part of the line, cut off again (this many bytes).
+    Undone(u64),
+    /// Part of the line, which could not be cut off.
+    Partial,
 }
 
 impl Sink {
@@ -304,26 +331,28 @@ impl Sink {
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
+        let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
         match self {
             Sink::File { file, len, .. } => {
-                let written = file
-                    .write_all(&bytes)
-                    .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
-                match written {
-                    Ok(()) => {
-                        *len += u64::try_from(bytes.len()).unwrap_or(u64::MAX);
-                        Ok(())
+                let written = file.write_all(&bytes);
+                let synced = written.and_then(|()| if sync { file.sync_data() } else { Ok(()) });
+                let Err(error) = synced else {
+                    *len += size;
+                    return Ok(());
+                };
+                let now = file.metadata().map(|m| m.len());
+                let left = match now {
+                    Ok(now) if now == *len => Left::Nothing,
+                    Ok(now) if now == *len + size => {
+                        *len = now;
+                        Left::Whole
                     }
-                    Err(error) => {
-                        let now = file.metadata().map_or(u64::MAX, |m| m.len());
-                        let partial = now != *len && now != *len + bytes.len() as u64;
-                        if now == *len + bytes.len() as u64 {
-                            // The line is whole; only the sync failed.
-                            *len = now;
-                        }
-                        Err(WriteFailure { error, partial })
-                    }
-                }
+                    // A write that stopped part-way is undone at once: those bytes were never
+                    // a record, and the next one must start on a line of its own.
+                    Ok(now) if now > *len && file.set_len(*len).is_ok() => Left::Undone(now - *len),
+                    _ => Left::Partial,
+                };
+                Err(WriteFailure { error, left })
             }
             Sink::Stdout => {
                 let mut out = std::io::stdout().lock();
@@ -331,7 +360,7 @@ impl Sink {
                     .and_then(|()| out.flush())
                     .map_err(|error| WriteFailure {
                         error,
-                        partial: true,
+                        left: Left::Partial,
                     })
             }
         }

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use netns_tests::{
-    Gateway, TestKms, Topology, eventually, peerctl_bin, require_root, wait_reachable,
+    Gateway, TestKms, Topology, eventually, metric_value, peerctl_bin, require_root, wait_reachable,
 };
 use serde_json::Value;
 
@@ -260,6 +260,122 @@ fn the_audit_key_can_come_from_the_kms_and_only_its_public_key_is_recorded() {
     ] {
         assert!(!original.contains(secret), "secret in the audit file");
         assert!(!gw.log().contains(secret), "secret in the log");
+    }
+}
+
+#[test]
+fn a_full_disk_keeps_the_tunnel_up_and_the_gateway_not_ready_until_writes_succeed() {
+    require_root!();
+    let topo = Topology::clusters(2).expect("build topology");
+    let (a, b) = (&topo.clusters[0], &topo.clusters[1]);
+    let volume = SmallVolume::mount("512k").expect("tmpfs");
+    let (mut setup, public) = Gateway::setup(a)
+        .expect("setup a")
+        .with_peers(&[b])
+        .expect("peers")
+        .with_audit("1s")
+        .expect("audit");
+    let file = volume.path().join("audit.jsonl");
+    setup.config.audit_toml = setup.config.audit_toml.as_ref().map(|t| {
+        let key_line = t
+            .lines()
+            .find(|l| l.starts_with("key_path"))
+            .expect("key_path");
+        format!(
+            "path = {}\n{key_line}\ncheckpoint_interval = \"1s\"",
+            Value::from(file.to_string_lossy())
+        )
+    });
+    let mut gw_a = setup.start().expect("start a");
+    gw_a.wait_ready(netns_tests::READY_TIMEOUT)
+        .expect("a ready");
+    let _gw_b = Gateway::launch(b, &[a]).expect("gateway b ready");
+    wait_reachable(&a.pod, b.pod_ip(), Duration::from_secs(10)).expect("pod a reaches pod b");
+
+    // Fill the volume: the next checkpoint cannot be written.
+    let filler = volume.path().join("filler");
+    fill(&filler);
+    eventually(Duration::from_secs(10), || {
+        let (status, body) = gw_a.http("/readyz")?;
+        anyhow::ensure!(
+            status == 503 && body.contains("audit_writable"),
+            "{status} {body}"
+        );
+        let errors = metric_value(
+            &gw_a.metrics()?,
+            "zt_wireguard_audit_write_errors_total",
+            &[],
+        );
+        anyhow::ensure!(errors.is_some_and(|e| e >= 1.0), "errors: {errors:?}");
+        Ok(())
+    })
+    .expect("not ready, with write errors counted");
+    wait_reachable(&a.pod, b.pod_ip(), Duration::from_secs(5)).expect("the tunnel stays up");
+    assert!(
+        gw_a.log().contains("cannot write the audit log"),
+        "{}",
+        gw_a.log()
+    );
+
+    // Space again: the next checkpoint is written and the gateway is ready again.
+    std::fs::remove_file(&filler).expect("free the volume");
+    eventually(Duration::from_secs(10), || {
+        let (status, body) = gw_a.http("/readyz")?;
+        anyhow::ensure!(status == 200, "{status} {body}");
+        Ok(())
+    })
+    .expect("ready again");
+    let exit = gw_a.stop(EXIT).expect("a stops");
+    assert!(exit.success(), "gateway a: {exit}\n{}", gw_a.log());
+    let out = verify(&file, Some(&public));
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Writes zeros to `path` until the volume is full.
+fn fill(path: &Path) {
+    use std::io::Write as _;
+    let mut file = std::fs::File::create(path).expect("filler");
+    let chunk = vec![0u8; 4096];
+    while file.write_all(&chunk).is_ok() {}
+    // Whatever part of a page is left goes too.
+    while file.write_all(&[0u8]).is_ok() {}
+}
+
+/// A small tmpfs, unmounted on drop.
+struct SmallVolume {
+    dir: tempfile::TempDir,
+}
+
+impl SmallVolume {
+    fn mount(size: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("ztgw-audit-vol-")
+            .tempdir()?;
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()?;
+        anyhow::ensure!(status.success(), "mount tmpfs: {status}");
+        Ok(Self { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallVolume {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
