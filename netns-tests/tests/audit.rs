@@ -1,8 +1,15 @@
-//! The audit log of a real run: two gateways, each with its own audit file and key; a peer
-//! change applied, a declaration rejected, an admin call, a clean stop. The file verifies with
-//! `peerctl audit verify --key`, holds no key material, and each tampering (an edited field,
-//! a deleted line, two lines swapped, the tail cut, a checkpoint's signature changed, the
-//! checkpoints removed) is named by `peerctl audit verify` at the right line with exit 1.
+//! The audit log of real runs (`docs/audit.md`).
+//!
+//! - Two gateways, each with its own audit file and key; a peer change applied, a declaration
+//!   rejected, an admin call, a clean stop. The file verifies with `peerctl audit verify
+//!   --key`, holds no key material, and each tampering (an edited field, a deleted line, two
+//!   lines swapped, the tail cut, a checkpoint's signature changed, the checkpoints removed)
+//!   is named by `peerctl audit verify` at the right line with exit 1; usage errors exit 2.
+//! - The audit key read from the (test) KMS.
+//! - A restart after `kill -9` and a torn last line continues the chain with a `recovered`
+//!   record, rewriting nothing.
+//! - A full volume: the tunnel stays up, `/readyz` says `audit_writable`, the write errors are
+//!   counted, and once there is space again the gateway is ready and the file verifies.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -11,6 +18,7 @@ use std::time::Duration;
 use netns_tests::{
     Gateway, TestKms, Topology, eventually, metric_value, peerctl_bin, require_root, wait_reachable,
 };
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 const EXIT: Duration = Duration::from_secs(10);
@@ -261,6 +269,77 @@ fn the_audit_key_can_come_from_the_kms_and_only_its_public_key_is_recorded() {
         assert!(!original.contains(secret), "secret in the audit file");
         assert!(!gw.log().contains(secret), "secret in the log");
     }
+}
+
+#[test]
+fn a_restart_after_a_crash_continues_the_chain_and_records_the_torn_line() {
+    require_root!();
+    let topo = Topology::clusters(2).expect("build topology");
+    let (a, b) = (&topo.clusters[0], &topo.clusters[1]);
+    let _gw_b = Gateway::launch(b, &[a]).expect("gateway b ready");
+    let (setup, public) = Gateway::setup(a)
+        .expect("setup a")
+        .with_peers(&[b])
+        .expect("peers")
+        .with_audit("1s")
+        .expect("audit");
+    let mut crashed = setup.start().expect("start a");
+    crashed
+        .wait_ready(netns_tests::READY_TIMEOUT)
+        .expect("a ready");
+    wait_reachable(&a.pod, b.pod_ip(), Duration::from_secs(10)).expect("pod a reaches pod b");
+    crashed.signal(Signal::SIGKILL).expect("kill -9");
+    crashed.wait_exit(EXIT).expect("killed gateway exits");
+    // As if the crash had cut a record short.
+    let file = crashed.dir().join("audit.jsonl");
+    let before = std::fs::read_to_string(&file).expect("read");
+    let torn_line = before.lines().count() + 1;
+    let mut handle = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .expect("open");
+    std::io::Write::write_all(&mut handle, b"{\"actor\":\"gatew").expect("tear");
+    let out = verify(&file, Some(&public));
+    expect_failure(&out, torn_line, "truncated");
+
+    let mut setup = Gateway::setup(a)
+        .expect("setup a again")
+        .with_peers(&[b])
+        .expect("peers");
+    setup.config.audit_toml = crashed.config().audit_toml.clone();
+    let mut restarted = setup.start().expect("restart a");
+    restarted
+        .wait_ready(netns_tests::READY_TIMEOUT)
+        .expect("a ready again");
+    let exit = restarted.stop(EXIT).expect("a stops");
+    assert!(exit.success(), "gateway a: {exit}\n{}", restarted.log());
+    assert!(restarted.log().contains("torn line"), "{}", restarted.log());
+
+    let out = verify(&file, Some(&public));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("recovered after an unclean stop: 1"),
+        "{}",
+        text(&out)
+    );
+    let after = std::fs::read_to_string(&file).expect("read");
+    assert!(
+        after.starts_with(&before),
+        "nothing before the crash is rewritten"
+    );
+    let recovered: Value = after
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r["kind"] == "recovered")
+        .expect("recovered record");
+    assert_eq!(recovered["details"]["reason"], "torn last line");
+    assert_eq!(recovered["details"]["torn_line"], torn_line);
+    assert_eq!(recovered["details"]["torn_bytes"], 15);
+    let starts = after
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"start\""))
+        .count();
+    assert_eq!(starts, 2, "{after}");
 }
 
 #[test]
