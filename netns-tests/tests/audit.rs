@@ -11,6 +11,7 @@
 //! - A full volume: the tunnel stays up, `/readyz` says `audit_writable`, the write errors are
 //!   counted, and once there is space again the gateway is ready and the file verifies.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -35,12 +36,17 @@ fn an_audit_log_of_a_real_run_verifies_and_every_tampering_is_named() {
     require_root!();
     let topo = Topology::clusters(2).expect("build topology");
     let (a, b) = (&topo.clusters[0], &topo.clusters[1]);
-    let (setup_a, public_a) = Gateway::setup(a)
+    let (mut setup_a, public_a) = Gateway::setup(a)
         .expect("setup a")
         .with_peers(&[b])
         .expect("peers")
         .with_audit("2s")
         .expect("audit a");
+    let token_file = setup_a.dir().join("admin.token");
+    std::fs::write(&token_file, "audit-test-admin-token\n").expect("token");
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    setup_a.config.admin_listen = Some("127.0.0.1:8056".to_owned());
+    setup_a.config.admin_token_file = Some(token_file.clone());
     let mut gw_a = setup_a.start().expect("start a");
     gw_a.wait_ready(netns_tests::READY_TIMEOUT)
         .expect("a ready");
@@ -78,6 +84,24 @@ fn an_audit_log_of_a_real_run_verifies_and_every_tampering_is_named() {
     let socket = gw_a.config().admin_socket.to_string_lossy().into_owned();
     let status = peerctl(&["status", "--socket", &socket]);
     assert!(status.status.success(), "{status:?}");
+    // Over TCP: once with the token, once with a wrong one (refused, and recorded).
+    let bin = peerctl_bin().expect("peerctl");
+    let bin = bin.to_string_lossy();
+    let wrong = gw_a.dir().join("wrong.token");
+    std::fs::write(&wrong, "audit-test-wrong-token").expect("write");
+    for (token, code) in [(&token_file, Some(0)), (&wrong, Some(1))] {
+        let out =
+            a.gw.exec(&[
+                &bin,
+                "status",
+                "--url",
+                "http://127.0.0.1:8056",
+                "--token-file",
+                &token.to_string_lossy(),
+            ])
+            .expect("run");
+        assert_eq!(out.status.code(), code, "{}", text(&out));
+    }
 
     let exit = gw_a.stop(EXIT).expect("a stops");
     assert!(exit.success(), "gateway a: {exit}\n{}", gw_a.log());
@@ -122,6 +146,17 @@ fn an_audit_log_of_a_real_run_verifies_and_every_tampering_is_named() {
     assert!(has("peer_change", &b.name, "applied"), "{original}");
     assert!(has("peer_change", "forged", "rejected"), "{original}");
     assert!(has("admin_call", "GET /v1/status", "ok"), "{original}");
+    assert!(has("admin_call", "GET /v1/status", "refused"), "{original}");
+    let actors: Vec<&str> = records
+        .iter()
+        .filter(|r| r["kind"] == "admin_call")
+        .filter_map(|r| r["actor"].as_str())
+        .collect();
+    assert_eq!(
+        actors,
+        ["admin:unix", "admin:tcp", "admin:tcp"],
+        "{original}"
+    );
     assert!(has("stop", "gateway", "ok"), "{original}");
     let wireguard = records
         .iter()
@@ -133,6 +168,8 @@ fn an_audit_log_of_a_real_run_verifies_and_every_tampering_is_named() {
         b.key.to_base64().as_str().to_owned(),
         seeds[0].trim().to_owned(),
         seeds[1].trim().to_owned(),
+        "audit-test-admin-token".to_owned(),
+        "audit-test-wrong-token".to_owned(),
     ] {
         assert!(
             !original.contains(&secret),
