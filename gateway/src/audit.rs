@@ -54,6 +54,8 @@ struct Inner {
     failing: bool,
     /// A write left a partial line: nothing more is appended in this run.
     closed: bool,
+    /// The stop checkpoint was written: the session is over, later records are dropped.
+    stopped: bool,
 }
 
 #[derive(Debug)]
@@ -149,6 +151,7 @@ impl Audit {
                 key: loaded.key,
                 failing: false,
                 closed: false,
+                stopped: false,
             })),
             metrics,
             readiness,
@@ -212,12 +215,17 @@ impl Audit {
         }
     }
 
-    /// Writes the `stop` record and the stop checkpoint: the clean end of a session.
+    /// Writes the `stop` record and the stop checkpoint: the clean end of a session. Nothing
+    /// is appended after it (a checkpoint timer firing during shutdown is ignored), so the
+    /// stop checkpoint stays the last record.
     pub fn stop(&self, why: &str) {
         let mut details = Map::new();
         details.insert("reason".to_owned(), Value::from(record::bounded(why)));
         self.record(kind::STOP, GATEWAY, "gateway", "ok", details);
         self.checkpoint(CheckpointReason::Stop);
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.stopped = true;
+        }
     }
 
     /// Returns the audit public key (base64) and its key id.
@@ -241,6 +249,10 @@ impl Audit {
             self.metrics.observe_audit_write_error();
             return;
         };
+        if inner.stopped {
+            tracing::debug!(kind, "audit record after the stop checkpoint not written");
+            return;
+        }
         if inner.closed {
             self.metrics.observe_audit_write_error();
             return;
