@@ -8,8 +8,6 @@
 //! and the file ends with a checkpoint and a newline. The one exception to "every line is a
 //! record" is a torn line from a crash that the next record, a `recovered` one, names.
 
-use std::collections::BTreeMap;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
@@ -179,13 +177,6 @@ struct LastCheckpoint {
 
 fn replay(bytes: &[u8], pin: Option<&AuditPublicKey>, open: bool) -> Result<Resume, Failure> {
     let lines = split(bytes);
-    let parsed: Vec<Result<Record, String>> = lines.iter().map(|l| parse(l.bytes)).collect();
-    let mut seq_at: BTreeMap<u64, usize> = BTreeMap::new();
-    for (line, record) in lines.iter().zip(&parsed) {
-        if let Ok(record) = record {
-            seq_at.entry(record.seq).or_insert(line.number);
-        }
-    }
     let mut expected: u64 = 0;
     let mut head = GENESIS.to_owned();
     let mut session = Session::Closed;
@@ -220,7 +211,8 @@ fn replay(bytes: &[u8], pin: Option<&AuditPublicKey>, open: bool) -> Result<Resu
                 Problem::Truncated("torn last line: it does not end with a newline".to_owned()),
             ));
         }
-        if let Some(Ok(next)) = parsed.get(index + 1)
+        let next = lines.get(index + 1).map(|l| parse(l.bytes));
+        if let Some(Ok(next)) = &next
             && next.kind == kind::RECOVERED
             && next.details.get("torn_line").and_then(Value::as_u64)
                 == u64::try_from(line.number).ok()
@@ -240,9 +232,9 @@ fn replay(bytes: &[u8], pin: Option<&AuditPublicKey>, open: bool) -> Result<Resu
             index += 1;
             continue;
         }
-        let record = match &parsed[index] {
+        let record = match parse(line.bytes) {
             Ok(record) => record,
-            Err(reason) => return Err(fail(None, Problem::Edited(reason.clone()))),
+            Err(reason) => return Err(fail(None, Problem::Edited(reason))),
         };
         let seq = Some(record.seq);
         if record.seq != expected {
@@ -252,7 +244,7 @@ fn replay(bytes: &[u8], pin: Option<&AuditPublicKey>, open: bool) -> Result<Resu
                     record.seq,
                     expected.saturating_sub(1)
                 ))
-            } else if let Some(at) = seq_at.get(&expected).filter(|at| **at > line.number) {
+            } else if let Some(at) = later_line_of(&lines[index + 1..], expected) {
                 Problem::Reordered(format!(
                     "seq {expected} was expected here; it comes later, at line {at}"
                 ))
@@ -329,7 +321,7 @@ fn replay(bytes: &[u8], pin: Option<&AuditPublicKey>, open: bool) -> Result<Resu
                     ));
                 }
                 if record.kind == kind::CHECKPOINT {
-                    let checkpoint = check_signature(record, pin).map_err(|p| fail(seq, p))?;
+                    let checkpoint = check_signature(&record, pin).map_err(|p| fail(seq, p))?;
                     if !summary.key_ids.contains(&checkpoint.key_id) {
                         summary.key_ids.push(checkpoint.key_id.clone());
                     }
@@ -390,6 +382,14 @@ fn replay(bytes: &[u8], pin: Option<&AuditPublicKey>, open: bool) -> Result<Resu
         unsigned,
         summary,
     })
+}
+
+/// Returns the number of the first of `lines` holding the record with sequence number `seq`.
+fn later_line_of(lines: &[Line<'_>], seq: u64) -> Option<usize> {
+    lines
+        .iter()
+        .find(|l| parse(l.bytes).is_ok_and(|r| r.seq == seq))
+        .map(|l| l.number)
 }
 
 fn split(bytes: &[u8]) -> Vec<Line<'_>> {
