@@ -20,6 +20,10 @@ use tokio::net::{TcpListener, UnixListener};
 pub use socket::{SocketGuard, bind_socket};
 pub use token::Token;
 
+use serde_json::{Map, Value};
+use ztgw_audit::kind;
+
+use crate::audit::{Audit, details};
 use crate::http::{Limits, serve_limited};
 use crate::status::StatusBoard;
 use refusals::Refusals;
@@ -80,14 +84,26 @@ struct AdminState {
     token: Option<Arc<Token>>,
     /// Refused requests, logged at most once per [`refusals::LOG_EVERY`].
     refusals: Arc<Mutex<Refusals>>,
+    /// The audit log: each call is a record (refusals as often as they are logged).
+    audit: Option<Audit>,
+    /// The audit actor: `admin:unix` or `admin:tcp`.
+    actor: &'static str,
 }
 
-/// Builds the admin router. With a token, every request must present it.
-pub fn router(status: StatusBoard, token: Option<Token>) -> Router {
+/// Builds the admin router. With a token (TCP), every request must present it. Each call is
+/// recorded in `audit`, when given.
+pub fn router(status: StatusBoard, token: Option<Token>, audit: Option<Audit>) -> Router {
+    let actor = if token.is_some() {
+        "admin:tcp"
+    } else {
+        "admin:unix"
+    };
     let state = AdminState {
         status,
         token: token.map(Arc::new),
         refusals: Arc::new(Mutex::new(Refusals::new(refusals::LOG_EVERY))),
+        audit,
+        actor,
     };
     Router::new()
         .route("/v1/status", get(status_handler))
@@ -95,14 +111,27 @@ pub fn router(status: StatusBoard, token: Option<Token>) -> Router {
 }
 
 /// Serves the admin API on the unix socket for as long as the task runs, under `limits`.
-pub async fn serve_unix(listener: UnixListener, status: StatusBoard, limits: Limits) {
-    serve_limited(listener, router(status, None), limits).await;
+pub async fn serve_unix(
+    listener: UnixListener,
+    status: StatusBoard,
+    audit: Option<Audit>,
+    limits: Limits,
+) {
+    serve_limited(listener, router(status, None, audit), limits).await;
 }
 
 /// Serves the admin API on TCP, behind `token`, for as long as the task runs, under `limits`.
-pub async fn serve_tcp(listener: TcpListener, status: StatusBoard, token: Token, limits: Limits) {
-    serve_limited(listener, router(status, Some(token)), limits).await;
+pub async fn serve_tcp(
+    listener: TcpListener,
+    status: StatusBoard,
+    token: Token,
+    audit: Option<Audit>,
+    limits: Limits,
+) {
+    serve_limited(listener, router(status, Some(token), audit), limits).await;
 }
+
+const STATUS_CALL: &str = "GET /v1/status";
 
 async fn status_handler(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     if let Some(token) = &state.token
@@ -114,6 +143,18 @@ async fn status_handler(State(state): State<AdminState>, headers: HeaderMap) -> 
             .map(|mut refusals| refusals.record(crate::clock::monotonic()));
         // Nothing of the request (its token, headers or address) goes into the line.
         if let Ok(Some(suppressed)) = logged {
+            if let Some(audit) = &state.audit {
+                audit.record(
+                    kind::ADMIN_CALL,
+                    state.actor,
+                    STATUS_CALL,
+                    "refused",
+                    details([
+                        ("reason", Value::from("no valid bearer token")),
+                        ("suppressed", Value::from(suppressed)),
+                    ]),
+                );
+            }
             tracing::warn!(
                 suppressed,
                 "admin API request without a valid bearer token refused \
@@ -127,7 +168,19 @@ async fn status_handler(State(state): State<AdminState>, headers: HeaderMap) -> 
         )
             .into_response();
     }
+    let answered = |outcome: &str| {
+        if let Some(audit) = &state.audit {
+            audit.record(
+                kind::ADMIN_CALL,
+                state.actor,
+                STATUS_CALL,
+                outcome,
+                Map::new(),
+            );
+        }
+    };
     let Some(status) = state.status.latest() else {
+        answered("unavailable");
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "the gateway is starting: no status yet\n",
@@ -136,10 +189,12 @@ async fn status_handler(State(state): State<AdminState>, headers: HeaderMap) -> 
     };
     match serde_json::to_string_pretty(&status) {
         Ok(mut body) => {
+            answered("ok");
             body.push('\n');
             ([(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
         Err(e) => {
+            answered("failed");
             tracing::warn!(error = %e, "cannot encode the admin status");
             (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode status\n").into_response()
         }

@@ -86,6 +86,12 @@ pub struct Overrides {
     /// Overrides `control.hello_interval` (e.g. `30s`).
     #[arg(long, env = "ZTGW_CONTROL_HELLO_INTERVAL")]
     pub control_hello_interval: Option<String>,
+    /// Overrides `audit.path` (and turns the audit log on).
+    #[arg(long, env = "ZTGW_AUDIT_PATH")]
+    pub audit_path: Option<String>,
+    /// Overrides `audit.key_path` (and turns the audit log on).
+    #[arg(long, env = "ZTGW_AUDIT_KEY_PATH")]
+    pub audit_key_path: Option<String>,
 }
 
 impl Overrides {
@@ -109,6 +115,8 @@ impl Overrides {
             ("http.admin_token_file", &self.http_admin_token_file),
             ("control.port", &self.control_port),
             ("control.hello_interval", &self.control_hello_interval),
+            ("audit.path", &self.audit_path),
+            ("audit.key_path", &self.audit_key_path),
         ]
         .into_iter()
         .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))

@@ -4,6 +4,7 @@
 //! the value and what is expected. Unknown keys are errors, so a typo never silently falls
 //! back to a default.
 
+mod audit;
 mod control;
 mod error;
 mod http;
@@ -18,6 +19,7 @@ use kms_client::infisical::InfisicalConfig;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub use audit::{AuditConfig, AuditKeySource, AuditSink};
 pub use control::ControlConfig;
 pub use error::ConfigError;
 pub use http::{AdminTcp, HttpConfig};
@@ -101,6 +103,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[control]`.
     pub control: ControlConfig,
+    /// `[audit]`; `None` when the section is absent (the audit log is off).
+    pub audit: Option<AuditConfig>,
     /// The connected rule; always the production rule except under the hidden test flag
     /// `--test-peer-receive-window`.
     pub liveness: Liveness,
@@ -121,6 +125,7 @@ struct RawConfig {
     http: http::RawHttp,
     #[serde(default)]
     control: control::RawControl,
+    audit: Option<audit::RawAudit>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -347,6 +352,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 
     let http = http::validate(raw.http)?;
     let control = control::validate(raw.control)?;
+    let audit = raw
+        .audit
+        .map(|a| audit::validate(a, matches!(key, KeyConfig::Kms(_))))
+        .transpose()?;
 
     Ok(Config {
         interface: InterfaceSettings {
@@ -362,6 +371,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         peers,
         http,
         control,
+        audit,
         liveness: Liveness::default(),
     })
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
+use crate::audit::Audit;
 use crate::core::health::{self, Liveness, PeerActivity, PeerCounts, Readiness, ReceiveMark};
 use crate::core::key::PublicKey;
 use crate::core::peer::{Endpoint, PeerConfig, PeerId, PeerSpec};
@@ -32,6 +33,8 @@ pub struct Outputs {
     pub readiness: Arc<RwLock<Readiness>>,
     /// The admin API's status snapshot.
     pub status: StatusBoard,
+    /// The audit log, when `[audit]` is on: every peer change applied, failed or rejected.
+    pub audit: Option<Audit>,
 }
 
 /// The reconcile loop's state.
@@ -63,6 +66,9 @@ pub struct Driver<D, S> {
     receive: BTreeMap<PublicKey, ReceiveMark>,
     /// Whether each accepted peer was up at the last pass, to log only its transitions.
     peer_states: PeerStates,
+    audit: Option<Audit>,
+    /// Device failures of the previous pass, so each is audited once, not every second.
+    last_failures: BTreeMap<Option<PeerId>, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +104,8 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
             receive: BTreeMap::new(),
             peer_states: PeerStates::default(),
             waiting_for_source: false,
+            audit: outputs.audit,
+            last_failures: BTreeMap::new(),
         }
     }
 
@@ -194,6 +202,9 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
             match self.device.apply(&change.op, held.get(&key)).await {
                 Ok(()) => {
                     log_applied(change);
+                    if let Some(audit) = &self.audit {
+                        audit.peer_op(&change.op, change.peer.as_ref().map(PeerId::name), None);
+                    }
                     held.remove(&key);
                     if let Op::UpsertPeer(config) | Op::ReplaceKey { config, .. } = &change.op {
                         held.insert(config.public_key, config.clone());
@@ -212,6 +223,15 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
                     let message = format!("{:#}", anyhow::Error::from(e));
                     self.metrics.reconcile_errors.inc();
                     tracing::warn!(error = %message, op = ?op_summary(change), "peer change failed; will retry");
+                    if let Some(audit) = &self.audit
+                        && self.last_failures.get(&change.peer) != Some(&message)
+                    {
+                        audit.peer_op(
+                            &change.op,
+                            change.peer.as_ref().map(PeerId::name),
+                            Some(&message),
+                        );
+                    }
                     failures.insert(change.peer.clone(), message);
                 }
             }
@@ -230,6 +250,7 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
             })
             .collect();
         self.publish(&report, now);
+        self.last_failures.clone_from(&failures);
         let outcomes = outcomes(&outcome, &failures, &self.applied, &report);
         self.source.publish(&outcomes, now).await;
         if failures.is_empty()
@@ -313,6 +334,9 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
                     rejection.origin,
                     rejection.reason
                 );
+                if let Some(audit) = &self.audit {
+                    audit.peer_rejected(rejection);
+                }
             }
         }
         self.last_rejections = rejected.to_vec();

@@ -6,6 +6,7 @@
 //! the command line and calls [`run`].
 
 pub mod admin;
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod cluster;

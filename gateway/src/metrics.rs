@@ -31,6 +31,18 @@ pub const CONTROL_RESULTS: [&str; 7] = [
     "busy",
 ];
 
+/// The audit record kinds, each exported from the start.
+const AUDIT_KINDS: [&str; 8] = [
+    ztgw_audit::kind::START,
+    ztgw_audit::kind::STOP,
+    ztgw_audit::kind::KEY_LOAD,
+    ztgw_audit::kind::PEER_CHANGE,
+    ztgw_audit::kind::ADMIN_CALL,
+    ztgw_audit::kind::CONTROL_MESSAGE,
+    ztgw_audit::kind::CHECKPOINT,
+    ztgw_audit::kind::RECOVERED,
+];
+
 /// One peer's values at the last reconcile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerSample {
@@ -59,6 +71,8 @@ pub struct Metrics {
     key_source: IntGaugeVec,
     dropped_packets: IntCounterVec,
     control_messages: IntCounterVec,
+    audit_records: IntCounterVec,
+    audit_write_errors: IntCounter,
 }
 
 impl Metrics {
@@ -136,8 +150,23 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let audit_records = IntCounterVec::new(
+            Opts::new(
+                "zt_wireguard_audit_records_total",
+                "Records appended to the audit log, by kind (start, stop, key_load, peer_change, admin_call, control_message, checkpoint, recovered).",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(audit_records.clone()))?;
+        let audit_write_errors = IntCounter::new(
+            "zt_wireguard_audit_write_errors_total",
+            "Audit records that could not be written (the gateway is not ready while the last write failed).",
+        )?;
+        registry.register(Box::new(audit_write_errors.clone()))?;
         let metrics = Self {
             registry,
+            audit_records,
+            audit_write_errors,
             peers,
             peer_states,
             reconcile_errors,
@@ -169,7 +198,21 @@ impl Metrics {
                 metrics.control_messages.with_label_values(&[kind, result]);
             }
         }
+        for kind in AUDIT_KINDS {
+            metrics.audit_records.with_label_values(&[kind]);
+        }
         Ok(metrics)
+    }
+
+    /// Counts one audit record written (`zt_wireguard_audit_records_total{kind}`); `kind` is
+    /// one of the fixed record kinds.
+    pub fn observe_audit_record(&self, kind: &str) {
+        self.audit_records.with_label_values(&[kind]).inc();
+    }
+
+    /// Counts one audit record that could not be written.
+    pub fn observe_audit_write_error(&self) {
+        self.audit_write_errors.inc();
     }
 
     /// Sets `zt_wireguard_peers{state}`; every state is always exported, zero included.

@@ -13,8 +13,9 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::admin::{self, SocketGuard, Token};
+use crate::audit::{self, Audit};
 use crate::cluster;
-use crate::config::{Backend, Config, PeersConfig};
+use crate::config::{AuditKeySource, Backend, Config, PeersConfig};
 use crate::core::health::{Liveness, Readiness};
 use crate::core::key::PublicKey;
 use crate::device::kernel::KernelDevice;
@@ -51,6 +52,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let metrics = Metrics::new().context("cannot register metrics")?;
     let key_source = keys::prepare(&config.key, &metrics)?;
+    // A file audit key is checked now; one from the KMS is read with the private key below.
+    let mut audit_key = match &config.audit {
+        Some(audit) if matches!(audit.key, AuditKeySource::File(_)) => {
+            Some(audit::load_key(audit, &key_source).await?)
+        }
+        Some(_) => None,
+        None => {
+            tracing::warn!(
+                "the audit log is off: no [audit] section in the configuration (see docs/audit.md)"
+            );
+            None
+        }
+    };
     let peers = match &config.peers {
         PeersConfig::Directory { path } => {
             if !path.is_dir() {
@@ -124,15 +138,50 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Ok(mut r) = readiness.write() {
         r.key_loaded = true;
     }
+    let audit = match &config.audit {
+        None => None,
+        Some(audit_config) => {
+            let loaded_audit_key = match audit_key.take() {
+                Some(key) => key,
+                None => audit::load_key(audit_config, &key_source).await?,
+            };
+            let audit = Audit::open(
+                audit_config,
+                loaded_audit_key,
+                start_details(&config),
+                metrics.clone(),
+                readiness.clone(),
+            )?;
+            audit.key_load(
+                "wireguard",
+                loaded.origin.as_str(),
+                loaded.version,
+                &public_key.to_string(),
+            );
+            tokio::spawn(audit.clone().run_checkpoints());
+            Some(audit)
+        }
+    };
 
     // The admin status names the key, so its servers start once the key is known; the socket
     // already exists and queues early clients.
     let status = StatusBoard::new(identity(&config, &public_key, loaded.created_at));
     let board = status.clone();
-    tokio::spawn(admin::serve_unix(admin_listener, board, Limits::DEFAULT));
+    tokio::spawn(admin::serve_unix(
+        admin_listener,
+        board,
+        audit.clone(),
+        Limits::DEFAULT,
+    ));
     if let Some((listener, token)) = admin_tcp {
         let board = status.clone();
-        tokio::spawn(admin::serve_tcp(listener, board, token, Limits::DEFAULT));
+        tokio::spawn(admin::serve_tcp(
+            listener,
+            board,
+            token,
+            audit.clone(),
+            Limits::DEFAULT,
+        ));
     }
     let control = crate::control::Service {
         config: config.control,
@@ -149,6 +198,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics,
         readiness,
         status,
+        audit: audit.clone(),
     };
 
     let mut signals = Signals { sigterm, sigint };
@@ -164,6 +214,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 outputs,
                 admin_guard,
                 control,
+                audit,
             };
             wiring.start(config.backend, loaded, &mut signals).await
         }
@@ -181,10 +232,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 () = lock.acquire(&outputs.readiness) => {}
                 _ = signals.sigterm.recv() => {
                     tracing::info!(signal = "SIGTERM", "stopped while waiting for the lease");
+                    if let Some(audit) = &audit {
+                        audit.stop("SIGTERM while waiting for the lease");
+                    }
                     return Ok(());
                 }
                 _ = signals.sigint.recv() => {
                     tracing::info!(signal = "SIGINT", "stopped while waiting for the lease");
+                    if let Some(audit) = &audit {
+                        audit.stop("SIGINT while waiting for the lease");
+                    }
                     return Ok(());
                 }
             }
@@ -198,10 +255,37 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 outputs,
                 admin_guard,
                 control,
+                audit,
             };
             wiring.start(config.backend, loaded, &mut signals).await
         }
     }
+}
+
+/// Closes the audit session when the interface cannot be created; returns the error.
+fn stopped<E>(audit: Option<&Audit>, error: E) -> E {
+    if let Some(audit) = audit {
+        audit.stop("the interface could not be created");
+    }
+    error
+}
+
+/// What the `start` audit record says about this run.
+fn start_details(config: &Config) -> serde_json::Map<String, serde_json::Value> {
+    audit::details([
+        ("version", env!("CARGO_PKG_VERSION").into()),
+        ("cluster", config.cluster_name.clone().into()),
+        ("interface", config.interface.name.clone().into()),
+        ("address", config.interface.address.to_string().into()),
+        (
+            "backend",
+            match config.backend {
+                Backend::Userspace => "userspace",
+                Backend::Kernel => "kernel",
+            }
+            .into(),
+        ),
+    ])
 }
 
 /// The signals that stop the gateway.
@@ -223,6 +307,8 @@ struct Wiring<S> {
     admin_guard: SocketGuard,
     /// The control channel, started once the device is up.
     control: crate::control::Service,
+    /// Closes its session with the stop record and checkpoint.
+    audit: Option<Audit>,
 }
 
 impl<S: PeerSource> Wiring<S> {
@@ -234,16 +320,19 @@ impl<S: PeerSource> Wiring<S> {
         loaded: kms_client::LoadedKey,
         signals: &mut Signals,
     ) -> anyhow::Result<()> {
+        let audit = self.audit.clone();
         match backend {
             Backend::Userspace => {
                 let device = UserspaceDevice::create(&self.settings, &loaded.key).await;
                 drop(loaded);
-                self.serve(device?, signals).await
+                self.serve(device.map_err(|e| stopped(audit.as_ref(), e))?, signals)
+                    .await
             }
             Backend::Kernel => {
                 let device = KernelDevice::create(&self.settings, &loaded.key).await;
                 drop(loaded);
-                self.serve(device?, signals).await
+                self.serve(device.map_err(|e| stopped(audit.as_ref(), e))?, signals)
+                    .await
             }
         }
     }
@@ -315,6 +404,13 @@ impl<S: PeerSource> Wiring<S> {
             guard.release().await;
         }
         drop(self.admin_guard);
+        if let Some(audit) = &self.audit {
+            audit.stop(match &stop {
+                Stop::Signal(signal) => signal,
+                Stop::Lease(LeaseEnd::Lost(_)) => "lease lost",
+                Stop::Lease(LeaseEnd::SteppedDown(_)) => "lease not renewed in time: stepped down",
+            });
+        }
         removed?;
         match stop {
             Stop::Signal(_) => Ok(()),

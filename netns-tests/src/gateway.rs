@@ -83,6 +83,7 @@ impl<'c> GatewaySetup<'c> {
             admin_listen: None,
             admin_token_file: None,
             peers_toml: None,
+            audit_toml: None,
         };
         Ok(Self {
             cluster,
@@ -92,6 +93,32 @@ impl<'c> GatewaySetup<'c> {
             extra_args: Vec::new(),
             binary: None,
         })
+    }
+
+    /// Turns the audit log on: `audit.jsonl` in the config directory, signed by a new key in
+    /// `audit.key` (mode 0600), with checkpoints every `interval` (e.g. `"2s"`). Returns the
+    /// setup and the audit public key (base64).
+    ///
+    /// # Errors
+    /// Fails when the key cannot be generated or written.
+    pub fn with_audit(mut self, interval: &str) -> Result<(Self, String)> {
+        let key = ztgw_audit::AuditKey::generate().context("random source failed")?;
+        let key_path = self.dir.path().join("audit.key");
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_path)
+            .context("failed to create audit.key")?;
+        writeln!(file, "{}", key.to_base64().as_str()).context("failed to write audit.key")?;
+        let path = self.dir.path().join("audit.jsonl");
+        self.config.audit_toml = Some(format!(
+            "path = {}\nkey_path = {}\ncheckpoint_interval = {}",
+            serde_json::Value::from(path.to_string_lossy()),
+            serde_json::Value::from(key_path.to_string_lossy()),
+            serde_json::Value::from(interval),
+        ));
+        Ok((self, key.public().to_base64()))
     }
 
     /// Selects the data plane (`interface.backend`: "userspace", "native", "kernel").

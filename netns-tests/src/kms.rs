@@ -31,6 +31,9 @@ pub struct TestKms {
     pub url: String,
     /// The machine identity's client secret (tests check it never leaks).
     pub client_secret: String,
+    /// More secrets the fake holds, `(name, value)`, under the same project, environment and
+    /// path as the gateway key.
+    extra_secrets: Vec<(String, String)>,
 }
 
 impl TestKms {
@@ -39,6 +42,20 @@ impl TestKms {
     /// # Errors
     /// Fails when the binary is missing or the fake does not come up.
     pub fn start(ns: &Netns, key: &PrivateKey, port: u16) -> Result<Self> {
+        Self::start_with(ns, key, port, &[])
+    }
+
+    /// Starts the fake as [`TestKms::start`] does, also holding each `(name, value)` of
+    /// `extra` next to the gateway key (e.g. the audit key).
+    ///
+    /// # Errors
+    /// Fails when the binary is missing or the fake does not come up.
+    pub fn start_with(
+        ns: &Netns,
+        key: &PrivateKey,
+        port: u16,
+        extra: &[(&str, &str)],
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("ztgw-kms-")
             .tempdir()
@@ -57,6 +74,10 @@ impl TestKms {
             dir,
             url,
             client_secret,
+            extra_secrets: extra
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
         };
         kms.restart(ns, key)?;
         Ok(kms)
@@ -74,20 +95,30 @@ impl TestKms {
             SECRET_PATH.trim_start_matches('/'),
             key.to_base64().as_str()
         );
-        let proc = ns.spawn(
-            &[
-                &bin.to_string_lossy(),
-                "--listen",
-                &listen,
-                "--client-id",
-                "gateway-identity",
-                "--client-secret",
-                &self.client_secret,
-                "--secret",
-                &secret,
-            ],
-            &[],
-        )?;
+        let bin = bin.to_string_lossy();
+        let mut argv: Vec<String> = [
+            bin.as_ref(),
+            "--listen",
+            &listen,
+            "--client-id",
+            "gateway-identity",
+            "--client-secret",
+            &self.client_secret,
+            "--secret",
+            &secret,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        for (name, value) in &self.extra_secrets {
+            argv.push("--secret".to_owned());
+            argv.push(format!(
+                "{PROJECT}/{ENVIRONMENT}/{}/{name}={value}",
+                SECRET_PATH.trim_start_matches('/')
+            ));
+        }
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let proc = ns.spawn(&argv, &[])?;
         eventually(Duration::from_secs(5), || {
             ensure!(
                 proc.stdout().contains("listening on"),

@@ -1,5 +1,6 @@
 //! Subcommands, one module each.
 
+mod audit;
 mod keygen;
 mod peer;
 mod pubkey;
@@ -26,6 +27,9 @@ enum Command {
     Peer(peer::Command),
     /// Show the gateway's interface and peers (from its admin socket).
     Status(status::Args),
+    /// Verify an audit log, or create an audit key.
+    #[command(subcommand)]
+    Audit(audit::Command),
 }
 
 /// Runs the parsed command.
@@ -35,6 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pubkey => pubkey::run(),
         Command::Peer(command) => peer::run(command),
         Command::Status(args) => status::run(&args),
+        Command::Audit(command) => audit::run(command),
     }
 }
 

@@ -464,3 +464,42 @@ fn control_overrides_win_over_the_file() {
     assert_eq!(config.control.port, 7001);
     assert_eq!(config.control.hello_interval, Duration::from_secs(2));
 }
+
+#[test]
+fn audit_is_off_without_its_section_and_defaults_with_it() {
+    assert_eq!(parse(EMBEDDED).expect("valid").audit, None);
+    let config = parse(&format!("{EMBEDDED}\n[audit]\n")).expect("valid");
+    assert_eq!(
+        config.audit,
+        Some(AuditConfig {
+            sink: AuditSink::File("/var/lib/zt-gateway/audit.jsonl".into()),
+            key: AuditKeySource::File("/etc/zt-gateway/audit.key".into()),
+            checkpoint_interval: Duration::from_secs(300),
+        })
+    );
+    let overrides = Overrides {
+        audit_path: Some("-".to_owned()),
+        ..Overrides::default()
+    };
+    let config = Config::parse(EMBEDDED, "gateway.toml", &overrides).expect("valid");
+    assert_eq!(config.audit.map(|a| a.sink), Some(AuditSink::Stdout));
+}
+
+#[test]
+fn audit_mistakes_are_named() {
+    let cases = [
+        ("checkpoint_interval = \"0s\"", "audit.checkpoint_interval"),
+        ("checkpoint_interval = \"2d\"", "audit.checkpoint_interval"),
+        ("key_source = \"vault\"", "audit.key_source"),
+        (
+            "key_source = \"kms\"\nkey_secret_name = \"audit\"",
+            "audit.key_source",
+        ),
+        ("key_secret_name = \"audit\"", "audit.key_secret_name"),
+        ("colour = \"red\"", "colour"),
+    ];
+    for (body, named) in cases {
+        let error = parse(&format!("{EMBEDDED}\n[audit]\n{body}\n")).expect_err(body);
+        assert!(error.to_string().contains(named), "{body}: {error}");
+    }
+}

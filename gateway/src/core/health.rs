@@ -134,6 +134,9 @@ pub struct Readiness {
     pub device_up: bool,
     /// The first reconcile of declared peers has completed.
     pub peers_reconciled: bool,
+    /// The last audit record could not be written (`[audit]` on only); the tunnel keeps
+    /// running, but the gateway is not ready until a write succeeds again.
+    pub audit_unwritable: bool,
 }
 
 impl Readiness {
@@ -149,6 +152,9 @@ impl Readiness {
         }
         if !self.peers_reconciled {
             failing.push("peers_reconciled".to_owned());
+        }
+        if self.audit_unwritable {
+            failing.push("audit_writable".to_owned());
         }
         failing
     }

@@ -490,6 +490,7 @@ fn driver_with_status(
             metrics: metrics.clone(),
             readiness: Arc::new(RwLock::new(Readiness::default())),
             status: status.clone(),
+            audit: None,
         },
     );
     (driver, status)

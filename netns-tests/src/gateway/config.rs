@@ -34,6 +34,8 @@ pub struct GatewayConfig {
     /// The whole `[peers]` section body, replacing the `directory` source (e.g. a
     /// `kubernetes` source).
     pub peers_toml: Option<String>,
+    /// The whole `[audit]` section body; no section (audit log off) when `None`.
+    pub audit_toml: Option<String>,
 }
 
 impl GatewayConfig {
@@ -84,6 +86,9 @@ impl GatewayConfig {
                 "admin_token_file = {}\n",
                 quote(&path.to_string_lossy())
             ));
+        }
+        if let Some(audit) = &self.audit_toml {
+            text.push_str(&format!("\n[audit]\n{audit}\n"));
         }
         text
     }

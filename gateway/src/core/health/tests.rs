@@ -42,8 +42,14 @@ fn readiness_names_failing_checks_in_order() {
         lease_wait: None,
         device_up: true,
         peers_reconciled: true,
+        audit_unwritable: false,
     };
     assert!(ready.is_ready());
+    let unwritable = Readiness {
+        audit_unwritable: true,
+        ..ready
+    };
+    assert_eq!(unwritable.failing(), ["audit_writable"]);
 }
 
 #[test]

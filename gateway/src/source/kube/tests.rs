@@ -617,6 +617,7 @@ fn driver(
             metrics: Metrics::new().expect("metrics"),
             readiness: readiness.clone(),
             status,
+            audit: None,
         },
     )
 }
