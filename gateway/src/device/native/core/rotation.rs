@@ -359,11 +359,7 @@ impl Core {
     /// Returns the table slot of the peer that sent `init`, an initiation (of valid length) to
     /// our key in slot `key`, with the initiation's timestamp. An initiation that is not newer than the newest one
     /// accepted from that peer on any key is a replay: refused and counted.
-    pub(super) fn initiator(
-        &mut self,
-        key: Slot,
-        init: &[u8],
-    ) -> Option<(usize, Timestamp)> {
+    pub(super) fn initiator(&mut self, key: Slot, init: &[u8]) -> Option<(usize, Timestamp)> {
         let own = self.key(key)?;
         let Some(opened) = noise::open_initiation(&own.private, &own.public, init, |peer| {
             self.by_key.contains_key(peer)
