@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use zeroize::Zeroizing;
 
 use super::noise::Timestamp;
-use super::rotation::{Slot, tunn_index};
+use super::rotation::{Role, Slot, tunn_index};
 use super::{Core, MAX_PEERS, StaticKey};
 
 /// One peer's state.
@@ -102,6 +102,7 @@ impl Core {
     pub fn set_private_key(&mut self, key: Option<[u8; 32]>) {
         let Some(bytes) = key else {
             self.keys = [None, None];
+            self.role = Role::Staged;
             for peer in self.slots.iter_mut().flatten() {
                 peer.replace_tunnel(Slot::A, None);
                 peer.replace_tunnel(Slot::B, None);
