@@ -82,11 +82,11 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     let mut pad = Zeroizing::new([0u8; BLOCK]);
     pad[..key.len().min(BLOCK)].copy_from_slice(&key[..key.len().min(BLOCK)]);
     let mut inner = Blake2s256::new();
-    inner.update(pad.map(|b| b ^ 0x36));
+    inner.update(Zeroizing::new(pad.map(|b| b ^ 0x36)).as_ref());
     inner.update(data);
     let inner = Zeroizing::new(<[u8; 32]>::from(inner.finalize()));
     let mut outer = Blake2s256::new();
-    outer.update(pad.map(|b| b ^ 0x5c));
+    outer.update(Zeroizing::new(pad.map(|b| b ^ 0x5c)).as_ref());
     outer.update(inner.as_ref());
     outer.finalize().into()
 }
@@ -99,3 +99,6 @@ fn open(key: &[u8; 32], sealed: &[u8], aad: &[u8], out: &mut [u8]) -> Option<()>
         .decrypt_in_place_detached(&Nonce::default(), aad, out, Tag::from_slice(tag))
         .ok()
 }
+
+#[cfg(test)]
+mod tests;
