@@ -1,8 +1,14 @@
 //! WireGuard devices behind one trait. The driver does not know which backend it drives.
 //!
 //! Backends: [`userspace`] (the native data plane, [`native`], in this process over a TUN
-//! device; what runs here and in CI) and [`kernel`] (the Linux module over netlink; needs the module). Both share the
-//! [`netlink`] adapter for the interface address, MTU, link state and one route per allowed IP.
+//! device, driven through its typed handle; what runs here and in CI) and [`kernel`] (the
+//! Linux module over netlink; needs the module). Both share the [`netlink`] adapter for the
+//! interface address, MTU, link state and one route per allowed IP.
+//!
+//! Key rotation ([`Device::stage_key`], [`Device::promote_key`],
+//! [`Device::drop_previous_key`]) needs a device that holds two static keys at once: the
+//! native plane does; the kernel holds one and answers [`Error::Unsupported`] (its strategy
+//! is in `docs/kernel-backend.md`).
 
 pub mod kernel;
 pub mod native;
@@ -16,6 +22,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
+use kms_client::PrivateKey;
 
 use crate::core::peer::PeerConfig;
 use crate::core::plan::Op;
@@ -77,14 +84,22 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
-    /// Talking to the device over its UAPI failed.
-    #[error("UAPI request to interface {name} failed")]
-    Uapi {
+    /// The native device refused an operation.
+    #[error("interface {name} refused the change")]
+    Native {
         /// Interface name.
         name: String,
-        /// The cause.
+        /// Why.
         #[source]
-        source: uapi_client::Error,
+        source: native::handle::Error,
+    },
+    /// The backend cannot do this at all.
+    #[error("interface {name}: {what} is not supported by this backend")]
+    Unsupported {
+        /// Interface name.
+        name: String,
+        /// What was asked, e.g. "staging a second private key".
+        what: &'static str,
     },
     /// A netlink request failed.
     #[error("netlink: {what} on {name} failed")]
@@ -182,6 +197,30 @@ pub trait Device {
     /// # Errors
     /// When the device or the routing table refused the change.
     async fn apply(&mut self, op: &Op, previous: Option<&PeerConfig>) -> Result<(), Error>;
+
+    /// Stages `key` as the device's next private key: handshakes addressed to it are answered
+    /// besides those to the current key, and no session changes. Staging again replaces the
+    /// staged key.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] on a backend with one key; [`Error::Native`] when the device
+    /// refuses (no current key, the key is the current one, the previous key still held).
+    async fn stage_key(&mut self, key: &PrivateKey) -> Result<(), Error>;
+
+    /// Makes the staged key current without rebuilding any tunnel or dropping any
+    /// established session; the old key still answers handshakes until
+    /// [`Device::drop_previous_key`].
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`]; [`Error::Native`] when nothing is staged.
+    async fn promote_key(&mut self) -> Result<(), Error>;
+
+    /// Forgets the previous key: peers still on it move to the current key with a new
+    /// handshake.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`]; [`Error::Native`] when no previous key is held.
+    async fn drop_previous_key(&mut self) -> Result<(), Error>;
 
     /// Removes the interface and its UAPI socket.
     ///

@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use kms_client::PrivateKey;
+
 use crate::core::key::PublicKey;
 use crate::core::peer::PeerConfig;
 use crate::core::plan::Op;
@@ -159,7 +161,27 @@ impl Device for FakeDevice {
         Ok(())
     }
 
+    async fn stage_key(&mut self, _key: &PrivateKey) -> Result<(), Error> {
+        Err(unsupported("staging a second private key"))
+    }
+
+    async fn promote_key(&mut self) -> Result<(), Error> {
+        Err(unsupported("promoting a staged private key"))
+    }
+
+    async fn drop_previous_key(&mut self) -> Result<(), Error> {
+        Err(unsupported("dropping a previous private key"))
+    }
+
     async fn shutdown(self) -> Result<(), Error> {
         Ok(())
+    }
+}
+
+/// The fake holds no keys: rotation steps are unsupported.
+fn unsupported(what: &'static str) -> Error {
+    Error::Unsupported {
+        name: "fake0".to_owned(),
+        what,
     }
 }

@@ -36,7 +36,7 @@ pub fn run(input: &[u8]) {
     let mut core = keyed_core();
     for request in requests(&text) {
         let before = get(&core, LISTEN_PORT);
-        let reply = answer(&mut core, &request, LISTEN_PORT);
+        let reply = answer(&mut core, &request.join("\n"), LISTEN_PORT);
         assert!(reply.ends_with("\n\n"), "answer {:?}", reply.as_str());
         match parse_errno(&reply) {
             Ok(()) => {}
@@ -92,14 +92,14 @@ pub fn keyed_core() -> Core {
         "allowed_ip=10.3.0.0/16".to_owned(),
     ];
     let mut core = Core::new();
-    let reply = answer(&mut core, &setup, LISTEN_PORT);
+    let reply = answer(&mut core, &setup.join("\n"), LISTEN_PORT);
     assert_eq!(reply.as_str(), "errno=0\n\n", "the setup request");
     core
 }
 
 fn check_state(core: &Core) {
     let report = get(core, LISTEN_PORT);
-    let parsed = match parse_get(&report) {
+    let parsed = match parse_get(report.as_str()) {
         Ok(parsed) => parsed,
         Err(e) => panic!("the get answer does not parse: {e}\n{}", report.as_str()),
     };
@@ -115,6 +115,7 @@ fn check_state(core: &Core) {
     let mut replay = vec!["set=1".to_owned()];
     replay.extend(
         report
+            .as_str()
             .lines()
             .filter(|line| !line.is_empty())
             .filter(|line| {
@@ -124,7 +125,7 @@ fn check_state(core: &Core) {
             .map(str::to_owned),
     );
     let mut copy = Core::new();
-    let reply = answer(&mut copy, &replay, LISTEN_PORT);
+    let reply = answer(&mut copy, &replay.join("\n"), LISTEN_PORT);
     assert_eq!(
         reply.as_str(),
         "errno=0\n\n",

@@ -375,12 +375,12 @@ impl Scenario {
         self.deliver();
     }
 
-    /// Configuration changes, by `what % 13`.
+    /// Configuration changes, by `what % 15`.
     fn control(&mut self, what: u8) {
         let (a_priv, a_pub) = key_pair(KEY_A);
         let (_, b_pub) = key_pair(KEY_B);
         let (second_priv, second_pub) = key_pair(KEY_SECOND);
-        match what % 13 {
+        match what % 15 {
             // The rotation hook: `a` takes a second key, or drops it.
             0 => self.a.set_second_key(Some(second_priv)),
             1 => self.a.set_second_key(None),
@@ -427,7 +427,15 @@ impl Scenario {
                 }
             }
             // `a` forgets `b`: its handshakes now come from an unknown key.
-            _ => self.a.remove_peer(&b_pub),
+            12 => self.a.remove_peer(&b_pub),
+            // Rotation: the second key becomes current (the old one still answers), or the
+            // previous key is forgotten. Refused steps change nothing.
+            13 => {
+                let _ = self.a.promote_staged();
+            }
+            _ => {
+                let _ = self.a.drop_previous();
+            }
         }
     }
 

@@ -1,75 +1,17 @@
-//! The WireGuard cross-platform userspace API (UAPI) text protocol: what to write for an
-//! operation and how to read a `get=1` answer.
+//! What a device reports ([`DeviceReport`]), and how to read it from a `get=1` answer of the
+//! WireGuard cross-platform userspace API (UAPI) text protocol.
 //!
-//! Keys travel as lowercase hex. Interface-level lines that carry the private key are built by
-//! the device adapter, which owns the secret; this module never sees it and skips
+//! Keys travel as lowercase hex. This module never sees the private key: it skips
 //! `private_key` lines when reading.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use zeroize::Zeroizing;
 
 use super::key::PublicKey;
 use super::peer::PeerConfig;
-use super::plan::Op;
-
-/// Returns the `set=1` transactions (bodies without the `set=1` line and the final empty
-/// line) that carry out `op`: one transaction naming one peer, so a refused change touches no
-/// other peer; an existing peer is updated in place (its allowed IPs replaced). A body may
-/// hold a preshared key, so it is wiped on drop.
-pub fn transactions(op: &Op, exists: bool) -> Vec<Zeroizing<String>> {
-    let remove =
-        |key: &PublicKey| Zeroizing::new(format!("public_key={}\nremove=true\n", key.to_hex()));
-    match op {
-        Op::RemovePeer(key) => vec![remove(key)],
-        Op::UpsertPeer(config) => vec![peer_section(config, exists)],
-        // One transaction: the old key goes and the new one takes its allowed IPs in the
-        // same request, so cryptokey routing never has a gap.
-        Op::ReplaceKey { old, config } => {
-            let mut body = remove(old);
-            body.push_str(&peer_section(config, false));
-            vec![body]
-        }
-    }
-}
-
-/// `in_place` marks an update of an existing peer: its allowed IPs are replaced and a
-/// preshared key it no longer has is cleared (all zeros).
-fn peer_section(config: &PeerConfig, in_place: bool) -> Zeroizing<String> {
-    let mut out = Zeroizing::new(format!("public_key={}\n", config.public_key.to_hex()));
-    match &config.preshared_key {
-        Some(psk) => {
-            out.push_str("preshared_key=");
-            out.push_str(&psk.to_hex());
-            out.push('\n');
-        }
-        None if in_place => {
-            out.push_str("preshared_key=");
-            out.push_str(&"0".repeat(64));
-            out.push('\n');
-        }
-        None => {}
-    }
-    if let Some(endpoint) = config.endpoint {
-        let _ = writeln!(out, "endpoint={endpoint}");
-    }
-    let _ = writeln!(
-        out,
-        "persistent_keepalive_interval={}",
-        config.persistent_keepalive
-    );
-    if in_place {
-        out.push_str("replace_allowed_ips=true\n");
-    }
-    for net in &config.allowed_ips {
-        let _ = writeln!(out, "allowed_ip={net}");
-    }
-    out
-}
 
 /// One peer as a device reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,6 +5,9 @@
 //!
 //! A peer update is an in-place `SetDevice` with `REPLACE_ALLOWEDIPS`, which keeps the
 //! peer's session.
+//!
+//! The kernel holds one private key: staging a second one is [`Error::Unsupported`]. Its
+//! rotation strategy (a pre-staged flip) is in `docs/kernel-backend.md`.
 
 use std::time::UNIX_EPOCH;
 
@@ -113,6 +116,15 @@ impl KernelDevice {
     }
 }
 
+impl KernelDevice {
+    fn unsupported(&self, what: &'static str) -> Error {
+        Error::Unsupported {
+            name: self.name.clone(),
+            what,
+        }
+    }
+}
+
 impl Device for KernelDevice {
     fn name(&self) -> &str {
         &self.name
@@ -144,6 +156,18 @@ impl Device for KernelDevice {
         self.netlink
             .route_peer(&self.name, self.index, op, previous)
             .await
+    }
+
+    async fn stage_key(&mut self, _key: &PrivateKey) -> Result<(), Error> {
+        Err(self.unsupported("staging a second private key"))
+    }
+
+    async fn promote_key(&mut self) -> Result<(), Error> {
+        Err(self.unsupported("promoting a staged private key"))
+    }
+
+    async fn drop_previous_key(&mut self) -> Result<(), Error> {
+        Err(self.unsupported("dropping a previous private key"))
     }
 
     async fn shutdown(self) -> Result<(), Error> {

@@ -5,31 +5,31 @@
 //! - **tun**: reads IP packets from the TUN device, encrypts, sends UDP;
 //! - **udp**: receives datagrams, decrypts, writes to the TUN device; it also runs the peers'
 //!   timers every 250 ms (its receive timeout bounds the wait);
-//! - **uapi**: answers UAPI requests on the private channel the gateway relays the public
-//!   socket through.
+//!
+//! The gateway drives the device through a typed in-process handle ([`handle`]), which the
+//! public UAPI socket is an adapter over.
 //!
 //! IO is batched: the TUN device hands over TCP super-packets (offloads, [`tun`]) that are
 //! split, encrypted and sent as one UDP GSO run ([`udp`]); received datagrams come in
 //! `recvmmsg` batches (coalesced by UDP GRO) and the decrypted packets are coalesced again
-//! into one TUN write. All three threads share one [`core::Core`] behind a mutex, locked once
-//! per batch (or request) for the crypto only; the system calls happen outside it. Each
+//! into one TUN write. Both threads and the handle share one [`core::Core`] behind a mutex,
+//! locked once per batch (or call) for the crypto only; the system calls happen outside it. Each
 //! thread owns its buffers, allocated once. The sans-IO logic is in [`core`] and [`uapi`];
 //! this file and its IO modules are the rest.
 
 pub mod core;
+pub mod handle;
 pub mod tun;
 pub mod uapi;
 pub mod udp;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::SocketAddr;
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use self::core::{Core, Sink};
+use self::handle::{DeviceHandle, lock};
 use self::tun::Tun;
 use self::udp::Udp;
 use crate::clock;
@@ -48,7 +48,7 @@ const BUF_SIZE: usize = 65536 + 148;
 /// when its descriptor closes or the link is deleted.
 pub struct NativeHandle {
     stop: Arc<AtomicBool>,
-    core: Arc<Mutex<Core>>,
+    device: DeviceHandle,
 }
 
 impl std::fmt::Debug for NativeHandle {
@@ -65,17 +65,12 @@ impl Drop for NativeHandle {
 
 impl NativeHandle {
     /// Creates the TUN device `name` (packets padded up to `mtu`), binds the UDP port (IPv6 and IPv4 on one socket where
-    /// the host has IPv6) and starts the threads. `uapi` yields the device's ends of the
-    /// private UAPI channel, served one after the other.
+    /// the host has IPv6) and starts the threads. The device has no key and no peers until
+    /// they are set through [`NativeHandle::device`].
     ///
     /// # Errors
     /// When the TUN device or the socket cannot be created (`AddrInUse` for a taken port).
-    pub fn start(
-        name: &str,
-        listen_port: u16,
-        mtu: u32,
-        uapi: Receiver<UnixStream>,
-    ) -> std::io::Result<Self> {
+    pub fn start(name: &str, listen_port: u16, mtu: u32) -> std::io::Result<Self> {
         let udp = Arc::new(Udp::bind(listen_port, RECV_TIMEOUT)?);
         let tun = Arc::new(Tun::create(name)?);
         tracing::debug!(gro = udp.gro(), "native device: UDP socket bound");
@@ -97,26 +92,16 @@ impl NativeHandle {
             let (core, tun, udp, stop) = (core.clone(), tun.clone(), udp.clone(), stop.clone());
             spawn("udp", Box::new(move || udp_loop(&core, &tun, &udp, &stop)))?;
         }
-        {
-            let core = core.clone();
-            spawn(
-                "uapi",
-                Box::new(move || uapi_loop(&core, uapi, listen_port)),
-            )?;
-        }
-        Ok(Self { stop, core })
+        Ok(Self {
+            stop,
+            device: DeviceHandle::new(core, listen_port),
+        })
     }
 
-    /// Returns the drop counters.
-    pub fn counters(&self) -> core::Counters {
-        lock(&self.core).counters
+    /// Returns the typed handle on the device.
+    pub fn device(&self) -> &DeviceHandle {
+        &self.device
     }
-}
-
-fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
-    // A panic while holding the lock leaves the tables consistent enough to keep forwarding.
-    core.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Batches the core's output: datagrams into GSO runs, TUN packets into coalesced writes.
@@ -236,52 +221,5 @@ fn udp_loop(core: &Mutex<Core>, tun: &Tun, udp: &Udp, stop: &AtomicBool) {
         }
         drop(guard);
         sink.flush();
-    }
-}
-
-/// Longest line accepted on the private UAPI channel; a longer one ends the stream.
-const MAX_UAPI_LINE: u64 = 4096;
-
-/// Serves the private UAPI channel: each stream until it ends or fails, then the next one the
-/// gateway hands over, until the gateway drops its side.
-fn uapi_loop(core: &Mutex<Core>, streams: Receiver<UnixStream>, listen_port: u16) {
-    for stream in streams {
-        serve_uapi(core, stream, listen_port);
-    }
-}
-
-fn serve_uapi(core: &Mutex<Core>, stream: UnixStream, listen_port: u16) {
-    let Ok(mut writer) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut lines: Vec<String> = Vec::new();
-        loop {
-            let mut line = zeroize::Zeroizing::new(String::new());
-            match (&mut reader).take(MAX_UAPI_LINE).read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) if !line.ends_with('\n') => return,
-                Ok(_) => {}
-            }
-            let line = line.trim_end_matches('\n');
-            if line.is_empty() {
-                if lines.is_empty() {
-                    continue;
-                }
-                break;
-            }
-            lines.push(line.to_owned());
-            if lines.len() == 1 && lines[0] == "get=1" {
-                break;
-            }
-        }
-        let answer = uapi::answer(&mut lock(core), &lines, listen_port);
-        for line in &mut lines {
-            zeroize::Zeroize::zeroize(line);
-        }
-        if writer.write_all(answer.as_bytes()).is_err() {
-            return;
-        }
     }
 }

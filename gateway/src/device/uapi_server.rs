@@ -1,26 +1,31 @@
 //! The public UAPI socket `/var/run/wireguard/<name>.sock` (mode 0600: a `get` answer holds
 //! the private key), so `wg show` and `wg set` work against the userspace device.
 //!
-//! Requests are relayed to the device over its private channel, one at a time.
+//! Requests are answered in-process through the device's handle
+//! ([`DeviceHandle::uapi`]). A request and its answer may carry `private_key=` or
+//! `preshared_key=`: both stay in zeroizing buffers from the socket to the socket. The
+//! request is read straight from the socket (no intermediate buffered reader) into a
+//! [`RequestBuffer`], which wipes what it drops and never grows by reallocation; the device
+//! parses its lines in place and writes the answer into a wiped buffer too.
 
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{
-    AsyncBufRead, AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader,
-};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinHandle;
+use zeroize::Zeroizing;
 
-use super::uapi_client::{Channel, set_request};
+use super::native::handle::DeviceHandle;
 
 // Negative, as wireguard-go answers and `wg` expects.
 const EPROTO: i32 = -71;
 /// Longest request accepted from a client (lines × bytes), far above any real configuration.
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 4096;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Clients dropped because a request exceeded [`MAX_REQUEST_BYTES`].
@@ -41,7 +46,7 @@ impl Server {
     ///
     /// # Errors
     /// When the directory or socket cannot be created.
-    pub fn start(path: &Path, channel: Arc<Channel>) -> std::io::Result<Self> {
+    pub fn start(path: &Path, device: DeviceHandle) -> std::io::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -54,9 +59,9 @@ impl Server {
             loop {
                 match listener.accept().await {
                     Ok((stream, _)) => {
-                        let channel = channel.clone();
+                        let device = device.clone();
                         tokio::spawn(async move {
-                            if let Err(e) = serve_client(stream, channel).await {
+                            if let Err(e) = serve_client(stream, device).await {
                                 tracing::debug!(error = %e, "UAPI client connection ended");
                             }
                         });
@@ -128,87 +133,106 @@ pub fn bind_private(path: &Path) -> std::io::Result<std::os::unix::net::UnixList
     result
 }
 
-async fn serve_client(stream: UnixStream, channel: Arc<Channel>) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
+async fn serve_client(stream: UnixStream, device: DeviceHandle) -> std::io::Result<()> {
+    let (mut read, mut write) = stream.into_split();
+    let mut buffer = RequestBuffer::default();
     loop {
-        let Some(request) = tokio::time::timeout(CLIENT_TIMEOUT, read_request(&mut reader))
+        let Some(request) = tokio::time::timeout(CLIENT_TIMEOUT, buffer.next_request(&mut read))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client too slow"))??
         else {
             return Ok(());
         };
-        let answer = answer(request, channel.clone()).await;
+        let answer = answer(request, device.clone()).await;
         write.write_all(answer.as_bytes()).await?;
     }
 }
 
-/// Reads one request: its lines up to the blank line that ends it. `None` at end of stream.
-/// A request longer than [`MAX_REQUEST_BYTES`] is an error as soon as the limit is crossed,
-/// even inside one line: no more than the limit is ever buffered.
-async fn read_request<R: AsyncBufRead + Unpin>(
-    reader: &mut R,
-) -> std::io::Result<Option<zeroize::Zeroizing<Vec<String>>>> {
-    let mut lines = zeroize::Zeroizing::new(Vec::new());
-    let mut total = 0usize;
-    loop {
-        let mut line = zeroize::Zeroizing::new(String::new());
-        let left = MAX_REQUEST_BYTES.saturating_sub(total);
-        let limit = u64::try_from(left).unwrap_or(u64::MAX).saturating_add(1);
-        let read = (&mut *reader).take(limit).read_line(&mut line).await?;
-        if read == 0 {
-            return Ok(if lines.is_empty() { None } else { Some(lines) });
-        }
-        total += read;
-        if total > MAX_REQUEST_BYTES {
-            let count = OVERSIZED.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(
-                limit = MAX_REQUEST_BYTES,
-                dropped_total = count,
-                "UAPI client dropped: request too large"
-            );
-            return Err(std::io::Error::other("request too large"));
-        }
-        let line = line.trim_end_matches('\n').to_owned();
-        if line.is_empty() {
-            if lines.is_empty() {
-                continue;
+/// What a client sent and was not yet answered, in a buffer wiped on drop. It never grows
+/// by reallocation (which would leave a copy of a key in freed memory): a larger buffer is
+/// allocated, the bytes copied, and the old one wiped as it drops.
+#[derive(Default)]
+pub(crate) struct RequestBuffer {
+    pending: Zeroizing<Vec<u8>>,
+    /// How many times the buffer moved to a larger one.
+    grown: usize,
+}
+
+impl RequestBuffer {
+    /// Reads one request: its lines up to the blank line that ends it (`get=1` is complete
+    /// with its first line). `None` at end of stream. A request longer than
+    /// [`MAX_REQUEST_BYTES`] is an error as soon as the limit is crossed, even inside one
+    /// line: no more than the limit (and one read) is ever buffered.
+    pub(crate) async fn next_request<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+    ) -> std::io::Result<Option<Zeroizing<Vec<u8>>>> {
+        let mut chunk = Zeroizing::new([0u8; READ_CHUNK]);
+        loop {
+            if let Some(request) = self.take_request() {
+                return Ok(Some(request));
             }
-            return Ok(Some(lines));
+            if self.pending.len() > MAX_REQUEST_BYTES {
+                let count = OVERSIZED.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(
+                    limit = MAX_REQUEST_BYTES,
+                    dropped_total = count,
+                    "UAPI client dropped: request too large"
+                );
+                return Err(std::io::Error::other("request too large"));
+            }
+            let read = reader.read(chunk.as_mut()).await?;
+            if read == 0 {
+                // A request cut short by the end of the stream is still answered.
+                let rest = self.pending.iter().position(|b| *b != b'\n');
+                let request = rest.map(|start| Zeroizing::new(self.pending[start..].to_vec()));
+                self.pending.clear();
+                return Ok(request);
+            }
+            self.push(&chunk[..read]);
         }
-        lines.push(line);
-        // `get=1` is complete with its first line; clients still send the blank line, which
-        // the loop above skips at the start of the next request.
-        if lines.len() == 1 && lines[0] == "get=1" {
-            return Ok(Some(lines));
+    }
+
+    /// Appends bytes, moving to a larger buffer first if they do not fit.
+    fn push(&mut self, bytes: &[u8]) {
+        let needed = self.pending.len().saturating_add(bytes.len());
+        if needed > self.pending.capacity() {
+            let capacity = needed
+                .max(self.pending.capacity().saturating_mul(2))
+                .max(READ_CHUNK);
+            let mut larger = Zeroizing::new(Vec::with_capacity(capacity));
+            larger.extend_from_slice(&self.pending);
+            self.pending = larger;
+            self.grown += 1;
         }
+        self.pending.extend_from_slice(bytes);
+    }
+
+    /// Takes the first complete request out of the buffer, skipping blank lines before it
+    /// (clients send one after `get=1`).
+    fn take_request(&mut self) -> Option<Zeroizing<Vec<u8>>> {
+        let start = self.pending.iter().position(|b| *b != b'\n')?;
+        let body = &self.pending[start..];
+        let end = if body.starts_with(b"get=1\n") {
+            start + b"get=1\n".len()
+        } else {
+            start + body.windows(2).position(|w| w == b"\n\n")? + 2
+        };
+        let request = Zeroizing::new(self.pending[start..end].to_vec());
+        // Moves the rest to the front within the same buffer; the bytes left past the end
+        // are wiped with it.
+        self.pending.drain(..end);
+        Some(request)
     }
 }
 
-async fn answer(request: zeroize::Zeroizing<Vec<String>>, channel: Arc<Channel>) -> String {
-    let result = tokio::task::spawn_blocking(move || -> Result<String, i32> {
-        match request.first().map(String::as_str) {
-            Some("get=1") => channel
-                .exchange_raw(b"get=1\n")
-                .map(|a| a.to_string())
-                .map_err(|_| EPROTO),
-            Some("set=1") => {
-                let body: String = request[1..].iter().map(|l| format!("{l}\n")).collect();
-                let body = zeroize::Zeroizing::new(body);
-                channel
-                    .exchange_raw(set_request(&body).as_bytes())
-                    .map(|a| a.to_string())
-                    .map_err(|_| EPROTO)
-            }
-            _ => Err(EPROTO),
-        }
+async fn answer(request: Zeroizing<Vec<u8>>, device: DeviceHandle) -> Zeroizing<String> {
+    let result = tokio::task::spawn_blocking(move || match std::str::from_utf8(&request) {
+        Ok(text) => device.uapi(text),
+        Err(_) => Zeroizing::new(format!("errno={}\n\n", super::native::uapi::EINVAL)),
     })
     .await;
-    match result {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(errno)) => format!("errno={errno}\n\n"),
-        Err(_) => format!("errno={EPROTO}\n\n"),
-    }
+    result.unwrap_or_else(|_| Zeroizing::new(format!("errno={EPROTO}\n\n")))
 }
 
 #[cfg(test)]

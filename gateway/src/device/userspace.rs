@@ -1,26 +1,22 @@
 //! The `userspace` backend: the gateway's own WireGuard device ([`super::native`], the
-//! native data plane) running in this process over a TUN device. The gateway talks to it over
-//! a private UAPI channel and serves the standard socket `/var/run/wireguard/<name>.sock`
-//! itself, so `wg show` works against it. Peers are updated in place, keeping their
-//! sessions.
+//! native data plane) running in this process over a TUN device. The gateway drives it
+//! through its typed handle ([`DeviceHandle`]) and serves the standard socket
+//! `/var/run/wireguard/<name>.sock` as an adapter over the same handle, so `wg show` works
+//! against it. Peers are updated in place, keeping their sessions.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use kms_client::PrivateKey;
-use zeroize::Zeroizing;
 
 use super::native::NativeHandle;
+use super::native::handle::{self, DeviceHandle};
 use super::netlink::Netlink;
 use super::ownership::{self, Owner};
-use super::uapi_client::Channel;
 use super::uapi_server::Server;
 use super::{Device, DropReason, Error, InterfaceSettings, uapi_client};
 use crate::core::peer::PeerConfig;
 use crate::core::plan::Op;
-use crate::core::uapi::{self, DeviceReport};
-
-const EADDRINUSE: i64 = 98;
+use crate::core::uapi::DeviceReport;
 
 /// A running userspace WireGuard interface.
 pub struct UserspaceDevice {
@@ -28,9 +24,9 @@ pub struct UserspaceDevice {
     index: u32,
     socket: PathBuf,
     netlink: Netlink,
-    channel: Arc<Channel>,
+    device: DeviceHandle,
     server: Option<Server>,
-    handle: Option<NativeHandle>,
+    native: Option<NativeHandle>,
 }
 
 impl std::fmt::Debug for UserspaceDevice {
@@ -60,31 +56,29 @@ impl UserspaceDevice {
         })?;
         ownership::clear_stale(&netlink, &name, Owner::USERSPACE, Some(&socket)).await?;
 
-        let (channel, device_streams) = Channel::new();
         let (create_name, port, mtu) = (name.clone(), settings.listen_port, settings.mtu);
-        let handle = tokio::task::spawn_blocking(move || {
-            NativeHandle::start(&create_name, port, mtu, device_streams)
-        })
-        .await
-        .map_err(|e| Error::Create {
-            name: name.clone(),
-            reason: format!("device thread failed: {e}"),
-        })?
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AddrInUse => Error::PortInUse { port },
-            _ => Error::Create {
-                name: name.clone(),
-                reason: e.to_string(),
-            },
-        })?;
+        let native =
+            tokio::task::spawn_blocking(move || NativeHandle::start(&create_name, port, mtu))
+                .await
+                .map_err(|e| Error::Create {
+                    name: name.clone(),
+                    reason: format!("device thread failed: {e}"),
+                })?
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::AddrInUse => Error::PortInUse { port },
+                    _ => Error::Create {
+                        name: name.clone(),
+                        reason: e.to_string(),
+                    },
+                })?;
         let mut device = Self {
             name: name.clone(),
             index: 0,
             socket,
             netlink,
-            channel: Arc::new(channel),
+            device: native.device().clone(),
             server: None,
-            handle: Some(handle),
+            native: Some(native),
         };
         match device.bring_up(settings, key).await {
             Ok(()) => Ok(device),
@@ -95,6 +89,12 @@ impl UserspaceDevice {
                 Err(e)
             }
         }
+    }
+
+    /// Returns the typed handle on the device (for what the [`Device`] trait does not cover:
+    /// its keys, the full report).
+    pub fn handle(&self) -> &DeviceHandle {
+        &self.device
     }
 }
 
@@ -111,33 +111,14 @@ impl UserspaceDevice {
         self.netlink
             .set_alias(&self.name, self.index, ownership::MARKER_USERSPACE)
             .await?;
-        let mut body = Zeroizing::new(String::with_capacity(128));
-        body.push_str("private_key=");
-        body.push_str(&key.to_hex());
-        body.push('\n');
-        body.push_str(&format!("listen_port={}\n", settings.listen_port));
-        let channel = self.channel.clone();
-        let result = tokio::task::spawn_blocking(move || channel.set(&body))
-            .await
-            .map_err(|e| self.create_error(format!("UAPI thread failed: {e}")))?;
-        match result {
-            Ok(()) => {}
-            Err(e) if e.errno().map(i64::abs) == Some(EADDRINUSE) => {
-                return Err(Error::PortInUse {
-                    port: settings.listen_port,
-                });
-            }
-            Err(source) => {
-                return Err(Error::Uapi {
-                    name: self.name.clone(),
-                    source,
-                });
-            }
-        }
+        self.device
+            .set_listen_port(settings.listen_port)
+            .map_err(|source| self.native_error(source))?;
+        self.device.set_private_key(key);
         self.netlink
             .configure(&self.name, self.index, settings.mtu, settings.address)
             .await?;
-        let server = Server::start(&self.socket, self.channel.clone()).map_err(|e| {
+        let server = Server::start(&self.socket, self.device.clone()).map_err(|e| {
             self.create_error(format!(
                 "cannot serve the UAPI socket {}: {e}",
                 self.socket.display()
@@ -145,6 +126,13 @@ impl UserspaceDevice {
         })?;
         self.server = Some(server);
         Ok(())
+    }
+
+    fn native_error(&self, source: handle::Error) -> Error {
+        Error::Native {
+            name: self.name.clone(),
+            source,
+        }
     }
 
     fn create_error(&self, reason: String) -> Error {
@@ -156,26 +144,15 @@ impl UserspaceDevice {
 
     async fn teardown(&mut self) -> Result<(), Error> {
         drop(self.server.take());
-        if let Some(handle) = self.handle.take() {
+        if let Some(native) = self.native.take() {
             // The threads stop; deleting the link wakes the one blocked reading the TUN.
-            drop(handle);
+            drop(native);
         }
         let _ = std::fs::remove_file(&self.socket);
         if let Some(index) = self.netlink.index(&self.name).await? {
             self.netlink.delete_link(&self.name, index).await?;
         }
         Ok(())
-    }
-
-    async fn uapi_set(&self, body: Zeroizing<String>) -> Result<(), Error> {
-        let channel = self.channel.clone();
-        tokio::task::spawn_blocking(move || channel.set(&body))
-            .await
-            .map_err(|e| self.create_error(format!("UAPI thread failed: {e}")))?
-            .map_err(|source| Error::Uapi {
-                name: self.name.clone(),
-                source,
-            })
     }
 }
 
@@ -185,21 +162,11 @@ impl Device for UserspaceDevice {
     }
 
     async fn report(&mut self) -> Result<DeviceReport, Error> {
-        let channel = self.channel.clone();
-        tokio::task::spawn_blocking(move || channel.get())
-            .await
-            .map_err(|e| self.create_error(format!("UAPI thread failed: {e}")))?
-            .map_err(|source| Error::Uapi {
-                name: self.name.clone(),
-                source,
-            })
+        Ok(self.device.report().device)
     }
 
     fn dropped_packets(&self) -> Vec<(DropReason, u64)> {
-        let Some(handle) = &self.handle else {
-            return Vec::new();
-        };
-        let counters = handle.counters();
+        let counters = self.device.counters();
         DropReason::ALL
             .into_iter()
             .map(|reason| {
@@ -217,12 +184,32 @@ impl Device for UserspaceDevice {
     }
 
     async fn apply(&mut self, op: &Op, previous: Option<&PeerConfig>) -> Result<(), Error> {
-        for body in uapi::transactions(op, previous.is_some()) {
-            self.uapi_set(body).await?;
-        }
+        // Cryptokey routing changes first, in one step under the core's lock (a replaced key
+        // keeps its routing entry); the kernel routes via the interface follow.
+        self.device
+            .apply(op)
+            .map_err(|source| self.native_error(source))?;
         self.netlink
             .route_peer(&self.name, self.index, op, previous)
             .await
+    }
+
+    async fn stage_key(&mut self, key: &PrivateKey) -> Result<(), Error> {
+        self.device
+            .stage_key(key)
+            .map_err(|source| self.native_error(source))
+    }
+
+    async fn promote_key(&mut self) -> Result<(), Error> {
+        self.device
+            .promote_staged()
+            .map_err(|source| self.native_error(source))
+    }
+
+    async fn drop_previous_key(&mut self) -> Result<(), Error> {
+        self.device
+            .drop_previous()
+            .map_err(|source| self.native_error(source))
     }
 
     async fn shutdown(mut self) -> Result<(), Error> {

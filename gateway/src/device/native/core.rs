@@ -114,15 +114,17 @@ impl MessageLimits {
 
 /// The device: its keys, its peers and their routes.
 pub struct Core {
-    /// The current static key.
-    current: Option<StaticKey>,
+    /// The two key slots ([`rotation`]): the current key, and a staged or previous one.
+    keys: [Option<StaticKey>; 2],
+    /// Which slot holds the current key.
+    current: Slot,
+    /// What the key in the other slot is for.
+    role: Role,
     /// The handshake load and the cookie secret, for the MAC check on both keys.
     load: cookie::Load,
     slots: Vec<Option<Peer>>,
     by_key: BTreeMap<[u8; 32], usize>,
     routes: AllowedIps<usize>,
-    /// The rotation hook: a second key handshakes may be addressed to.
-    second: Option<StaticKey>,
     /// The TUN device's MTU: padding never makes a plaintext longer than this.
     mtu: usize,
     /// Room for a packet being padded.
@@ -171,7 +173,8 @@ impl StaticKey {
 /// What a datagram from the network is, for what the core does after `Tunn` accepted it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Message {
-    Init,
+    /// An initiation, with its timestamp.
+    Init(noise::Timestamp),
     Response,
     CookieReply,
     /// A data message, with its receiver index.
@@ -197,12 +200,13 @@ impl Core {
     /// Returns a device without key or peers.
     pub fn new() -> Self {
         Self {
-            current: None,
+            keys: [None, None],
+            current: Slot::A,
+            role: Role::Staged,
             load: cookie::Load::default(),
             slots: Vec::new(),
             by_key: BTreeMap::new(),
             routes: AllowedIps::new(),
-            second: None,
             mtu: MAX_MTU,
             padded: Vec::new(),
             limits: MessageLimits::default(),
@@ -227,7 +231,7 @@ impl Core {
 
     /// Returns the private key, if set.
     pub fn private_key(&self) -> Option<&StaticSecret> {
-        self.current.as_ref().map(|k| &k.private)
+        self.current_key().map(|k| &k.private)
     }
 
     /// Handles one IP packet read from the TUN device: encrypts it for the peer that holds
@@ -303,15 +307,15 @@ impl Core {
             return;
         }
         let (index, key, message) = match packet {
-            Packet::HandshakeInit(init) => match self.initiator(mac_key, &init) {
-                Some(index) => (index, mac_key, Message::Init),
+            Packet::HandshakeInit(_) => match self.initiator(mac_key, datagram) {
+                Some((index, timestamp)) => (index, mac_key, Message::Init(timestamp)),
                 None => return,
             },
             Packet::HandshakeResponse(p) => with_session(p.receiver_idx, Message::Response),
             Packet::PacketCookieReply(p) => with_session(p.receiver_idx, Message::CookieReply),
             Packet::PacketData(p) => with_session(p.receiver_idx, Message::Data(p.receiver_idx)),
         };
-        let created = message == Message::Init && self.add_second_tunnel(index, key);
+        let created = matches!(message, Message::Init(_)) && self.add_tunnel(index, key);
         let Some(peer) = self.slots.get_mut(index).and_then(Option::as_mut) else {
             self.counters.invalid += 1;
             return;
@@ -350,8 +354,9 @@ impl Core {
             TunnResult::WriteToNetwork(reply) => {
                 count(&mut peer.traffic.1, datagram);
                 count(&mut peer.traffic.0, reply);
-                if message == Message::Init {
+                if let Message::Init(timestamp) = message {
                     tunnel.unconfirmed = answered_session(reply);
+                    peer.newest_init = Some(timestamp);
                 }
                 sink.send(src, reply);
                 peer.last_tx = now;
@@ -411,7 +416,7 @@ impl Core {
         self.load.tick(now);
         let limits = self.limits;
         for peer in self.slots.iter_mut().flatten() {
-            for key in [Key::Current, Key::Second] {
+            for key in [Slot::A, Slot::B] {
                 let Some(tunnel) = peer.tunnels[key as usize].as_mut() else {
                     continue;
                 };
@@ -458,7 +463,7 @@ impl Core {
 
 /// Returns the peer slot and the key of the tunnel that owns session `receiver`, with the
 /// message.
-fn with_session(receiver: u32, message: Message) -> (usize, Key, Message) {
+fn with_session(receiver: u32, message: Message) -> (usize, Slot, Message) {
     let (index, key) = rotation::split_index(receiver);
     (index, key, message)
 }
@@ -483,7 +488,7 @@ fn pad<'a>(packet: &'a [u8], mtu: usize, scratch: &'a mut Vec<u8>) -> &'a [u8] {
 /// response to an initiation, a keepalive (a data message) to a response.
 fn answers(message: Message, reply: &[u8]) -> bool {
     match message {
-        Message::Init => reply.len() == HANDSHAKE_RESPONSE_LEN && reply.first() == Some(&2),
+        Message::Init(_) => reply.len() == HANDSHAKE_RESPONSE_LEN && reply.first() == Some(&2),
         Message::Response => reply.first() == Some(&4),
         Message::CookieReply | Message::Data(_) => false,
     }
@@ -541,10 +546,12 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
 }
 
 mod cookie;
+mod noise;
 mod rotation;
 mod table;
 
-use rotation::Key;
+pub use rotation::RotationError;
+use rotation::{Role, Slot};
 pub use table::Peer;
 
 #[cfg(test)]

@@ -1,5 +1,11 @@
 //! The native device's side of the cross-platform UAPI: a strict `set=1` parser, applying a
-//! parsed request to the [`Core`], and the `get=1` answer.
+//! parsed request to the [`Core`], and the `get=1` answer. The public socket
+//! ([`crate::device::uapi_server`]) calls [`answer`] in-process through the device handle.
+//!
+//! Requests and answers may carry `private_key=` and `preshared_key=`: the request is read
+//! as borrowed lines of the caller's zeroizing buffer, parsed keys go straight into
+//! zeroizing arrays, and the answer is written into a [`SecretText`], which never leaves a
+//! copy behind when it grows.
 //!
 //! Unlike boringtun's device, a `set` that names an existing peer updates it in place:
 //! endpoint, keepalive and allowed IPs change without touching its session; only a new
@@ -179,32 +185,97 @@ pub fn apply(core: &mut Core, request: SetRequest, listen_port: u16) -> Result<(
     Ok(())
 }
 
-fn hex(bytes: &[u8; 32]) -> Zeroizing<String> {
-    let mut out = Zeroizing::new(String::with_capacity(64));
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
+/// Text that may hold key material: wiped on drop, and wiped when it grows (a larger
+/// buffer is allocated, the text copied, and the old buffer wiped before it is freed), so
+/// no copy is left in freed memory, as a `String` that reallocates would leave.
+#[derive(Default)]
+pub struct SecretText {
+    text: Zeroizing<String>,
+    /// How many times the text moved to a larger buffer.
+    grown: usize,
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretText")
+            .field("len", &self.text.len())
+            .finish_non_exhaustive()
     }
-    out
+}
+
+impl SecretText {
+    /// Returns empty text with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            text: Zeroizing::new(String::with_capacity(capacity)),
+            grown: 0,
+        }
+    }
+
+    /// Appends `s`, moving to a larger buffer first if it does not fit.
+    pub fn push_str(&mut self, s: &str) {
+        let needed = self.text.len().saturating_add(s.len());
+        if needed > self.text.capacity() {
+            let capacity = needed.max(self.text.capacity().saturating_mul(2)).max(64);
+            let mut larger = Zeroizing::new(String::with_capacity(capacity));
+            larger.push_str(&self.text);
+            // The old buffer is wiped as it drops.
+            self.text = larger;
+            self.grown += 1;
+        }
+        self.text.push_str(s);
+    }
+
+    /// Appends one hex-encoded key.
+    fn push_hex(&mut self, bytes: &[u8; 32]) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for b in bytes {
+            let pair = [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]];
+            self.push_str(std::str::from_utf8(&pair).unwrap_or_default());
+        }
+    }
+
+    /// Returns the text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Returns how many times the text moved to a larger buffer.
+    pub fn grown(&self) -> usize {
+        self.grown
+    }
+
+    /// Returns the text, still wiped on drop.
+    pub fn into_inner(self) -> Zeroizing<String> {
+        self.text
+    }
+}
+
+impl std::fmt::Write for SecretText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.push_str(s);
+        Ok(())
+    }
 }
 
 /// Formats the `get=1` answer, ending with `errno=0` and the blank line. It holds the
-/// private key, so it is wiped on drop.
-pub fn get(core: &Core, listen_port: u16) -> Zeroizing<String> {
-    let mut out = Zeroizing::new(String::with_capacity(256));
+/// private key and preshared keys, so it is a [`SecretText`].
+pub fn get(core: &Core, listen_port: u16) -> SecretText {
+    let mut out = SecretText::with_capacity(512);
     if let Some(key) = core.private_key() {
         out.push_str("private_key=");
-        out.push_str(&hex(&key.to_bytes()));
-        out.push('\n');
+        out.push_hex(&Zeroizing::new(key.to_bytes()));
+        out.push_str("\n");
     }
     let _ = writeln!(out, "listen_port={listen_port}");
     for peer in core.peers() {
         out.push_str("public_key=");
-        out.push_str(&hex(&peer.public));
-        out.push('\n');
+        out.push_hex(&peer.public);
+        out.push_str("\n");
         if let Some(psk) = &peer.psk {
             out.push_str("preshared_key=");
-            out.push_str(&hex(psk));
-            out.push('\n');
+            out.push_hex(psk);
+            out.push_str("\n");
         }
         out.push_str("protocol_version=1\n");
         if let Some(endpoint) = peer.endpoint {
@@ -227,13 +298,14 @@ pub fn get(core: &Core, listen_port: u16) -> Zeroizing<String> {
     out
 }
 
-/// Answers one request given as its lines (`get=1`, or `set=1` and its body).
-pub fn answer(core: &mut Core, lines: &[String], listen_port: u16) -> Zeroizing<String> {
-    match lines.first().map(String::as_str) {
-        Some("get=1") => get(core, listen_port),
+/// Answers one request: `get=1`, or `set=1` and its lines, without the blank line that ends
+/// it (blank lines are skipped). The lines are borrowed from `request`, never copied.
+pub fn answer(core: &mut Core, request: &str, listen_port: u16) -> Zeroizing<String> {
+    let mut lines = request.lines().filter(|line| !line.is_empty());
+    match lines.next() {
+        Some("get=1") if lines.next().is_none() => get(core, listen_port).into_inner(),
         Some("set=1") => {
-            let result = parse_set(lines[1..].iter().map(String::as_str))
-                .and_then(|request| apply(core, request, listen_port));
+            let result = parse_set(lines).and_then(|request| apply(core, request, listen_port));
             Zeroizing::new(format!("errno={}\n\n", result.err().unwrap_or(0)))
         }
         _ => Zeroizing::new(format!("errno={EINVAL}\n\n")),

@@ -2,82 +2,253 @@
 //! answer handshakes addressed to it. A handshake message's MAC1 is keyed by the responder's
 //! public key, so it tells which of the two keys the sender used.
 //!
-//! Each peer has one `Tunn` per static key: the current key's, and the second key's, created
-//! when the peer first initiates to it. Each `Tunn` keeps its own sessions and the newest
-//! initiation timestamp it accepted, so an initiation is checked for replay by the tunnel of
-//! the key it names and cannot touch the other tunnel. Receiver indexes say which tunnel owns
-//! a session: `Tunn` puts its 24-bit index (shifted left by 8) into every message, the low 23
-//! bits are the peer's slot and the top one is set for the second key.
+//! The two keys live in two *slots*, A and B; which one is current is a field of the core.
+//! The other slot holds nothing, a *staged* key (the next one, before the switch) or the
+//! *previous* key (after the switch, until it is dropped). Each peer has one `Tunn` per slot:
+//! the current key's, and the other key's, created when the peer first initiates to it.
+//! Each `Tunn` keeps its own sessions and the newest initiation timestamp it accepted, so an
+//! initiation is checked for replay by the tunnel of the key it names and cannot touch the
+//! other tunnel. Receiver indexes say which tunnel owns a session: `Tunn` puts its 24-bit
+//! index (shifted left by 8) into every message, the low 23 bits are the peer's slot in the
+//! table and the top one is set for key slot B.
 //!
 //! Outgoing traffic uses the peer's *active* tunnel: the one whose session the peer confirmed
 //! last (our initiation answered, or the peer's first data on a session we answered). An
-//! initiation alone never changes it, so an initiation replayed to a tunnel with no record of
-//! it (a second-key tunnel created after the original) at most leaves an unconfirmed session
-//! there. What promotes the second key to the current one is the rotation logic's business
-//! (not built yet).
+//! initiation alone never changes it.
+//!
+//! Rotation is three steps, none of which rebuilds a tunnel:
+//! - [`Core::stage_key`] puts the next key in the other slot; peers that already know it may
+//!   handshake to it, and a confirmed session there makes that tunnel their active one;
+//! - [`Core::promote_staged`] makes the staged key current by flipping which slot is current:
+//!   every tunnel stays where it is with its sessions, so established sessions on either key
+//!   keep carrying data both ways; new peers and rebuilt tunnels use the new key, and the old
+//!   one (now *previous*) still answers initiations addressed to it;
+//! - [`Core::drop_previous`] forgets the old key: its tunnels go, and peers whose active
+//!   tunnel was on it move to the current key's tunnel (a new handshake follows).
+//!
+//! Replays: a tunnel lives as long as its key is held, so within a rotation no tunnel on a
+//! key starts over and loses its record. Across tunnels, every peer also keeps the newest
+//! initiation timestamp accepted from it on any key ([`super::noise`]), and an initiation not
+//! newer than it is refused before it reaches a `Tunn`: a key that comes back (restaged after
+//! being dropped) gets fresh tunnels, and an initiation captured while it was held the first
+//! time still cannot open a session there.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use boringtun::noise::handshake::parse_handshake_anon;
-use boringtun::noise::{HandshakeInit, Packet, Tunn};
+use boringtun::noise::{Packet, Tunn};
 
 use super::cookie::Verdict;
+use super::noise::{self, Timestamp};
 use super::table::Tunnel;
 use super::{Core, Message, Sink, StaticKey};
 
-/// One of the device's two static keys; the index of its tunnel in `Peer::tunnels`.
+/// One of the two key slots; the index of its tunnel in `Peer::tunnels`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Key {
-    Current = 0,
-    Second = 1,
+pub(super) enum Slot {
+    A = 0,
+    B = 1,
 }
 
-/// The bit of a `Tunn` index that marks the second key's tunnel (bit 31 of the receiver
-/// index on the wire).
-const SECOND_KEY_BIT: u32 = 1 << 23;
-
-/// Returns the `Tunn` index for the peer in slot `slot` on `key`.
-pub(super) fn tunn_index(slot: usize, key: Key) -> u32 {
-    let slot = u32::try_from(slot).unwrap_or(0) & (SECOND_KEY_BIT - 1);
-    match key {
-        Key::Current => slot,
-        Key::Second => slot | SECOND_KEY_BIT,
+impl Slot {
+    /// Returns the other slot.
+    pub(super) fn other(self) -> Self {
+        match self {
+            Slot::A => Slot::B,
+            Slot::B => Slot::A,
+        }
     }
 }
 
-/// Splits a receiver index into the peer's slot and the key whose tunnel owns the session.
-pub(super) fn split_index(receiver: u32) -> (usize, Key) {
+/// What the key in the slot that is not current is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    /// The next key, before [`Core::promote_staged`].
+    Staged,
+    /// The key that was current before [`Core::promote_staged`], until [`Core::drop_previous`].
+    Previous,
+}
+
+/// Why a rotation step was refused. Nothing changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RotationError {
+    /// The device has no private key yet.
+    #[error("the device has no private key")]
+    NoKey,
+    /// The key to stage is the current one.
+    #[error("the key to stage is the current key")]
+    SameAsCurrent,
+    /// The previous key is still held: it must be dropped before another key is staged.
+    #[error("the previous key is still held; drop it before staging another")]
+    PreviousHeld,
+    /// No key is staged.
+    #[error("no key is staged")]
+    NothingStaged,
+    /// No previous key is held.
+    #[error("no previous key is held")]
+    NoPrevious,
+}
+
+/// The bit of a `Tunn` index that marks slot B's tunnel (bit 31 of the receiver index on the
+/// wire).
+const SLOT_B_BIT: u32 = 1 << 23;
+
+/// Returns the `Tunn` index for the peer in table slot `slot` on key slot `key`.
+pub(super) fn tunn_index(slot: usize, key: Slot) -> u32 {
+    let slot = u32::try_from(slot).unwrap_or(0) & (SLOT_B_BIT - 1);
+    match key {
+        Slot::A => slot,
+        Slot::B => slot | SLOT_B_BIT,
+    }
+}
+
+/// Splits a receiver index into the peer's table slot and the key slot whose tunnel owns the
+/// session.
+pub(super) fn split_index(receiver: u32) -> (usize, Slot) {
     let index = receiver >> 8;
-    let key = if index & SECOND_KEY_BIT == 0 {
-        Key::Current
+    let key = if index & SLOT_B_BIT == 0 {
+        Slot::A
     } else {
-        Key::Second
+        Slot::B
     };
-    ((index & (SECOND_KEY_BIT - 1)) as usize, key)
+    ((index & (SLOT_B_BIT - 1)) as usize, key)
 }
 
 impl Core {
-    /// Sets (or with `None` drops) the second key. Setting the key it already has changes
-    /// nothing; otherwise every peer's tunnel on the old second key is dropped, and peers that
-    /// were using it go back to the current key with their sessions there cleared (those
-    /// sessions are older than the switch, so the peer has likely dropped them; the next
-    /// packet starts a handshake).
+    /// Returns the key in `slot`.
+    pub(super) fn key(&self, slot: Slot) -> Option<&StaticKey> {
+        self.keys[slot as usize].as_ref()
+    }
+
+    /// Returns the current key.
+    pub(super) fn current_key(&self) -> Option<&StaticKey> {
+        self.key(self.current)
+    }
+
+    /// Returns the staged key's public key, if a key is staged.
+    pub fn staged_public(&self) -> Option<[u8; 32]> {
+        self.other_public(Role::Staged)
+    }
+
+    /// Returns the previous key's public key, if it is still held.
+    pub fn previous_public(&self) -> Option<[u8; 32]> {
+        self.other_public(Role::Previous)
+    }
+
+    /// Returns the current key's public key.
+    pub fn current_public(&self) -> Option<[u8; 32]> {
+        self.current_key().map(|k| k.public.to_bytes())
+    }
+
+    fn other_public(&self, role: Role) -> Option<[u8; 32]> {
+        (self.role == role)
+            .then(|| self.key(self.current.other()))
+            .flatten()
+            .map(|k| k.public.to_bytes())
+    }
+
+    /// Sets (or with `None` drops) the second key, as a staged key (a previous key it
+    /// replaces is forgotten). Setting the key it already has changes nothing; otherwise
+    /// every peer's tunnel on the old second key is dropped, and peers that were using it go
+    /// back to the current key with their sessions there cleared (those sessions are older
+    /// than the switch, so the peer has likely dropped them; the next packet starts a
+    /// handshake).
     pub fn set_second_key(&mut self, key: Option<[u8; 32]>) {
-        match (&self.second, &key) {
+        let other = self.current.other();
+        match (self.key(other), &key) {
             (None, None) => return,
-            (Some(own), Some(bytes)) if own.is(bytes) => return,
+            (Some(own), Some(bytes)) if own.is(bytes) => {
+                self.role = Role::Staged;
+                return;
+            }
             _ => {}
         }
-        self.second = key.map(StaticKey::new);
-        let current = self.current.as_ref();
-        for peer in self.slots.iter_mut().flatten() {
-            peer.replace_tunnel(Key::Second, None);
-            if peer.active == Key::Second {
-                peer.active = Key::Current;
-                if let (Some(own), Some(tunnel)) =
-                    (current, peer.tunnels[Key::Current as usize].as_mut())
-                {
+        self.forget(other);
+        self.keys[other as usize] = key.map(StaticKey::new);
+        self.role = Role::Staged;
+    }
+
+    /// Stages `key` as the next static key: the device answers handshakes addressed to it
+    /// besides those to the current key. A key already staged is replaced (its tunnels go).
+    ///
+    /// # Errors
+    /// [`RotationError::NoKey`], [`RotationError::SameAsCurrent`],
+    /// [`RotationError::PreviousHeld`].
+    pub fn stage_key(&mut self, key: [u8; 32]) -> Result<(), RotationError> {
+        let current = self.current_key().ok_or(RotationError::NoKey)?;
+        if current.is(&key) {
+            return Err(RotationError::SameAsCurrent);
+        }
+        if self.role == Role::Previous && self.key(self.current.other()).is_some() {
+            return Err(RotationError::PreviousHeld);
+        }
+        self.set_second_key(Some(key));
+        Ok(())
+    }
+
+    /// Forgets the staged key (a rotation given up before its switch).
+    ///
+    /// # Errors
+    /// [`RotationError::NothingStaged`].
+    pub fn unstage_key(&mut self) -> Result<(), RotationError> {
+        if self.staged_public().is_none() {
+            return Err(RotationError::NothingStaged);
+        }
+        self.set_second_key(None);
+        Ok(())
+    }
+
+    /// Makes the staged key current. No tunnel is rebuilt and no session dropped: the slots
+    /// swap roles, so every peer keeps its active tunnel and its sessions on either key, and
+    /// the old key, now previous, still answers initiations addressed to it. Peers added or
+    /// rebuilt from now on use the new key.
+    ///
+    /// # Errors
+    /// [`RotationError::NothingStaged`].
+    pub fn promote_staged(&mut self) -> Result<(), RotationError> {
+        if self.staged_public().is_none() {
+            return Err(RotationError::NothingStaged);
+        }
+        self.current = self.current.other();
+        self.role = Role::Previous;
+        Ok(())
+    }
+
+    /// Forgets the previous key: its tunnels go, and peers whose outgoing traffic used it
+    /// move to the current key (a new handshake follows).
+    ///
+    /// # Errors
+    /// [`RotationError::NoPrevious`].
+    pub fn drop_previous(&mut self) -> Result<(), RotationError> {
+        if self.previous_public().is_none() {
+            return Err(RotationError::NoPrevious);
+        }
+        let other = self.current.other();
+        self.forget(other);
+        self.keys[other as usize] = None;
+        self.role = Role::Staged;
+        Ok(())
+    }
+
+    /// Drops every peer's tunnel on `slot` (not the current one); a peer whose active tunnel
+    /// it was goes to the current key's tunnel, with its sessions cleared (they are older
+    /// than the switch) or a new tunnel if it had none.
+    fn forget(&mut self, slot: Slot) {
+        let current = self.current;
+        for index in 0..self.slots.len() {
+            let Some(peer) = self.slots.get_mut(index).and_then(Option::as_mut) else {
+                continue;
+            };
+            peer.replace_tunnel(slot, None);
+            if peer.active != slot {
+                continue;
+            }
+            peer.active = current;
+            let Some(own) = self.keys[current as usize].as_ref() else {
+                continue;
+            };
+            match peer.tunnels[current as usize].as_mut() {
+                Some(tunnel) => {
                     // Clears the sessions and keeps the record of accepted initiations.
                     tunnel.tunn.set_static_private(
                         own.private.clone(),
@@ -86,33 +257,37 @@ impl Core {
                     );
                     tunnel.unconfirmed = None;
                 }
+                None => {
+                    let tunnel = Tunnel::new(own, current, index, peer);
+                    peer.replace_tunnel(current, Some(tunnel));
+                }
             }
         }
     }
 
-    /// Returns whether the peer's outgoing traffic uses the second key.
+    /// Returns whether the peer's outgoing traffic uses the key that is not current (staged
+    /// or previous).
     pub fn uses_second_key(&self, public: &[u8; 32]) -> bool {
         self.by_key
             .get(public)
             .and_then(|i| self.slots.get(*i)?.as_ref())
-            .is_some_and(|p| p.active == Key::Second)
+            .is_some_and(|p| p.active != self.current)
     }
 
-    /// Gives the peer in slot `index` a tunnel on the second key if `key` is it and the
-    /// peer has none. Returns whether it did.
-    pub(super) fn add_second_tunnel(&mut self, index: usize, key: Key) -> bool {
-        let (Key::Second, Some(own), Some(peer)) = (
-            key,
-            self.second.as_ref(),
+    /// Gives the peer in table slot `index` a tunnel on key slot `key` if the device holds a
+    /// key there and the peer has no tunnel on it. Returns whether it did.
+    pub(super) fn add_tunnel(&mut self, index: usize, key: Slot) -> bool {
+        let (Some(own), Some(peer)) = (
+            self.keys[key as usize].as_ref(),
             self.slots.get_mut(index).and_then(Option::as_mut),
         ) else {
             return false;
         };
-        if peer.tunnels[Key::Second as usize].is_some() {
+        if peer.tunnels[key as usize].is_some() {
             return false;
         }
-        let tunnel = Tunnel::new(own, Key::Second, index, peer);
-        peer.tunnels[Key::Second as usize] = Some(tunnel);
+        let tunnel = Tunnel::new(own, key, index, peer);
+        peer.tunnels[key as usize] = Some(tunnel);
         true
     }
 }
@@ -132,11 +307,11 @@ impl Tunnel {
 }
 
 impl Core {
-    /// Checks a handshake message's MAC1 against the current key, then the second one, and
+    /// Checks a handshake message's MAC1 against the current key, then the other one, and
     /// then the handshake load ([`cookie`](super::cookie)): under load the message must carry
     /// its source's cookie in MAC2, or it gets a cookie reply under the key its MAC1 names
-    /// and goes no further. Returns the message and the key its MAC1 names (the current key
-    /// for messages without MAC1).
+    /// and goes no further. Returns the message and the slot of the key its MAC1 names (the
+    /// current key for messages without MAC1).
     pub(super) fn verify_mac<'d>(
         &mut self,
         src: SocketAddr,
@@ -144,8 +319,9 @@ impl Core {
         buf: &mut [u8],
         now: Duration,
         sink: &mut dyn Sink,
-    ) -> Option<(Packet<'d>, Key)> {
-        let Some(current) = self.current.as_ref() else {
+    ) -> Option<(Packet<'d>, Slot)> {
+        let current_slot = self.current;
+        let Some(current) = self.keys[current_slot as usize].as_ref() else {
             self.counters.invalid += 1;
             return None;
         };
@@ -157,16 +333,15 @@ impl Core {
             packet,
             Packet::HandshakeInit(_) | Packet::HandshakeResponse(_)
         ) {
-            return Some((packet, Key::Current));
+            return Some((packet, current_slot));
         }
         let (key, own) = if current.macs.mac1_valid(datagram) {
-            (Key::Current, current)
-        } else if let Some(second) = self
-            .second
+            (current_slot, current)
+        } else if let Some(other) = self.keys[current_slot.other() as usize]
             .as_ref()
-            .filter(|second| second.macs.mac1_valid(datagram))
+            .filter(|other| other.macs.mac1_valid(datagram))
         {
-            (Key::Second, second)
+            (current_slot.other(), other)
         } else {
             self.counters.invalid += 1;
             return None;
@@ -181,22 +356,27 @@ impl Core {
         }
     }
 
-    /// Returns the slot of the peer that sent an initiation to our key `key`.
-    pub(super) fn initiator(&mut self, key: Key, init: &HandshakeInit) -> Option<usize> {
-        let own = match key {
-            Key::Current => self.current.as_ref(),
-            Key::Second => self.second.as_ref(),
-        }?;
-        let Ok(half) = parse_handshake_anon(&own.private, &own.public, init) else {
+    /// Returns the table slot of the peer that sent `init`, an initiation (of valid length) to
+    /// our key in slot `key`, with the initiation's timestamp. An initiation that is not newer than the newest one
+    /// accepted from that peer on any key is a replay: refused and counted.
+    pub(super) fn initiator(&mut self, key: Slot, init: &[u8]) -> Option<(usize, Timestamp)> {
+        let own = self.key(key)?;
+        let Some(opened) = noise::open_initiation(&own.private, &own.public, init, |peer| {
+            self.by_key.contains_key(peer)
+        }) else {
             self.counters.invalid += 1;
             return None;
         };
-        match self.by_key.get(&half.peer_static_public) {
-            Some(index) => Some(*index),
-            None => {
-                self.counters.unknown_peer += 1;
-                None
-            }
+        let Some((peer_public, timestamp)) = opened else {
+            self.counters.unknown_peer += 1;
+            return None;
+        };
+        let index = *self.by_key.get(&peer_public)?;
+        let peer = self.slots.get(index).and_then(Option::as_ref)?;
+        if peer.newest_init.is_some_and(|newest| timestamp <= newest) {
+            self.counters.invalid += 1;
+            return None;
         }
+        Some((index, timestamp))
     }
 }

@@ -11,7 +11,8 @@ use boringtun::x25519::PublicKey;
 use ipnet::IpNet;
 use zeroize::Zeroizing;
 
-use super::rotation::{Key, tunn_index};
+use super::noise::Timestamp;
+use super::rotation::{Role, Slot, tunn_index};
 use super::{Core, MAX_PEERS, StaticKey};
 
 /// One peer's state.
@@ -25,12 +26,14 @@ pub struct Peer {
     /// Persistent keepalive interval in seconds (0 = off). Kept here, not in `Tunn`, so it can
     /// change without a new session.
     pub keepalive: u16,
-    /// One tunnel per static key of the device, indexed by [`Key`]: the current key's
-    /// (`None` until the device has a private key) and the second key's (created when the
-    /// peer first initiates to it).
+    /// One tunnel per key slot of the device, indexed by [`Slot`]: the current key's (`None`
+    /// until the device has a private key) and the other key's (created when the peer first
+    /// initiates to it).
     pub(super) tunnels: [Option<Tunnel>; 2],
     /// The tunnel outgoing traffic uses: the one whose session the peer confirmed last.
-    pub(super) active: Key,
+    pub(super) active: Slot,
+    /// The timestamp of the newest initiation accepted from it, on any key.
+    pub(super) newest_init: Option<Timestamp>,
     /// Bytes (tx, rx) of the datagrams sent to it and accepted from it, headers and
     /// keepalives included, as the kernel module counts them.
     pub(super) traffic: (u64, u64),
@@ -71,14 +74,14 @@ impl Peer {
     }
 
     /// Replaces its tunnel on `key`.
-    pub(super) fn replace_tunnel(&mut self, key: Key, tunnel: Option<Tunnel>) {
+    pub(super) fn replace_tunnel(&mut self, key: Slot, tunnel: Option<Tunnel>) {
         self.tunnels[key as usize] = tunnel;
     }
 }
 
 impl Tunnel {
     /// Returns a tunnel to the peer in slot `slot` under the device's static key `own`.
-    pub(super) fn new(own: &StaticKey, key: Key, slot: usize, peer: &Peer) -> Self {
+    pub(super) fn new(own: &StaticKey, key: Slot, slot: usize, peer: &Peer) -> Self {
         Self {
             tunn: Tunn::new(
                 own.private.clone(),
@@ -98,18 +101,19 @@ impl Core {
     /// key is part of every handshake. Setting the key it already has changes nothing.
     pub fn set_private_key(&mut self, key: Option<[u8; 32]>) {
         let Some(bytes) = key else {
-            self.current = None;
+            self.keys = [None, None];
+            self.role = Role::Staged;
             for peer in self.slots.iter_mut().flatten() {
-                peer.replace_tunnel(Key::Current, None);
-                peer.replace_tunnel(Key::Second, None);
-                peer.active = Key::Current;
+                peer.replace_tunnel(Slot::A, None);
+                peer.replace_tunnel(Slot::B, None);
+                peer.active = self.current;
             }
             return;
         };
-        if self.current.as_ref().is_some_and(|k| k.is(&bytes)) {
+        if self.current_key().is_some_and(|k| k.is(&bytes)) {
             return;
         }
-        self.current = Some(StaticKey::new(bytes));
+        self.keys[self.current as usize] = Some(StaticKey::new(bytes));
         for index in 0..self.slots.len() {
             self.rebuild_tunn(index);
         }
@@ -155,7 +159,8 @@ impl Core {
                     endpoint: None,
                     keepalive: 0,
                     tunnels: [None, None],
-                    active: Key::Current,
+                    active: self.current,
+                    newest_init: None,
                     traffic: (0, 0),
                     last_tx: Duration::ZERO,
                     last_handshake: None,
@@ -181,22 +186,53 @@ impl Core {
             return;
         }
         peer.psk = psk.map(Zeroizing::new);
-        peer.replace_tunnel(Key::Second, None);
-        peer.active = Key::Current;
+        peer.replace_tunnel(self.current.other(), None);
+        peer.active = self.current;
         self.rebuild_tunn(index);
     }
 
     /// Gives the peer in slot `index` a new tunnel on the current key.
     pub(super) fn rebuild_tunn(&mut self, index: usize) {
+        let current = self.current;
         let (Some(own), Some(peer)) = (
-            self.current.as_ref(),
+            self.keys[current as usize].as_ref(),
             self.slots.get_mut(index).and_then(Option::as_mut),
         ) else {
             return;
         };
-        let tunnel = Tunnel::new(own, Key::Current, index, peer);
-        peer.replace_tunnel(Key::Current, Some(tunnel));
+        let tunnel = Tunnel::new(own, current, index, peer);
+        peer.replace_tunnel(current, Some(tunnel));
         peer.last_handshake = None;
+    }
+
+    /// Gives the peer under `old` the public key `new` in place: it keeps its table slot, and
+    /// with it its routes, endpoint, keepalive, preshared key and counters, under one lock, so
+    /// no packet finds its allowed IPs unrouted. Its tunnels start over on the current key
+    /// (sessions are bound to the old key; a new handshake follows). Returns `false`, changing
+    /// nothing, when `old` is not a peer or `new` is another peer's key.
+    pub fn rekey_peer(&mut self, old: &[u8; 32], new: [u8; 32]) -> bool {
+        let Some(index) = self.by_key.get(old).copied() else {
+            return false;
+        };
+        if *old == new {
+            return true;
+        }
+        if self.by_key.contains_key(&new) {
+            return false;
+        }
+        let current = self.current;
+        let Some(peer) = self.slots.get_mut(index).and_then(Option::as_mut) else {
+            return false;
+        };
+        self.by_key.remove(old);
+        self.by_key.insert(new, index);
+        peer.public = new;
+        peer.replace_tunnel(Slot::A, None);
+        peer.replace_tunnel(Slot::B, None);
+        peer.active = current;
+        peer.newest_init = None;
+        self.rebuild_tunn(index);
+        true
     }
 
     /// Removes a peer and its routes.

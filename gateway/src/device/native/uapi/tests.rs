@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 use ipnet::IpNet;
 use proptest::prelude::*;
 
-use super::{EINVAL, EOPNOTSUPP, answer, apply, parse_set};
+use super::{EINVAL, EOPNOTSUPP, SecretText, answer, apply, get, parse_set};
 use crate::core::uapi::parse_get;
 use crate::device::native::core::Core;
 
@@ -11,8 +11,8 @@ fn hex(bytes: [u8; 32]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn lines(text: &str) -> Vec<String> {
-    text.lines().map(str::to_owned).collect()
+fn lines(text: &str) -> String {
+    text.to_owned()
 }
 
 #[test]
@@ -120,7 +120,7 @@ proptest! {
                 request.push(format!("allowed_ip={net}"));
             }
         }
-        prop_assert_eq!(&*answer(&mut core, &request, 1), "errno=0\n\n");
+        prop_assert_eq!(&*answer(&mut core, &request.join("\n"), 1), "errno=0\n\n");
         let report = parse_get(&answer(&mut core, &lines("get=1"), 1)).expect("parses");
         prop_assert_eq!(report.peers.len(), peers.len());
         for p in report.peers {
@@ -171,4 +171,46 @@ fn a_thousand_peers_with_sixty_four_allowed_ips_each_report_their_own() {
     let report = parse_get(&answer(&mut core, &lines("get=1"), 51820)).expect("parses");
     let total: usize = report.peers.iter().map(|p| p.allowed_ips.len()).sum();
     assert_eq!((report.peers.len(), total), (999, 999 * 64));
+}
+
+#[test]
+fn a_secret_answer_grows_only_by_copy_and_wipe() {
+    // A `String` that outgrows its buffer reallocates and leaves the old bytes (the private
+    // key first of all) in freed memory; `SecretText` moves to a larger buffer itself and
+    // wipes the old one. Every change of buffer is one of its own moves.
+    let mut text = SecretText::with_capacity(8);
+    let mut buffers = 0;
+    let mut last = text.as_str().as_ptr();
+    for i in 0..2000 {
+        text.push_str(&format!("line {i}\n"));
+        if text.as_str().as_ptr() != last {
+            buffers += 1;
+            last = text.as_str().as_ptr();
+        }
+    }
+    assert_eq!(buffers, text.grown());
+    assert!(text.grown() > 5);
+    assert!(text.as_str().ends_with("line 1999\n"));
+    assert!(!format!("{text:?}").contains("line"));
+
+    // The `get` answer of a device with many peers outgrows its first buffer the same way
+    // and keeps the private key and the preshared keys.
+    let mut core = Core::new();
+    let mut request = format!("set=1\nprivate_key={}", hex([1; 32]));
+    for i in 0..200u8 {
+        request.push_str(&format!(
+            "\npublic_key={}\npreshared_key={}\nallowed_ip=10.{i}.0.0/16",
+            hex([i; 32]),
+            hex([9; 32])
+        ));
+    }
+    assert_eq!(&*answer(&mut core, &request, 1), "errno=0\n\n");
+    let answer = get(&core, 1);
+    assert!(answer.grown() > 0);
+    assert!(
+        answer
+            .as_str()
+            .starts_with(&format!("private_key={}\n", hex([1; 32])))
+    );
+    assert_eq!(answer.as_str().matches("preshared_key=").count(), 200);
 }

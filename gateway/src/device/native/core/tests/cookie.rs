@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 
-use super::super::rotation::Key;
+use super::super::rotation::Slot;
 use super::super::{Core, Counters, HANDSHAKE_RATE_LIMIT};
 use super::forgery::forged_response;
 use super::{Capture, addr, key, net};
@@ -47,14 +47,14 @@ struct Setup {
 }
 
 impl Setup {
-    fn new(key_of_b: Key) -> Self {
+    fn new(key_of_b: Slot) -> Self {
         let (a_priv, a_pub) = key(1);
         let (b_priv, b_pub) = key(2);
         let mut core = Core::new();
         core.set_private_key(Some(a_priv));
         let target = match key_of_b {
-            Key::Current => a_pub,
-            Key::Second => {
+            Slot::A => a_pub,
+            Slot::B => {
                 let (second_priv, second_pub) = key(9);
                 core.set_second_key(Some(second_priv));
                 second_pub
@@ -191,7 +191,7 @@ impl Setup {
 struct State {
     counters: Counters,
     endpoint: Option<SocketAddr>,
-    active: Key,
+    active: Slot,
     last_tx: Duration,
     traffic: (u64, u64),
     tunnels: [Option<Option<u32>>; 2],
@@ -213,7 +213,7 @@ impl State {
     }
 }
 
-const KEYS: [Key; 2] = [Key::Current, Key::Second];
+const KEYS: [Slot; 2] = [Slot::A, Slot::B];
 
 #[test]
 fn under_load_an_initiation_without_a_cookie_gets_a_cookie_reply_and_moves_nothing() {

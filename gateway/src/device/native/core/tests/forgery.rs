@@ -14,7 +14,7 @@ use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 use super::super::HANDSHAKE_RATE_LIMIT;
-use super::super::rotation::Key;
+use super::super::rotation::Slot;
 use super::{B_ADDR, Pair, addr};
 
 /// Where forgeries come from: a stranger, and b's own address with another port.
@@ -105,7 +105,7 @@ fn a_forged_response_with_a_valid_cookie_moves_nothing() {
 #[derive(Debug, PartialEq, Eq)]
 struct State {
     endpoint: Option<SocketAddr>,
-    active: Key,
+    active: Slot,
     last_tx: Duration,
     traffic: (u64, u64),
     unconfirmed: [Option<Option<u32>>; 2],

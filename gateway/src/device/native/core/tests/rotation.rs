@@ -86,13 +86,17 @@ fn an_initiation_replayed_to_a_new_second_key_tunnel_cannot_take_over() {
     pair.a.set_second_key(None);
     pair.b_knows_a_as(current_pub);
     pair.initiate_from_b(b"2");
-    // The key comes back: its tunnels start without any record of `old`.
+    // The key comes back: its tunnels start without any record of `old`, but the peer's
+    // record of its newest initiation (on any key) refuses it.
     pair.a.set_second_key(Some(second_priv));
     let session = pair.session_of_a();
     let elsewhere = addr("203.0.113.9:9999");
+    let invalid = pair.a.counters.invalid;
 
     pair.replay_to_a(elsewhere, &old);
 
+    assert!(pair.a_out.sent.is_empty(), "the replay gets no answer");
+    assert_eq!(pair.a.counters.invalid, invalid + 1);
     assert!(!pair.a.uses_second_key(&pair.b_pub));
     let peer = pair.a.peers().next().expect("peer");
     assert_eq!(
