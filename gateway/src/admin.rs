@@ -5,7 +5,7 @@
 //! The handlers only read the snapshot the driver publishes; they never touch the device.
 //! The token is never logged, printed or echoed.
 
-mod refusals;
+pub mod refusals;
 mod socket;
 mod token;
 

@@ -63,6 +63,8 @@ pub struct Service {
     pub board: StatusBoard,
     /// Where outcomes are counted.
     pub metrics: Metrics,
+    /// Where each accepted message, and rejected ones at a bounded rate, are recorded.
+    pub audit: Option<crate::audit::Audit>,
 }
 
 /// The running channel; its tasks stop when it is dropped.
@@ -90,7 +92,7 @@ impl Service {
             self.identity.clone(),
             self.tunnel,
             self.board.clone(),
-            Recorder::new(self.metrics.clone()),
+            Recorder::with_audit(self.metrics.clone(), self.audit.clone()),
         ));
         let serving = tokio::spawn(server::serve(server, self.config.port));
         let greeting = tokio::spawn(self.greet());

@@ -193,6 +193,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         board: status.clone(),
         metrics: metrics.clone(),
+        audit: audit.clone(),
     };
     let outputs = Outputs {
         metrics,

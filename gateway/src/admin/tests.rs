@@ -216,6 +216,11 @@ async fn refused_requests_are_logged_at_most_once_per_interval_without_what_they
     let board = board();
     publish(&board);
     let server = tokio::spawn(serve_tcp(listener, board, token, None, Limits::DEFAULT));
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "bounds how many log intervals a slow machine may span"
+    )]
+    let started = std::time::Instant::now();
     for i in 0..50 {
         let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let presented = format!("Bearer PRESENTED-MARKER-{i}");
@@ -224,13 +229,18 @@ async fn refused_requests_are_logged_at_most_once_per_interval_without_what_they
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     assert_eq!(get(stream, Some("Bearer s3cret-token")).await.0, 200);
     server.abort();
+    // One line per interval: on a loaded machine the 50 requests may span more than one.
+    let intervals = started.elapsed().as_secs() / super::refusals::LOG_EVERY.as_secs();
 
     let logs = captured.text();
     let refusals = logs
         .lines()
         .filter(|line| line.contains("without a valid bearer token"))
         .count();
-    assert_eq!(refusals, 1, "{logs}");
+    assert!(
+        refusals >= 1 && u64::try_from(refusals).unwrap_or(u64::MAX) <= 1 + intervals,
+        "{logs}"
+    );
     assert!(!logs.contains("PRESENTED-MARKER"), "{logs}");
     assert!(!logs.contains("s3cret"), "{logs}");
     assert!(!logs.contains("Bearer"), "{logs}");

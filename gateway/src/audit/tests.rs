@@ -179,3 +179,50 @@ fn no_secret_reaches_a_record() {
     assert!(!text.contains(psk.to_hex().as_str()));
     assert!(text.contains("\"preshared_key\":true"), "{text}");
 }
+
+#[test]
+fn control_messages_are_audited_accepted_each_and_refused_at_a_bounded_rate() {
+    use crate::control::outcome::{Outcome, Recorder, Verdict};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let (audit, metrics, _) = open(&path);
+    let recorder = Recorder::with_audit(metrics, Some(audit.clone()));
+    let accepted = Outcome {
+        kind: Some(crate::control::envelope::MessageType::Hello),
+        verdict: Verdict::Accepted,
+        source: "10.10.0.2".parse().expect("ip"),
+        peer: Some("lux-k8s".to_owned()),
+        reason: "ok",
+    };
+    recorder.conclude(&accepted);
+    recorder.conclude(&accepted);
+    let refused = Outcome {
+        kind: None,
+        verdict: Verdict::Refused,
+        source: "10.244.0.7".parse().expect("ip"),
+        peer: None,
+        reason: "source_behind_peer",
+    };
+    for _ in 0..100 {
+        recorder.conclude(&refused);
+    }
+    audit.stop("test");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let control: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|record| record["kind"] == kind::CONTROL_MESSAGE)
+        .collect();
+    let accepted_records = control
+        .iter()
+        .filter(|r| r["outcome"] == "accepted" && r["actor"] == "peer:lux-k8s")
+        .count();
+    assert_eq!(accepted_records, 2, "{text}");
+    let refused_records: Vec<_> = control
+        .iter()
+        .filter(|r| r["outcome"] == "refused")
+        .collect();
+    assert_eq!(refused_records.len(), 1, "{text}");
+    assert_eq!(refused_records[0]["actor"], "source:10.244.0.7");
+    verify(&path);
+}

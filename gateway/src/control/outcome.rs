@@ -5,8 +5,14 @@
 //! [`Recorder::conclude`].
 
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use ztgw_audit::kind;
 
 use super::envelope::{MessageType, type_label};
+use crate::admin::refusals::{LOG_EVERY, Refusals};
+use crate::audit::{Audit, details};
 use crate::metrics::Metrics;
 
 /// How a request ended.
@@ -62,18 +68,34 @@ pub struct Outcome {
 #[derive(Debug, Clone)]
 pub struct Recorder {
     metrics: Metrics,
+    audit: Option<Audit>,
+    /// Rejected requests are audited at most once per [`LOG_EVERY`], with the count of the
+    /// others, so that a hostile source cannot fill the disk.
+    refusals: Arc<Mutex<Refusals>>,
 }
 
 impl Recorder {
     /// Counts into `metrics`.
     pub fn new(metrics: Metrics) -> Self {
-        Self { metrics }
+        Self::with_audit(metrics, None)
     }
 
-    /// Counts and logs one outcome. Every request of the channel passes here exactly once.
+    /// Counts into `metrics` and records each accepted message, and the rejected ones at a
+    /// bounded rate, in `audit`.
+    pub fn with_audit(metrics: Metrics, audit: Option<Audit>) -> Self {
+        Self {
+            metrics,
+            audit,
+            refusals: Arc::new(Mutex::new(Refusals::new(LOG_EVERY))),
+        }
+    }
+
+    /// Counts, logs and audits one outcome. Every request of the channel passes here exactly
+    /// once.
     pub fn conclude(&self, outcome: &Outcome) {
         let kind = type_label(outcome.kind);
         self.metrics.observe_control(kind, outcome.verdict.as_str());
+        self.audit(outcome, kind);
         tracing::debug!(
             source = %outcome.source,
             peer = outcome.peer.as_deref().unwrap_or("-"),
@@ -82,5 +104,44 @@ impl Recorder {
             reason = outcome.reason,
             "control request"
         );
+    }
+
+    /// The audit record of one outcome: the actor is the peer it was authenticated as, or
+    /// the source address of a rejected request; nothing of the request's content.
+    fn audit(&self, outcome: &Outcome, kind_label: &str) {
+        let Some(audit) = &self.audit else {
+            return;
+        };
+        let actor = outcome.peer.as_ref().map_or_else(
+            || format!("source:{}", outcome.source),
+            |p| format!("peer:{p}"),
+        );
+        let subject = format!("control:{kind_label}");
+        if outcome.verdict == Verdict::Accepted {
+            audit.record(
+                kind::CONTROL_MESSAGE,
+                &actor,
+                &subject,
+                "accepted",
+                details([("reason", Value::from(outcome.reason))]),
+            );
+            return;
+        }
+        let due = self
+            .refusals
+            .lock()
+            .map(|mut refusals| refusals.record(crate::clock::monotonic()));
+        if let Ok(Some(suppressed)) = due {
+            audit.record(
+                kind::CONTROL_MESSAGE,
+                &actor,
+                &subject,
+                outcome.verdict.as_str(),
+                details([
+                    ("reason", Value::from(outcome.reason)),
+                    ("suppressed", Value::from(suppressed)),
+                ]),
+            );
+        }
     }
 }
