@@ -73,6 +73,7 @@ pub struct Driver<D, S> {
 
 #[derive(Debug, Clone)]
 struct PeerLabel {
+    id: PeerId,
     name: String,
     cluster: String,
 }
@@ -243,6 +244,7 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
             .filter_map(|s| {
                 let running = self.applied.get(&s.id)?;
                 let label = PeerLabel {
+                    id: s.id.clone(),
                     name: s.name.clone(),
                     cluster: s.cluster.clone(),
                 };
@@ -360,7 +362,7 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
             .filter_map(|p| {
                 let label = self.labels.get(&p.public_key)?;
                 Some(Observation {
-                    public_key: p.public_key,
+                    id: label.id.clone(),
                     name: label.name.clone(),
                     activity: PeerActivity {
                         last_handshake: p.last_handshake.map(|d| SystemTime::UNIX_EPOCH + d),
@@ -385,7 +387,7 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
                 continue;
             };
             let last_handshake = p.last_handshake.map(|d| SystemTime::UNIX_EPOCH + d);
-            let up = self.peer_states.is_up(&p.public_key).unwrap_or(false);
+            let up = self.peer_states.is_up(&label.id).unwrap_or(false);
             if up {
                 counts.connected += 1;
             } else {

@@ -12,27 +12,28 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use super::health::{Liveness, PeerActivity};
-use super::key::PublicKey;
+use super::peer::PeerId;
 
 /// One applied, declared peer as the device reports it at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observation {
-    /// The peer's public key, which identifies it from one observation to the next.
-    pub public_key: PublicKey,
+    /// The peer's declaration, which identifies it from one observation to the next (across
+    /// a change of its key).
+    pub id: PeerId,
     /// The peer's name as the operator declared it.
     pub name: String,
     /// What the health rule needs.
     pub activity: PeerActivity,
 }
 
-/// Whether each observed peer was up at the last observation, by public key.
+/// Whether each observed peer was up at the last observation, by declaration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PeerStates(BTreeMap<PublicKey, bool>);
+pub struct PeerStates(BTreeMap<PeerId, bool>);
 
 impl PeerStates {
     /// Returns whether the peer was up at the last observation; `None` if it was not observed.
-    pub fn is_up(&self, public_key: &PublicKey) -> Option<bool> {
-        self.0.get(public_key).copied()
+    pub fn is_up(&self, id: &PeerId) -> Option<bool> {
+        self.0.get(id).copied()
     }
 
     /// Returns how many peers the state holds.
@@ -67,7 +68,7 @@ pub fn observe(
     let mut transitions = Vec::new();
     for peer in current {
         let up = liveness.is_up(&peer.activity, now);
-        let changed = match previous.is_up(&peer.public_key) {
+        let changed = match previous.is_up(&peer.id) {
             Some(was_up) => was_up != up,
             None => up,
         };
@@ -77,7 +78,7 @@ pub fn observe(
                 up,
             });
         }
-        states.insert(peer.public_key, up);
+        states.insert(peer.id.clone(), up);
     }
     (PeerStates(states), transitions)
 }

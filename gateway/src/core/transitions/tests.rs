@@ -11,13 +11,13 @@ fn at(secs: u64) -> SystemTime {
     T0 + Duration::from_secs(secs)
 }
 
-fn key(n: u8) -> PublicKey {
-    PublicKey::from_bytes([n; 32])
+fn key(n: u8) -> PeerId {
+    PeerId::file(format!("{n}.yaml"), format!("peer-{n}"))
 }
 
 fn peer(n: u8, name: &str, last_handshake: Option<u64>) -> Observation {
     Observation {
-        public_key: key(n),
+        id: key(n),
         name: name.to_owned(),
         activity: PeerActivity {
             last_handshake: last_handshake.map(at),
@@ -165,7 +165,7 @@ fn the_test_receive_window_takes_part_in_the_verdict() {
         receive_window: Some(Duration::from_secs(3)),
     };
     let observation = |last_receive: u64| Observation {
-        public_key: key(1),
+        id: key(1),
         name: "b".to_owned(),
         activity: PeerActivity {
             last_handshake: Some(at(1000)),
