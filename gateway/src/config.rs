@@ -9,6 +9,7 @@ mod control;
 mod error;
 mod http;
 
+use crate::core::validate::is_dns_label;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -374,16 +375,6 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         audit,
         liveness: Liveness::default(),
     })
-}
-
-fn is_dns_label(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= 63
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !text.starts_with('-')
-        && !text.ends_with('-')
 }
 
 fn non_empty_path(key: &str, value: Option<String>, default: &str) -> Result<PathBuf, ConfigError> {

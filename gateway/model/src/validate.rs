@@ -551,6 +551,12 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// Returns whether `text` is a DNS label (RFC 1123): 1 to 63 lowercase letters, digits and
+/// `-`, not at either end. Cluster names, namespaces and the control channel's `from` are.
+pub fn is_dns_label(text: &str) -> bool {
+    check_dns_label(text).is_ok()
+}
+
 fn check_dns_label(label: &str) -> Result<(), &'static str> {
     let bytes = label.as_bytes();
     let valid_chars = bytes

@@ -53,13 +53,7 @@ pub async fn hello(exchange: &Exchange<'_>) -> Result<Hello, Failure> {
     let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, connect(exchange))
         .await
         .map_err(|_| Failure::NoAnswer)?
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                Failure::Refused
-            } else {
-                Failure::NoAnswer
-            }
-        })?;
+        .map_err(io_failure)?;
     let head = format!(
         "POST {PATH} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         exchange.remote,
@@ -78,17 +72,21 @@ pub async fn hello(exchange: &Exchange<'_>) -> Result<Hello, Failure> {
     let answer = tokio::time::timeout(RESPONSE_TIMEOUT, exchanged)
         .await
         .map_err(|_| Failure::NoAnswer)?
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                Failure::Refused
-            } else {
-                Failure::NoAnswer
-            }
-        })?;
+        .map_err(io_failure)?;
     if answer.len() > MAX_ANSWER_BYTES {
         return Err(Failure::BadAnswer);
     }
     parse_answer(&answer, exchange.expected, exchange.id)
+}
+
+/// A refused connection means nothing listens there (a plain WireGuard peer); any other
+/// error, no answer.
+fn io_failure(e: std::io::Error) -> Failure {
+    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+        Failure::Refused
+    } else {
+        Failure::NoAnswer
+    }
 }
 
 async fn connect(exchange: &Exchange<'_>) -> std::io::Result<tokio::net::TcpStream> {

@@ -5,6 +5,7 @@
 //! `{"type": "hello", "version": 1, "from": "<cluster>", "id": "<request id>", "body": {...}}`.
 //! Nothing parsed here is ever echoed back or logged: callers only learn *which* rule failed.
 
+use crate::core::validate::is_dns_label;
 use serde::{Deserialize, Serialize};
 
 use crate::core::key::PublicKey;
@@ -219,17 +220,6 @@ pub fn encode(from: &str, id: &str, body: &Body) -> Result<Vec<u8>, serde_json::
 /// The body of an error answer: a fixed code, nothing from the request.
 pub fn error_body(code: &str) -> Vec<u8> {
     format!("{{\"error\":\"{code}\"}}\n").into_bytes()
-}
-
-/// A DNS label: 1 to 63 lowercase letters, digits and `-`, not at either end.
-fn is_dns_label(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= 63
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !text.starts_with('-')
-        && !text.ends_with('-')
 }
 
 /// A request id: 1 to 64 letters, digits, `-`, `_` and `.`.
