@@ -555,4 +555,4 @@ use rotation::{Role, Slot};
 pub use table::Peer;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

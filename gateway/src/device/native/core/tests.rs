@@ -115,7 +115,7 @@ impl Pair {
 }
 
 /// A minimal IPv4 packet (header only, checksum not needed by the core).
-fn ipv4(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+pub(crate) fn ipv4(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
     let total = 20 + payload.len();
     let mut p = vec![
         0x45,

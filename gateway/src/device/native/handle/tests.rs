@@ -1,6 +1,7 @@
 //! Handles on three cores that talk over in-memory packets: real handshakes through the
 //! typed operations, key rotation on one side, and peers whose key is replaced.
 
+use crate::device::native::core::tests::ipv4;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -66,29 +67,6 @@ fn config(key: PublicKey, side: &Side) -> PeerConfig {
         persistent_keepalive: 0,
         preshared_key: None,
     }
-}
-
-/// A minimal IPv4 packet.
-fn ipv4(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let total = 20 + payload.len();
-    let mut p = vec![
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0,
-        0,
-        0,
-        0,
-        64,
-        17,
-        0,
-        0,
-    ];
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    p.extend_from_slice(payload);
-    p
 }
 
 impl Net {
