@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" -eq 0 ]; then
   scripts/install-deps.sh
 fi
+# The pinned Go test tools (current wireguard-go, ...): built once per pin into target/go-tools.
+scripts/go-tools.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The netns tests start the gateway binary, so build every binary first.
