@@ -503,3 +503,27 @@ fn audit_mistakes_are_named() {
         assert!(error.to_string().contains(named), "{body}: {error}");
     }
 }
+
+#[test]
+fn the_shipped_overlay_configurations_parse_with_the_audit_log_on() {
+    let overlays = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/overlays");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&overlays).expect("overlays") {
+        let path = entry.expect("entry").path().join("gateway.toml");
+        let text = std::fs::read_to_string(&path).expect("gateway.toml");
+        let config = Config::parse(&text, &path.display().to_string(), &Overrides::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let audit = config.audit.expect("the audit log is on");
+        assert_eq!(
+            audit.sink,
+            AuditSink::File("/var/lib/zt-gateway/audit.jsonl".into())
+        );
+        assert!(
+            matches!(audit.key, AuditKeySource::Kms { .. }),
+            "{:?}",
+            audit.key
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 2);
+}
