@@ -417,12 +417,21 @@ impl<'n> RealApiServer<'n> {
         self.apply(&format!("secret-{name}"), &object)
     }
 
-    /// Returns the object `kind/name` of the test namespace as stored.
+    /// Returns the object `kind/name` of the test namespace as stored (managed fields included).
     ///
     /// # Errors
     /// Fails when it does not exist.
     pub fn get(&self, kind: &str, name: &str) -> Result<Value> {
-        let text = self.kubectl(&["get", "-n", NAMESPACE, kind, name, "-o", "json"])?;
+        let text = self.kubectl(&[
+            "get",
+            "-n",
+            NAMESPACE,
+            kind,
+            name,
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ])?;
         serde_json::from_str(&text).with_context(|| format!("kubectl get {kind}: not JSON"))
     }
 
