@@ -76,8 +76,13 @@ pub fn go_tool(name: &str) -> Option<PathBuf> {
 /// Returns the tools, or says which are missing and how to build them.
 ///
 /// # Errors
-/// When any of `etcd`, `kube-apiserver`, `kubectl` is not found.
+/// When any of `etcd`, `kube-apiserver`, `kubectl` is not found, or `openssl` (which makes
+/// the service-account signing key) is not on the `PATH`.
 pub fn kube_tools() -> Result<KubeTools> {
+    ensure!(
+        crate::has_tool("openssl"),
+        "openssl is not installed (it makes the API server's service-account signing key)"
+    );
     let find = |name: &str| {
         go_tool(name).with_context(|| {
             format!("{name} is not built (scripts/go-tools.sh builds it into target/go-tools/bin)")
@@ -90,7 +95,8 @@ pub fn kube_tools() -> Result<KubeTools> {
     })
 }
 
-/// Skips the calling test unless `etcd`, `kube-apiserver` and `kubectl` are built; fails
+/// Skips the calling test unless `etcd`, `kube-apiserver` and `kubectl` are built (and
+/// `openssl` is installed); fails
 /// instead when `ZTGW_NETNS_TESTS=required` (CI builds them), so a skip there is a failure.
 #[macro_export]
 macro_rules! require_kube {
