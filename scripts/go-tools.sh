@@ -23,7 +23,8 @@ export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
 #   kubernetes: kube-apiserver and kubectl of one release, for the tests against a real API
 #   server (its staging modules are pinned in prepare()).
 #   etcd: the etcd server that release is built and tested with (its go.mod requires
-#   go.etcd.io/etcd/*/v3 at this version).
+#   go.etcd.io/etcd/*/v3 at this version). The server module's root package is etcd's own
+#   `main` (over etcdmain), so it installs directly; go names the binary `server`.
 #   spire: SPIRE server and agent, for the trust-plane tests.
 TOOLS=(
   "wireguard-go golang.zx2c4.com/wireguard@v0.0.0-20260522210424-ecfc5a8d5446 golang.zx2c4.com/wireguard=wireguard-go-current"

@@ -210,7 +210,8 @@ impl<'n> RealApiServer<'n> {
 
     fn wait_ready(&self) -> Result<()> {
         let outcome = eventually(KUBE_START_TIMEOUT, || {
-            let ready = self.exec_kubectl(&self.admin_kubeconfig(), &["get", "--raw", "/readyz"])?;
+            let ready =
+                self.exec_kubectl(&self.admin_kubeconfig(), &["get", "--raw", "/readyz"])?;
             if ready.status.success() {
                 return Ok(Ok(()));
             }

@@ -17,8 +17,7 @@ use base64::engine::general_purpose::STANDARD;
 use kms_client::PrivateKey;
 use netns_tests::{
     CRD_NAME, Cluster, Gateway, GatewaySetup, NAMESPACE, READY_TIMEOUT, RealApiServer, Topology,
-    condition, eventually, peerctl_bin, require_kube, require_root, wait_reachable,
-    workspace_dir,
+    condition, eventually, peerctl_bin, require_kube, require_root, wait_reachable, workspace_dir,
 };
 use serde_json::Value;
 
@@ -79,13 +78,29 @@ fn the_crd_is_accepted_and_enforced_and_kubectl_and_peerctl_work_with_it() {
         .kubectl(&["get", "wireguardpeers", "-n", NAMESPACE])
         .expect("kubectl get wireguardpeers");
     let mut lines = table.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
     assert_eq!(
         header,
-        ["NAME", "CLUSTER", "ENDPOINT", "CONNECTED", "LAST", "HANDSHAKE", "AGE"],
+        [
+            "NAME",
+            "CLUSTER",
+            "ENDPOINT",
+            "CONNECTED",
+            "LAST",
+            "HANDSHAKE",
+            "AGE"
+        ],
         "{table}"
     );
-    let row: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    let row: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
     assert_eq!(
         row.get(..3),
         Some(&["hanzo-k8s", "hanzo-k8s", "24.144.69.101:51820"][..]),
@@ -147,7 +162,10 @@ fn the_crd_is_accepted_and_enforced_and_kubectl_and_peerctl_work_with_it() {
         stored["spec"]["allowedIPs"],
         serde_json::json!(["10.10.0.9/32", "10.9.0.0/16"])
     );
-    assert_eq!(stored["spec"]["presharedKeySecretRef"]["name"], "zt-psk-lux");
+    assert_eq!(
+        stored["spec"]["presharedKeySecretRef"]["name"],
+        "zt-psk-lux"
+    );
     // Applying the same again is idempotent (server-side apply).
     peerctl(
         &api,
@@ -165,7 +183,10 @@ fn the_crd_is_accepted_and_enforced_and_kubectl_and_peerctl_work_with_it() {
     )
     .expect("peerctl peer add --apply again");
     let stored = api.peer("lux-k8s").expect("the applied peer");
-    assert_eq!(stored["spec"]["allowedIPs"], serde_json::json!(["10.10.0.9/32"]));
+    assert_eq!(
+        stored["spec"]["allowedIPs"],
+        serde_json::json!(["10.10.0.9/32"])
+    );
 
     let listed = peerctl(&api, &["peer", "list"]).expect("peerctl peer list");
     assert!(
@@ -288,7 +309,10 @@ fn two_clusters_from_real_api_servers_as_the_gateway_service_account() {
         .lease(&format!("zt-gateway-{}", a.iface))
         .expect("lease");
     assert!(
-        lease["spec"]["holderIdentity"].as_str().unwrap_or_default().is_empty(),
+        lease["spec"]["holderIdentity"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty(),
         "a clean shutdown releases the lease: {lease}"
     );
 }
