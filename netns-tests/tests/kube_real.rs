@@ -338,3 +338,70 @@ fn peerctl(api: &RealApiServer<'_>, args: &[&str]) -> anyhow::Result<String> {
     );
     String::from_utf8(output.stdout).context("peerctl output")
 }
+
+/// Lease duration (15 s) after the last renewal (at most 5 s before the kill), plus a
+/// standby's retry interval and start-up.
+const TAKEOVER: Duration = Duration::from_secs(30);
+
+#[test]
+fn a_standby_gateway_takes_the_real_lease_over_when_the_first_is_killed() {
+    require_root!();
+    require_kube!();
+    let topo = Topology::clusters(2).expect("build topology");
+    let (a, b) = (&topo.clusters[0], &topo.clusters[1]);
+    // On a's underlay address, so that a gateway in b's namespace reaches it too.
+    let api = RealApiServer::start(&a.gw, a.underlay_ip()).expect("real API server");
+    api.install_gateway_rbac(&a.iface).expect("RBAC");
+    api.put_peer(&b.peer(), None).expect("peer b");
+    let lease_name = format!("zt-gateway-{}", a.iface);
+
+    let mut first = start(a, &api).start().expect("start the first gateway");
+    first
+        .wait_ready(READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("first gateway ready: {e:#}\n{}", first.log()));
+    let first_holder = api.lease(&lease_name).expect("lease")["spec"]["holderIdentity"]
+        .as_str()
+        .map(str::to_owned)
+        .expect("a holder");
+
+    // The same key, interface and lease, in b's gateway namespace where the UDP port is free.
+    let mut second = start(a, &api)
+        .run_in(&b.gw)
+        .start()
+        .expect("start the second gateway");
+    let expected = format!("not ready: lease held by {first_holder}");
+    eventually(READY_TIMEOUT, || {
+        let (code, body) = second.http("/readyz")?;
+        ensure!(
+            code == 503 && body.contains(&expected),
+            "/readyz: {code} {body}"
+        );
+        Ok(())
+    })
+    .expect("the second gateway says who holds the lease");
+
+    first
+        .signal(nix::sys::signal::Signal::SIGKILL)
+        .expect("kill the first gateway");
+    first
+        .wait_exit(Duration::from_secs(5))
+        .expect("first gateway gone");
+    drop(first);
+    second
+        .wait_ready(TAKEOVER)
+        .unwrap_or_else(|e| panic!("the second gateway takes over: {e:#}\n{}", second.log()));
+    let lease = api.lease(&lease_name).expect("lease");
+    assert_ne!(
+        lease["spec"]["holderIdentity"].as_str().unwrap_or_default(),
+        first_holder
+    );
+    assert!(
+        lease["spec"]["leaseTransitions"].as_i64() >= Some(1),
+        "{lease}"
+    );
+    assert!(
+        !second.log().to_lowercase().contains("forbidden"),
+        "the gateway was refused something: {}",
+        second.log()
+    );
+}
