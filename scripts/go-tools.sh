@@ -55,6 +55,19 @@ prepare() {
   esac
 }
 
+# Linker flags a tool needs, by name: the version it reports (its own build scripts stamp it;
+# without them kube-apiserver and kubectl say v0.0.0-master).
+ldflags() {
+  case "$1" in
+    kubernetes)
+      local minor=${2#v1.}
+      minor=${minor%%.*}
+      echo "-X k8s.io/component-base/version.gitVersion=$2 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+      ;;
+    *) ;;
+  esac
+}
+
 fail() {
   echo "go-tools: building $1 failed: $2" >&2
   if [ -n "${3:-}" ] && [ -f "$3" ]; then
@@ -86,8 +99,8 @@ build() {
       done
       for spec in "$@"; do
         local package=${spec%%=*}
-        echo "+ GOBIN=$dir/bin go install $package" >>"$log"
-        GOBIN="$dir/bin" go install "$package" >>"$log" 2>&1
+        echo "+ GOBIN=$dir/bin go install -ldflags '$(ldflags "$name" "$version")' $package" >>"$log"
+        GOBIN="$dir/bin" go install -ldflags "$(ldflags "$name" "$version")" "$package" >>"$log" 2>&1
       done
     ) || fail "$name $version ($module)" "see the last lines of $log" "$log"
     touch "$dir/.built"
