@@ -33,6 +33,7 @@ pub mod forge;
 mod gateway;
 mod http;
 mod kms;
+mod kube_real;
 mod metric;
 mod netns;
 mod peer;
@@ -54,6 +55,10 @@ pub use echo::echo_sizes;
 pub use gateway::{Gateway, GatewayConfig, GatewaySetup, HTTP_LISTEN, READY_TIMEOUT};
 pub use http::{http_get, http_request};
 pub use kms::TestKms;
+pub use kube_real::{
+    CRD_NAME, KUBE_PORT, KUBE_START_TIMEOUT, KubeTools, RealApiServer, go_tool, kube_tools,
+    workspace_dir,
+};
 pub use metric::{metric_value, promtool_check_metrics};
 pub use netns::{Netns, veth};
 pub use peer::PeerSpec;
