@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite and the demo use, if any is missing:
 # iproute2 (ip netns, veth), iputils-ping, wireguard-tools (wg), wireguard-go, iperf3, and
-# prometheus (prometheus and promtool, for the alert-rule tests).
+# prometheus (prometheus and promtool, for the alert-rule tests), and openssl (the real
+# Kubernetes API server's service-account key in the tests).
 set -euo pipefail
 
 missing=()
@@ -11,6 +12,7 @@ command -v wg >/dev/null 2>&1 || missing+=(wireguard-tools)
 command -v wireguard-go >/dev/null 2>&1 || missing+=(wireguard-go)
 command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
