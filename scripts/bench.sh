@@ -6,7 +6,9 @@
 #  2. builds the previous gateway (PREVIOUS_COMMIT below, the last one whose userspace backend
 #     was boringtun's device) once into <target dir>/bench-tools, unless
 #     ZTGW_PREVIOUS_GATEWAY_BIN is set, and the release binaries;
-#  3. runs target/release/bench with ZTGW_BORINGTUN_BIN pointing at that boringtun-cli.
+#  3. builds today's wireguard-go (scripts/go-tools.sh, into target/go-tools; the
+#     wireguard-go-current plane, which the bench refuses unless its offloads are on);
+#  4. runs target/release/bench with ZTGW_BORINGTUN_BIN pointing at that boringtun-cli.
 # BENCH_REPS, BENCH_SECONDS and BENCH_PLANES pass through to the bench (see the README). A
 # ZTGW_BORINGTUN_BIN already set is used as it is, and nothing is installed for it. When
 # boringtun-cli cannot be installed, the bench runs without that plane and says so. Only the
@@ -77,6 +79,11 @@ if [ -z "${ZTGW_PREVIOUS_GATEWAY_BIN:-}" ]; then
     ZTGW_PREVIOUS_GATEWAY_BIN=$(realpath "$previous_dir/gateway")
     export ZTGW_PREVIOUS_GATEWAY_BIN
   fi
+fi
+
+# Today's wireguard-go for the wireguard-go-current plane; a build that fails stops here.
+if [ -z "${ZTGW_WIREGUARD_GO_CURRENT_BIN:-}" ]; then
+  GO_TOOLS=wireguard-go scripts/go-tools.sh >&2
 fi
 
 cargo build --release --locked --bins >&2

@@ -42,7 +42,12 @@ pub enum Plane {
     /// An earlier build of our gateway (`$ZTGW_PREVIOUS_GATEWAY_BIN`, the last one whose
     /// `userspace` backend embedded boringtun's device) on both sides.
     Previous,
-    /// `wireguard-go` on both sides, the reference for every ratio.
+    /// Today's wireguard-go (built by `scripts/go-tools.sh`) on both sides, measured only when
+    /// it runs with its TUN and UDP offloads; the native plane's targets are also judged
+    /// against it.
+    WireguardGoCurrent,
+    /// `wireguard-go` from the `PATH` (Debian's 2022 build, before the offloads) on both
+    /// sides, the reference for the tables' ratios.
     WireguardGo,
     /// `boringtun-cli` on both sides.
     BoringtunCli,
@@ -52,9 +57,10 @@ pub enum Plane {
 
 impl Plane {
     /// Every plane, in the order they are measured (the reference for the loss test first).
-    pub const ALL: [Plane; 5] = [
+    pub const ALL: [Plane; 6] = [
         Plane::Native,
         Plane::Previous,
+        Plane::WireguardGoCurrent,
         Plane::WireguardGo,
         Plane::BoringtunCli,
         Plane::Veth,
@@ -65,6 +71,7 @@ impl Plane {
         match self {
             Plane::Native => "native",
             Plane::Previous => "previous",
+            Plane::WireguardGoCurrent => "wireguard-go-current",
             Plane::WireguardGo => "wireguard-go",
             Plane::BoringtunCli => "boringtun-cli",
             Plane::Veth => "veth",
@@ -76,6 +83,7 @@ impl Plane {
         match self {
             Plane::Native => "native (ours)",
             Plane::Previous => "previous userspace (ours, boringtun device)",
+            Plane::WireguardGoCurrent => "wireguard-go-current (offloads on)",
             Plane::WireguardGo => "wireguard-go",
             Plane::BoringtunCli => "boringtun-cli",
             Plane::Veth => "raw veth (no tunnel)",

@@ -68,7 +68,9 @@ pub use prometheus::{Alert, PROMETHEUS_INTERVAL, Prometheus, percent_encode};
 pub use topology::{Cluster, LISTEN_PORT, TUNNEL_PREFIX, Topology, unique_iface};
 pub use uapi::{WgDump, WgPeer, wg_dump};
 pub use wait::{eventually, unix_time};
-pub use wg_userspace::{WgProgram, WgUserspace};
+pub use wg_userspace::{
+    Offloads, WIREGUARD_GO_CURRENT, WIREGUARD_GO_CURRENT_VAR, WgProgram, WgUserspace,
+};
 pub use xfer::{TRANSFER_BYTES, tcp_transfer, traffic_both_ways};
 
 /// Skips the calling test unless it runs as root; fails instead when

@@ -1,5 +1,6 @@
 //! The benchmark's report: one markdown table per group of measurements, with ratios against
-//! wireguard-go, and one line per target of the native plane saying whether it is met.
+//! wireguard-go, a table of the native plane against today's wireguard-go, and one line per
+//! target of the native plane saying whether it is met.
 
 use std::fmt::Write as _;
 
@@ -97,6 +98,7 @@ impl Report<'_> {
         self.udp_table(&mut out);
         self.fixed_table(&mut out);
         self.rtt_table(&mut out);
+        self.current_table(&mut out);
         let mut unmeasured = false;
         for result in self.results {
             let _ = match &result.outcome {
@@ -170,6 +172,19 @@ impl Report<'_> {
                 Goal::AtMost(1.0),
             ));
         }
+        // The same throughput targets against today's wireguard-go, with its offloads.
+        lines.push(ratio_target(
+            "TCP 1 stream ≥ 3× wireguard-go-current",
+            Plane::WireguardGoCurrent,
+            |s| s.tcp1_gbps,
+            Goal::AtLeast(3.0),
+        ));
+        lines.push(ratio_target(
+            &format!("UDP {SMALL_PACKET} B packets/s ≥ 2× wireguard-go-current"),
+            Plane::WireguardGoCurrent,
+            |s| s.small_pps,
+            Goal::AtLeast(2.0),
+        ));
         lines.push(TargetLine {
             target: format!(
                 "no UDP loss at {:.0} % of the native plane's maximum {LARGE_PACKET} B rate",
@@ -315,6 +330,78 @@ impl Report<'_> {
                 self.vs_reference(s.load_p99_ms, |s| s.load_p99_ms),
                 number(s.load_echo_loss, 1),
                 number(s.load_gbps, 2),
+            );
+        }
+        out.push('\n');
+    }
+}
+
+impl Report<'_> {
+    /// The native plane against today's wireguard-go, measure by measure, when both ran.
+    fn current_table(&self, out: &mut String) {
+        let (Some(native), Some(current)) = (
+            self.summary(Plane::Native),
+            self.summary(Plane::WireguardGoCurrent),
+        ) else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "The native plane against {} (× = native / wireguard-go-current; higher is better for rates, lower for CPU and RTT):\n",
+            Plane::WireguardGoCurrent.label()
+        );
+        let _ = writeln!(out, "| measure | native | wireguard-go-current | × |");
+        let _ = writeln!(out, "|---|---:|---:|---:|");
+        let rows: [(String, Field, f64, usize); 11] = [
+            ("TCP 1 stream, Gbit/s".to_owned(), |s| s.tcp1_gbps, 1.0, 2),
+            ("TCP 4 streams, Gbit/s".to_owned(), |s| s.tcp4_gbps, 1.0, 2),
+            ("CPU s/GB (1 stream)".to_owned(), |s| s.cpu_s_per_gb, 1.0, 2),
+            (
+                format!("UDP {SMALL_PACKET} B, kpps"),
+                |s| s.small_pps,
+                1e3,
+                1,
+            ),
+            (
+                format!("UDP {LARGE_PACKET} B, kpps"),
+                |s| s.large_pps,
+                1e3,
+                1,
+            ),
+            (
+                format!("UDP {LARGE_PACKET} B at the fixed rate, loss %"),
+                |s| s.fixed_loss,
+                1.0,
+                3,
+            ),
+            ("RTT p50 idle, ms".to_owned(), |s| s.idle_p50_ms, 1.0, 3),
+            ("RTT p99 idle, ms".to_owned(), |s| s.idle_p99_ms, 1.0, 3),
+            (
+                "RTT p50 under load, ms".to_owned(),
+                |s| s.load_p50_ms,
+                1.0,
+                3,
+            ),
+            (
+                "RTT p99 under load, ms".to_owned(),
+                |s| s.load_p99_ms,
+                1.0,
+                3,
+            ),
+            (
+                "TCP under the ping load, Gbit/s".to_owned(),
+                |s| s.load_gbps,
+                1.0,
+                2,
+            ),
+        ];
+        for (what, pick, unit, decimals) in rows {
+            let _ = writeln!(
+                out,
+                "| {what} | {} | {} | {} |",
+                number(pick(native).map(|v| v / unit), decimals),
+                number(pick(current).map(|v| v / unit), decimals),
+                ratio(pick(native), pick(current)),
             );
         }
         out.push('\n');

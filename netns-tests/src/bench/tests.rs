@@ -155,6 +155,10 @@ fn planes_from_the_environment() {
         parse_planes(Some("veth, wireguard-go,native,veth")).expect("three"),
         vec![Plane::Native, Plane::WireguardGo, Plane::Veth]
     );
+    assert_eq!(
+        parse_planes(Some("wireguard-go,wireguard-go-current")).expect("two"),
+        vec![Plane::WireguardGoCurrent, Plane::WireguardGo]
+    );
     let error = parse_planes(Some("native,kernel")).expect_err("unknown");
     assert!(format!("{error}").contains("boringtun-cli"), "{error}");
 }
@@ -221,7 +225,7 @@ fn targets_are_judged_on_ratios() {
         fixed: None,
     };
     let lines = report.targets();
-    assert_eq!(lines.len(), 8);
+    assert_eq!(lines.len(), 10);
     assert_eq!(
         verdict(&lines, "TCP 1 stream ≥ 3× wireguard-go"),
         &Verdict::Met("4.00× wireguard-go, 1.33× the target".to_owned())
@@ -323,5 +327,56 @@ fn report_has_a_table_per_group_and_every_target() {
         "{text}"
     );
     assert_eq!(text.matches("|---|").count(), 4, "{text}");
-    assert_eq!(text.matches("\n- ").count(), 8, "{text}");
+    assert_eq!(text.matches("\n- ").count(), 10, "{text}");
+    assert!(
+        !text.contains("against wireguard-go-current"),
+        "no such table without that plane: {text}"
+    );
+}
+
+#[test]
+fn the_native_plane_is_set_against_today_s_wireguard_go() {
+    let results = vec![
+        measured(Plane::Native, 2.0, 300_000.0, 0.3, 0.0),
+        measured(Plane::WireguardGoCurrent, 1.0, 200_000.0, 0.2, 0.0),
+        measured(Plane::WireguardGo, 0.5, 100_000.0, 0.4, 0.5),
+    ];
+    let report = Report {
+        results: &results,
+        reps: 3,
+        seconds: 5,
+        fixed: None,
+    };
+    let text = report.render();
+    assert!(
+        text.contains("The native plane against wireguard-go-current (offloads on)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| TCP 1 stream, Gbit/s | 2.00 | 1.00 | 2.00× |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| UDP 64 B, kpps | 300.0 | 200.0 | 1.50× |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| RTT p50 idle, ms | 0.300 | 0.200 | 1.50× |"),
+        "{text}"
+    );
+    let lines = report.targets();
+    assert_eq!(
+        verdict(&lines, "TCP 1 stream ≥ 3× wireguard-go-current"),
+        &Verdict::Missed(
+            "2.00× wireguard-go-current (offloads on), short of the target by 1.50×".to_owned()
+        )
+    );
+    assert!(matches!(
+        verdict(&lines, "UDP 64 B packets/s ≥ 2× wireguard-go-current"),
+        Verdict::Missed(text) if text.starts_with("1.50×")
+    ));
+    assert_eq!(
+        verdict(&lines, "TCP 1 stream ≥ 3× wireguard-go"),
+        &Verdict::Met("4.00× wireguard-go, 1.33× the target".to_owned())
+    );
 }

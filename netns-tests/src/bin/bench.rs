@@ -5,21 +5,24 @@
 //!
 //! Planes: our gateway (`native`, the userspace backend) on both sides; the previous build of
 //! it whose userspace backend embedded boringtun's device (`previous`: the gateway binary at
-//! `ZTGW_PREVIOUS_GATEWAY_BIN`, skipped when unset); wireguard-go on both sides,
-//! boringtun-cli on both sides (`ZTGW_BORINGTUN_BIN`, else `boringtun-cli` on the `PATH`;
+//! `ZTGW_PREVIOUS_GATEWAY_BIN`, skipped when unset); today's wireguard-go on both sides
+//! (`wireguard-go-current`, as `scripts/go-tools.sh` builds it; skipped when missing), refused
+//! unless the kernel shows its offloads on (TUN with `IFF_VNET_HDR`, UDP GSO and GRO, checked
+//! during a short TCP run each way before measuring: without them the plane would be Debian's
+//! build again); Debian's wireguard-go on both sides, boringtun-cli on both sides (`ZTGW_BORINGTUN_BIN`, else `boringtun-cli` on the `PATH`;
 //! skipped when missing), and the raw veth underlay between the two gateway namespaces.
 //!
 //! Per plane and repetition: idle ping RTT; iperf3 TCP with 1 stream (counting the CPU time of
 //! the tunnel processes on both sides) and 4 streams; UDP at the maximum rate with 64 B and
 //! 1,400 B packets; ping RTT during a 1-stream TCP run. Then UDP 1,400 B at half the first
 //! measured plane's (normally native's) maximum rate, the same rate for every plane. It prints
-//! the machine, then medians as markdown tables with ratios against wireguard-go, and whether
-//! each target of the native plane is met. The parsing and the arithmetic live in
+//! the machine, then medians as markdown tables with ratios against wireguard-go, the native
+//! plane against wireguard-go-current, and whether each target of the native plane is met. The parsing and the arithmetic live in
 //! `netns_tests::bench`.
 //!
 //! Options: `BENCH_REPS` (default 3), `BENCH_SECONDS` per iperf3 run (default 5),
-//! `BENCH_PLANES` (comma list of `native,previous,wireguard-go,boringtun-cli,veth`; default
-//! all).
+//! `BENCH_PLANES` (comma list of
+//! `native,previous,wireguard-go-current,wireguard-go,boringtun-cli,veth`; default all).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -35,8 +38,8 @@ use netns_tests::bench::{
     parse_iperf_udp, parse_ping, parse_planes, percentile,
 };
 use netns_tests::{
-    Gateway, Netns, Proc, READY_TIMEOUT, Topology, WgProgram, WgUserspace, eventually, has_tool,
-    wait_reachable,
+    Gateway, Netns, Offloads, Proc, READY_TIMEOUT, Topology, WgProgram, WgUserspace, eventually,
+    has_tool, wait_reachable,
 };
 use nix::unistd::{SysconfVar, sysconf};
 
@@ -45,6 +48,9 @@ const REACH: Duration = Duration::from_secs(10);
 
 /// How long an iperf3 client keeps retrying while the server is not listening or still busy.
 const SERVER_RETRY: Duration = Duration::from_secs(10);
+
+/// Seconds of each TCP run (one each way) while today's wireguard-go's offloads are checked.
+const OFFLOAD_CHECK_SECONDS: u32 = 2;
 
 fn main() -> ExitCode {
     match try_main() {
@@ -71,6 +77,8 @@ struct Settings {
     boringtun: Result<PathBuf, String>,
     /// The previous gateway build's path, or why it cannot be used.
     previous: Result<PathBuf, String>,
+    /// Today's wireguard-go, or why it cannot be used.
+    current: Result<WgProgram, String>,
 }
 
 fn env_number(name: &str, default: u32) -> Result<u32> {
@@ -104,6 +112,7 @@ fn try_main() -> Result<bool> {
         ticks_per_second: u64::try_from(ticks).context("bad clock tick rate")?,
         boringtun: boringtun_bin(),
         previous: previous_bin(),
+        current: WgProgram::wireguard_go_current().map_err(|error| format!("{error:#}")),
     };
     println!("{}", describe_machine(&settings));
 
@@ -181,7 +190,10 @@ fn previous_bin() -> Result<PathBuf, String> {
 
 /// Why `plane` cannot be measured here, if it cannot.
 fn unavailable(plane: Plane, settings: &Settings) -> Option<String> {
-    let needs_wg = matches!(plane, Plane::WireguardGo | Plane::BoringtunCli);
+    let needs_wg = matches!(
+        plane,
+        Plane::WireguardGo | Plane::WireguardGoCurrent | Plane::BoringtunCli
+    );
     if needs_wg && !has_tool("wg") {
         return Some("wg (wireguard-tools) is not installed".to_owned());
     }
@@ -189,6 +201,7 @@ fn unavailable(plane: Plane, settings: &Settings) -> Option<String> {
         Plane::WireguardGo if !has_tool("wireguard-go") => {
             Some("wireguard-go is not installed".to_owned())
         }
+        Plane::WireguardGoCurrent => settings.current.as_ref().err().cloned(),
         Plane::BoringtunCli => settings.boringtun.as_ref().err().cloned(),
         Plane::Previous => settings.previous.as_ref().err().cloned(),
         _ => None,
@@ -204,11 +217,16 @@ fn describe_machine(settings: &Settings) -> String {
         Ok(path) => version(&path.to_string_lossy()),
         Err(_) => "not installed".to_owned(),
     };
+    let current = match &settings.current {
+        Ok(program) => program.path().map_or_else(|| "unknown".to_owned(), version),
+        Err(_) => "not built (scripts/go-tools.sh)".to_owned(),
+    };
     format!(
         "Machine:\n\n\
          - CPU: {} ({cores} cores available)\n\
          - kernel: {}\n\
          - wireguard-go: {}\n\
+         - wireguard-go-current: {current}\n\
          - boringtun-cli: {boringtun}\n\
          - iperf3: {}\n",
         cpu_model(&cpuinfo).unwrap_or_else(|| "unknown".to_owned()),
@@ -255,10 +273,13 @@ fn measure(plane: Plane, settings: &Settings, fixed: &mut Option<FixedRate>) -> 
             }
             (&a.pod, &b.pod, b.pod_ip())
         }
-        Plane::WireguardGo | Plane::BoringtunCli => {
-            let program = match (plane, &settings.boringtun) {
-                (Plane::BoringtunCli, Ok(path)) => WgProgram::boringtun_cli(path),
-                (Plane::BoringtunCli, Err(why)) => bail!("{why}"),
+        Plane::WireguardGo | Plane::WireguardGoCurrent | Plane::BoringtunCli => {
+            let program = match (plane, &settings.boringtun, &settings.current) {
+                (Plane::BoringtunCli, Ok(path), _) => WgProgram::boringtun_cli(path),
+                (Plane::BoringtunCli, Err(why), _) | (Plane::WireguardGoCurrent, _, Err(why)) => {
+                    bail!("{why}")
+                }
+                (Plane::WireguardGoCurrent, _, Ok(program)) => program.clone(),
                 _ => WgProgram::wireguard_go(),
             };
             devices.push(WgUserspace::start_with(&program, a, &[b.peer()])?);
@@ -280,6 +301,11 @@ fn measure(plane: Plane, settings: &Settings, fixed: &mut Option<FixedRate>) -> 
         target,
         seconds: settings.seconds,
     };
+    if plane == Plane::WireguardGoCurrent {
+        let device = devices.first().context("no device in a")?;
+        let offloads = check_offloads(device, run)?;
+        eprintln!("  {}: offloads on: {offloads}", plane.name());
+    }
 
     let mut samples = Samples::default();
     for rep in 1..=settings.reps {
@@ -354,6 +380,24 @@ fn measure(plane: Plane, settings: &Settings, fixed: &mut Option<FixedRate>) -> 
         samples.fixed_loss.push(at_rate.loss_percent());
     }
     Ok(samples.summary())
+}
+
+/// Checks from the kernel's side that `device` (in the client's cluster) runs with its TUN and
+/// UDP offloads, during a short TCP run each way: the plane is refused without them.
+fn check_offloads(device: &WgUserspace<'_>, run: Run<'_>) -> Result<Offloads> {
+    let short = Run {
+        seconds: OFFLOAD_CHECK_SECONDS,
+        ..run
+    };
+    let offloads = device.observe_offloads(|| {
+        short.tcp(1)?;
+        short.iperf(&["-P", "1", "-R"])?;
+        Ok(())
+    })?;
+    offloads.check().context(
+        "the wireguard-go-current plane is only meaningful with its offloads on: refused",
+    )?;
+    Ok(offloads)
 }
 
 /// The sum of utime and stime, in clock ticks, of every process in `pids`.
