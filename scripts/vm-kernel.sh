@@ -2,10 +2,27 @@
 # Fetches Debian's kernel (the linux-image-6.1.*-amd64 package that linux-image-amd64 depends
 # on) for the VM tests, extracts it into target/vm/<package>_<version>/ and prepares its
 # modules (depmod -b). Nothing is installed on the host and the host never loads a module.
-# Cached by package version: a second run only prints the path. Prints, last, the directory
+# Installs qemu-system-x86 and busybox-static first when missing (as root). Cached by package
+# version: a second run only prints the path. Prints, last, the directory
 # holding boot/vmlinuz-<release> and lib/modules/<release>. Any failure is an error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The VM itself: qemu and a static busybox for the initramfs, installed as root when missing
+# (as scripts/install-deps.sh does for the netns tests).
+missing=()
+command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+[ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || missing+=(busybox-static)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "vm-kernel: missing packages: ${missing[*]} (apt-get install --no-install-recommends ${missing[*]})" >&2
+    exit 1
+  fi
+  echo "vm-kernel: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
+    { apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2; }
+fi
 
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 vm_dir=$target_dir/vm

@@ -101,21 +101,13 @@ impl VmRun {
 }
 
 impl Vm {
-    /// Runs `scripts/vm-kernel.sh` (which fetches the kernel once per version) and checks
-    /// that qemu and a static busybox are installed.
+    /// Runs `scripts/vm-kernel.sh` (which installs qemu and a static busybox when missing
+    /// and root, and fetches the kernel once per version) and checks what it prepared.
     ///
     /// # Errors
     /// Fails, saying what is missing, when qemu or busybox is not installed or the script
     /// fails.
     pub fn prepare() -> Result<Self> {
-        ensure!(
-            crate::has_tool(QEMU),
-            "{QEMU} is not installed (apt-get install qemu-system-x86)"
-        );
-        ensure!(
-            Path::new(BUSYBOX).is_file(),
-            "{BUSYBOX} is missing (apt-get install busybox-static)"
-        );
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/vm-kernel.sh");
         let out = Command::new(&script)
             .stdin(Stdio::null())
@@ -129,6 +121,14 @@ impl Vm {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
+        ensure!(
+            crate::has_tool(QEMU),
+            "{QEMU} is not installed (apt-get install qemu-system-x86)"
+        );
+        ensure!(
+            Path::new(BUSYBOX).is_file(),
+            "{BUSYBOX} is missing (apt-get install busybox-static)"
+        );
         let stdout = String::from_utf8_lossy(&out.stdout);
         let root = PathBuf::from(
             stdout

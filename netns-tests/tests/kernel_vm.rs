@@ -83,11 +83,11 @@ fn kernel_backend_in_a_vm() {
         .filter_map(|l| l.trim().strip_prefix("test result: ok. "))
         .filter_map(|rest| rest.split(' ').next()?.parse::<u32>().ok())
         .sum::<u32>();
-    // Every guest test ran (none skipped as "not in the guest").
-    let expected = run.log.matches("test guest_").count();
+    assert!(passed > 0, "no guest test reported a result");
+    // Every guest test ran: none skipped for want of root, a tool or the guest.
     assert!(
-        passed > 0 && expected > 0,
-        "no guest test reported a result"
+        !run.log.contains("skipping"),
+        "a guest test skipped inside the VM"
     );
 }
 
