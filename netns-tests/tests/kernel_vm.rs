@@ -12,8 +12,8 @@ use anyhow::{Context as _, anyhow, ensure};
 use base64::Engine as _;
 use kms_client::PrivateKey;
 use netns_tests::{
-    Cluster, Gateway, PeerSpec, READY_TIMEOUT, SteadyPing, TestApiServer, Topology, eventually,
-    in_vm_guest, metric_value, ping, require_root, require_vm, tcp_transfer, wait_reachable,
+    Cluster, Gateway, PeerSpec, SteadyPing, TestApiServer, Topology, eventually, in_vm_guest,
+    metric_value, ping, require_root, require_vm, tcp_transfer, wait_reachable,
 };
 use nix::sys::signal::Signal;
 
@@ -23,15 +23,17 @@ const REACH: Duration = Duration::from_secs(30);
 const SETTLE: Duration = Duration::from_secs(20);
 const EXIT: Duration = Duration::from_secs(20);
 /// Boot, every guest test and shutdown.
-const VM_TIMEOUT: Duration = Duration::from_secs(420);
+const VM_TIMEOUT: Duration = Duration::from_secs(600);
 /// Bytes each direction carries. The host's tests carry 20 MB; under emulation on a shared
 /// machine the guest moves a few hundred kB/s, so the guest carries less, with the same
 /// end-to-end SHA-256 check.
 const GUEST_TRANSFER_BYTES: u64 = 4 * 1024 * 1024;
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(120);
 const PINGS: u32 = 10;
+/// Start-up under emulation on a loaded machine: several times the host's `READY_TIMEOUT`.
+const GUEST_READY: Duration = Duration::from_secs(60);
 /// The crashed run's Lease (15 s) expiring, then start-up under emulation.
-const LEASE_TAKEOVER: Duration = Duration::from_secs(60);
+const LEASE_TAKEOVER: Duration = Duration::from_secs(90);
 const KERNEL: &str = "kernel";
 const NATIVE: &str = "native";
 
@@ -173,8 +175,8 @@ fn guest_kernel_gateway_talks_to_a_native_gateway() {
     require_root!();
     let topo = Topology::clusters(2).expect("build topology");
     let (a, b) = (&topo.clusters[0], &topo.clusters[1]);
-    let mut gw_a = Gateway::launch_with(a, &[b], KERNEL).expect("kernel gateway a ready");
-    let mut gw_b = Gateway::launch_with(b, &[a], NATIVE).expect("native gateway b ready");
+    let mut gw_a = launch(a, &[b], KERNEL).expect("kernel gateway a ready");
+    let mut gw_b = launch(b, &[a], NATIVE).expect("native gateway b ready");
 
     let kind = link_kind(a, gw_a.iface()).expect("ip -d link show");
     assert!(
@@ -213,8 +215,8 @@ fn guest_two_kernel_gateways_live_changes_metrics_and_status() {
     require_root!();
     let topo = Topology::clusters(3).expect("build topology");
     let (a, b, c) = (&topo.clusters[0], &topo.clusters[1], &topo.clusters[2]);
-    let mut gw_a = Gateway::launch_with(a, &[b], KERNEL).expect("kernel gateway a ready");
-    let mut gw_b = Gateway::launch_with(b, &[a], KERNEL).expect("kernel gateway b ready");
+    let mut gw_a = launch(a, &[b], KERNEL).expect("kernel gateway a ready");
+    let mut gw_b = launch(b, &[a], KERNEL).expect("kernel gateway b ready");
     wait_reachable(&a.pod, b.pod_ip(), REACH).expect("pod a reaches pod b");
     traffic_both_ways(a, b);
     wait_handshake(&gw_a, b);
@@ -245,7 +247,7 @@ fn guest_two_kernel_gateways_live_changes_metrics_and_status() {
         Ok(())
     })
     .expect("steady ping runs");
-    let mut gw_c = Gateway::launch_with(c, &[a], KERNEL).expect("kernel gateway c ready");
+    let mut gw_c = launch(c, &[a], KERNEL).expect("kernel gateway c ready");
     gw_a.write_peer(&c.name, &c.peer())
         .expect("add peer c on a");
     wait_reachable(&a.pod, c.pod_ip(), REACH).expect("pod a reaches pod c after a live add");
@@ -315,6 +317,20 @@ fn guest_two_kernel_gateways_live_changes_metrics_and_status() {
     }
 }
 
+/// Starts `cluster`'s gateway on `backend` with `peers` from files, and waits until it is ready.
+fn launch<'c>(
+    cluster: &'c Cluster,
+    peers: &[&Cluster],
+    backend: &str,
+) -> anyhow::Result<Gateway<'c>> {
+    let mut gw = Gateway::setup(cluster)?
+        .backend(backend)
+        .with_peers(peers)?
+        .start()?;
+    gw.wait_ready(GUEST_READY)?;
+    Ok(gw)
+}
+
 /// Starts `cluster`'s gateway on the kernel backend with its peers from `api`.
 fn start_from_api<'c>(
     cluster: &'c Cluster,
@@ -348,8 +364,8 @@ fn guest_kernel_psk_bad_peer_and_crash_recovery() {
     api_b
         .put_peer(&a.peer(), Some("tunnel-psk"))
         .expect("peer a in b");
-    let mut gw_a = start_from_api(a, &api_a, READY_TIMEOUT);
-    let mut gw_b = start_from_api(b, &api_b, READY_TIMEOUT);
+    let mut gw_a = start_from_api(a, &api_a, GUEST_READY);
+    let mut gw_b = start_from_api(b, &api_b, GUEST_READY);
     wait_reachable(&a.pod, b.pod_ip(), REACH).expect("pod a reaches pod b with a PSK");
 
     // The kernel holds the preshared key (its own `wg show`).
