@@ -83,7 +83,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Peers::Kubernetes { client, namespace }
         }
     };
-    check_udp_port(config.interface.listen_port)?;
+    // A kernel interface left by a crashed run still holds the port until the device
+    // replaces it (it is ours: its marker says so); the module itself refuses a port that is
+    // really taken.
+    if matches!(config.backend, Backend::Userspace) {
+        check_udp_port(config.interface.listen_port)?;
+    }
     let listener = TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("http.listen {} cannot be bound", config.http.listen))?;

@@ -43,6 +43,7 @@ mod prometheus;
 pub mod rules;
 mod topology;
 mod uapi;
+mod vm;
 mod wait;
 mod wg_userspace;
 pub mod wire;
@@ -67,6 +68,7 @@ pub use process::Proc;
 pub use prometheus::{Alert, PROMETHEUS_INTERVAL, Prometheus, percent_encode};
 pub use topology::{Cluster, LISTEN_PORT, TUNNEL_PREFIX, Topology, unique_iface};
 pub use uapi::{WgDump, WgPeer, wg_dump};
+pub use vm::{QEMU, VM_GUEST_VAR, VM_TESTS_VAR, Vm, VmRun, in_vm_guest, vm_tests_required};
 pub use wait::{eventually, unix_time};
 pub use wg_userspace::{
     Offloads, WIREGUARD_GO_CURRENT, WIREGUARD_GO_CURRENT_VAR, WgProgram, WgUserspace,

@@ -1,7 +1,7 @@
 //! The `kernel` backend: the Linux WireGuard module, driven over generic netlink through
 //! `defguard_wireguard_rs`. Needs the module (`ip link add type wireguard` must work); the
-//! machines this project is tested on do not have it, so only the conversions and the
-//! failure path are exercised there.
+//! test machines do not load it, so the netns tests run it inside a VM with Debian's kernel
+//! (`netns-tests/tests/kernel_vm.rs`).
 //!
 //! A peer update is an in-place `SetDevice` with `REPLACE_ALLOWEDIPS`, which keeps the
 //! peer's session.
@@ -84,7 +84,7 @@ impl KernelDevice {
             .set_alias(&name, index, ownership::MARKER_KERNEL)
             .await
         {
-            let _ = api.remove_interface();
+            let _ = netlink.delete_link(&name, index).await;
             return Err(e);
         }
         let mut config = InterfaceConfiguration {
@@ -101,7 +101,7 @@ impl KernelDevice {
         let configured = api.configure_interface(&config);
         config.prvkey.zeroize();
         if let Err(e) = configured {
-            let _ = api.remove_interface();
+            let _ = netlink.delete_link(&name, index).await;
             return Err(kernel_err(e.to_string()));
         }
         netlink
@@ -170,11 +170,12 @@ impl Device for KernelDevice {
         Err(self.unsupported("dropping a previous private key"))
     }
 
+    /// Deletes the link over our own netlink adapter. `defguard_wireguard_rs`'s
+    /// `remove_interface` first clears DNS settings through systemd-resolved or
+    /// `resolvconf` and, where neither exists (a container), fails before deleting anything;
+    /// the gateway never sets DNS on the interface, so there is nothing of that to undo.
     async fn shutdown(self) -> Result<(), Error> {
-        self.api.remove_interface().map_err(|e| Error::Kernel {
-            name: self.name.clone(),
-            reason: e.to_string(),
-        })
+        self.netlink.delete_link(&self.name, self.index).await
     }
 }
 
