@@ -347,6 +347,15 @@ fn init_script(
         let _ = write!(command, " {}", shell_quote(arg));
     }
     let test_modules = TEST_MODULES.join(" ");
+    // A program that lives under one of the directories the guest covers with tmpfs (a
+    // checkout in /tmp, as CI's is) would vanish under it: that directory's top entry is
+    // bound back from a second view of the host's filesystem.
+    let keep = scratch_entry(program).map_or_else(String::new, |entry| {
+        let entry = shell_quote(&entry);
+        format!(
+            "mkdir -p /root{entry} 2>/dev/null; mount -o bind /host{entry} /root{entry} || fail \"bind the program's directory\"\n"
+        )
+    });
     format!(
         r#"#!/bin/sh
 export PATH=/bin:/sbin
@@ -361,8 +370,10 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 hostroo
 mount -o bind /root{host_modules_q} /lib/modules || fail "bind the kernel's modules"
 echo /sbin/modprobe > /proc/sys/kernel/modprobe
 for m in {test_modules}; do modprobe "$m" || fail "modprobe $m"; done
+mkdir -p /host
+mount -o bind /root /host || fail "a second view of hostroot"
 for d in tmp run var/tmp; do mount -t tmpfs -o mode=1777 tmpfs /root/$d || fail "tmpfs /$d"; done
-mount -t proc proc /root/proc
+{keep}mount -t proc proc /root/proc
 mount -t sysfs sys /root/sys
 mount -t devtmpfs dev /root/dev
 mkdir -p /root/dev/pts /root/dev/shm
@@ -379,6 +390,19 @@ poweroff -f
 "#,
         host_modules_q = shell_quote(host_modules),
     )
+}
+
+/// The directories the guest covers with tmpfs.
+const SCRATCH: [&str; 3] = ["/tmp", "/run", "/var/tmp"];
+
+/// Returns the entry directly below a scratch directory that holds `program` (e.g.
+/// `/tmp/tmp.abc` for `/tmp/tmp.abc/main/target/debug/x`), if it lies in one.
+fn scratch_entry(program: &Path) -> Option<String> {
+    SCRATCH.iter().find_map(|dir| {
+        let rest = program.strip_prefix(dir).ok()?;
+        let first = rest.components().next()?;
+        Some(Path::new(dir).join(first).to_string_lossy().into_owned())
+    })
 }
 
 fn shell_quote(text: &str) -> String {
@@ -491,6 +515,28 @@ impl Cpio {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_program_under_a_scratch_directory_is_bound_back_into_the_guest() {
+        assert_eq!(
+            scratch_entry(Path::new("/tmp/tmp.abc/main/target/debug/deps/x")).as_deref(),
+            Some("/tmp/tmp.abc")
+        );
+        assert_eq!(
+            scratch_entry(Path::new("/var/tmp/ci/x")).as_deref(),
+            Some("/var/tmp/ci")
+        );
+        assert_eq!(scratch_entry(Path::new("/work/main/target/debug/x")), None);
+        assert_eq!(scratch_entry(Path::new("/tmpx/y")), None);
+        let script = init_script("", "/m", Path::new("/tmp/ci/main/x"), &[], &[]);
+        let tmpfs = script.find("tmpfs /root/$d").expect("tmpfs");
+        let bind = script
+            .find("mount -o bind /host'/tmp/ci' /root'/tmp/ci'")
+            .expect("bind");
+        assert!(bind > tmpfs, "{script}");
+        let plain = init_script("", "/m", Path::new("/work/x"), &[], &[]);
+        assert!(!plain.contains("mount -o bind /host'"), "{plain}");
+    }
 
     #[test]
     fn modules_load_after_their_dependencies() {
