@@ -208,6 +208,9 @@ async fn refused_requests_are_logged_at_most_once_per_interval_without_what_they
         .with_ansi(false)
         .finish();
     let _default = tracing::subscriber::set_default(subscriber);
+    // Other tests install filtering subscribers on their threads at the same time; a callsite
+    // whose interest was cached under one of them would skip this thread's subscriber.
+    tracing::callsite::rebuild_interest_cache();
 
     let dir = tempfile::tempdir().expect("tempdir");
     let token = Token::load(&token_file(dir.path(), "s3cret-token\n", 0o600)).expect("token");

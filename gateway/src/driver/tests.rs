@@ -88,6 +88,8 @@ async fn a_peer_is_logged_once_when_it_comes_up_and_once_when_it_goes_down() {
         move || captured.clone()
     };
     let _log = tracing::subscriber::set_default(crate::telemetry::subscriber("info", make));
+    // See the admin tests: interest cached under another thread's filter must not hide events.
+    tracing::callsite::rebuild_interest_cache();
     let dir = tempfile::tempdir().expect("peers directory");
     std::fs::write(dir.path().join("b.yaml"), peer_doc("b-east")).expect("peer file");
     let device = FakeDevice::new();
