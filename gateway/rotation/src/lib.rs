@@ -22,6 +22,8 @@
 #![warn(missing_docs)]
 
 mod id;
+mod key_text;
+pub mod machine;
 pub mod schedule;
 
 pub use id::{IdError, RotationId};
