@@ -24,6 +24,7 @@
 mod id;
 mod key_text;
 pub mod machine;
+pub mod responder;
 pub mod schedule;
 
 pub use id::{IdError, RotationId};
