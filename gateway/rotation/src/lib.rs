@@ -25,6 +25,7 @@ mod id;
 mod key_text;
 pub mod machine;
 pub mod responder;
+pub mod resume;
 pub mod schedule;
 
 pub use id::{IdError, RotationId};

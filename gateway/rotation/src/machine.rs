@@ -23,18 +23,21 @@
 //!
 //! # Driving loop
 //!
-//! Persist a new record before its first action. Then:
+//! Persist a new record before its first action, and persist the record again whenever it
+//! changed before anything else is performed:
 //!
-//! 1. [`Rotation::tick`] (applies a missed deadline);
+//! 1. [`Rotation::tick`] applies a missed deadline; if it returns `true`, persist;
 //! 2. [`Rotation::next_actions`];
-//! 3. perform every action but `Wait`, and feed each result back with [`Rotation::on`]
-//!    (a refused event changes nothing and is only logged);
+//! 3. perform the actions but `Wait`, feeding each result back with [`Rotation::on`] (a
+//!    refused event changes nothing and is only logged); once an event moved the phase, the
+//!    rest of the list may be skipped;
 //! 4. if the record changed, persist it and go to 1 at once; otherwise sleep until the
 //!    `Wait`'s instant (or an operator's event) and go to 1. Stop on `Finished`.
 //!
 //! Actions are level-triggered: each stays in the list until the event that settles it
-//! arrives, so a send that failed is simply sent again on the next pass (every
-//! `retry_every`), and the receivers take repeats idempotently.
+//! arrives, so a send that failed is sent again on a later pass (at least every
+//! `retry_every`), and receivers take repeats idempotently. A gateway that stops mid-way
+//! continues from the record and its key store ([`crate::resume`]).
 
 mod action;
 mod event;

@@ -280,7 +280,7 @@ impl Rotation {
     }
 
     /// Moves to the next phase when the current one's work is done. Returns whether it moved.
-    fn advance(&mut self, now: SystemTime) -> bool {
+    pub(crate) fn advance(&mut self, now: SystemTime) -> bool {
         let mut moved = false;
         loop {
             let next = match &self.phase {
