@@ -9,8 +9,6 @@
 //! inputs, `now` included; only [`write`] and [`read`] touch files.
 
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -290,31 +288,7 @@ pub fn write(config: &CacheConfig, key: &LoadedKey, now: SystemTime) -> Result<(
         path: config.path.clone(),
         source,
     };
-    // `<name>.tmp` next to the cache: never the cache itself, whatever its name ends with.
-    let Some(name) = config.path.file_name() else {
-        return Err(io(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "the cache path names no file",
-        )));
-    };
-    let mut tmp_name = name.to_owned();
-    tmp_name.push(".tmp");
-    let tmp = config.path.with_file_name(tmp_name);
-    let _ = fs::remove_file(&tmp);
-    let written = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut file| {
-            file.write_all(text.as_bytes())?;
-            file.sync_all()
-        })
-        .and_then(|()| fs::rename(&tmp, &config.path));
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written.map_err(io)
+    crate::file::write_private(&config.path, text.as_bytes()).map_err(io)
 }
 
 /// Reads and opens the cache at `now`.

@@ -28,6 +28,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A file could not be written (a rotation's key slot or record).
+    #[error("{} cannot be written", path.display())]
+    Unwritable {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The key is not a base64 WireGuard key of 32 bytes.
     #[error("{origin}: {reason}")]
     Malformed {
@@ -109,6 +118,7 @@ impl Error {
             Error::NotFound { .. } => "not_found",
             Error::InsecureMode { .. } => "insecure_mode",
             Error::Unreadable { .. } => "unreadable",
+            Error::Unwritable { .. } => "unwritable",
             Error::Malformed { .. } => "malformed",
             Error::Unreachable { .. } => "unreachable",
             Error::Status { .. } => "status",

@@ -90,5 +90,55 @@ fn read_private(path: &Path) -> Result<(Zeroizing<String>, fs::Metadata), Error>
     Ok((text, meta))
 }
 
+/// Writes `bytes` to `path` as a file readable by its owner only (0600), atomically: a
+/// temporary file `<name>.tmp` beside it is written and synced, renamed over `path`, and the
+/// directory synced, so a crash leaves either the old file or the new one, never a mix. The
+/// temporary file is removed when a step fails.
+///
+/// # Errors
+/// The IO error of the step that failed; `path` must name a file in an existing directory.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // `<name>.tmp` next to the target: never the target itself, whatever its name ends with.
+    let Some(name) = path.file_name() else {
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidInput,
+            "the path names no file",
+        ));
+    };
+    let mut tmp_name = name.to_owned();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let _ = fs::remove_file(&tmp);
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
+    sync_parent(path)
+}
+
+/// Syncs the directory holding `path`, so a rename or removal in it survives a crash.
+///
+/// # Errors
+/// The IO error of opening or syncing the directory.
+pub fn sync_parent(path: &Path) -> std::io::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::File::open(parent)?.sync_all()
+}
+
 #[cfg(test)]
 mod tests;

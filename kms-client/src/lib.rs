@@ -12,12 +12,13 @@ mod file;
 pub mod infisical;
 mod key;
 pub mod retry;
+pub mod slots;
 mod store;
 
 use std::time::SystemTime;
 
 pub use error::{Error, KeyFormatError};
-pub use file::{FileKeySource, read_secret_file};
+pub use file::{FileKeySource, read_secret_file, sync_parent, write_private};
 pub use key::{PrivateKey, PublicKeyBytes};
 pub use store::{Observer, Operation, Secret, SecretStore, WriteOutcome};
 
