@@ -2,7 +2,8 @@
 # Installs the system packages the test suite and the demo use, if any is missing:
 # iproute2 (ip netns, veth), iputils-ping, wireguard-tools (wg), wireguard-go, iperf3, and
 # prometheus (prometheus and promtool, for the alert-rule tests), and openssl (the real
-# Kubernetes API server's service-account key in the tests).
+# Kubernetes API server's service-account key in the tests), podman, buildah and runc (the
+# image check, scripts/image.sh) with busybox-static (its probe inside the shell-less image).
 set -euo pipefail
 
 missing=()
@@ -13,6 +14,12 @@ command -v wireguard-go >/dev/null 2>&1 || missing+=(wireguard-go)
 command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+command -v buildah >/dev/null 2>&1 || missing+=(buildah)
+command -v runc >/dev/null 2>&1 || missing+=(runc)
+if ! command -v busybox >/dev/null 2>&1 || ldd "$(command -v busybox)" >/dev/null 2>&1; then
+  missing+=(busybox-static)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
