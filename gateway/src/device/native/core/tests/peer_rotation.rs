@@ -216,6 +216,65 @@ fn replayed_initiations_from_either_peer_key_are_refused_and_leave_sessions_alon
     pair.flow();
 }
 
+#[test]
+fn forgetting_a_confirmed_next_key_returns_traffic_to_the_old_key() {
+    let mut pair = Pair::connected();
+    let (_, a_old) = key(1);
+    let (a_next_priv, a_next) = key(9);
+    pair.b
+        .accept_peer_next_key(&a_old, a_next)
+        .expect("b accepts");
+    pair.a.stage_key(a_next_priv).expect("a stages");
+    pair.a.promote_staged().expect("a promotes");
+    assert!(
+        pair.a
+            .initiate(&pair.b_pub, &mut pair.buf, Duration::ZERO, &mut pair.a_out)
+    );
+    pair.pump();
+    assert!(pair.b.uses_peer_next_key(&a_old));
+
+    pair.b.forget_peer_next_key(&a_old).expect("b forgets");
+
+    assert!(!pair.b.uses_peer_next_key(&a_old));
+    // b's traffic is back on the old key's session, which a still holds.
+    let before = pair.a_out.tun.len();
+    pair.session_of_b();
+    assert_eq!(pair.a_out.tun.len(), before + 1);
+    assert_eq!(pair.a.counters.invalid, 0);
+}
+
+#[test]
+fn replacing_a_peer_key_by_its_next_key_completes_the_rotation_in_place() {
+    let mut pair = Pair::connected();
+    let (_, a_old) = key(1);
+    let (a_next_priv, a_next) = key(9);
+    pair.b
+        .accept_peer_next_key(&a_old, a_next)
+        .expect("b accepts");
+    pair.a.stage_key(a_next_priv).expect("a stages");
+    pair.a.promote_staged().expect("a promotes");
+    assert!(
+        pair.a
+            .initiate(&pair.b_pub, &mut pair.buf, Duration::ZERO, &mut pair.a_out)
+    );
+    pair.pump();
+    let session = pair.session_of_b();
+    assert_eq!(
+        pair.b.peers().map(|p| p.public).collect::<Vec<_>>(),
+        vec![a_old],
+        "listed under its current key while it rotates"
+    );
+
+    assert!(pair.b.rekey_peer(&a_old, a_next));
+
+    assert!(pair.b.has_peer(&a_next) && !pair.b.has_peer(&a_old));
+    assert_eq!(pair.b.peer_next_key(&a_next), None);
+    assert_eq!(pair.session_of_b(), session, "the session stays");
+    pair.a.drop_previous().expect("a drops its old key");
+    pair.flow();
+    assert_eq!(pair.a.counters.invalid + pair.b.counters.invalid, 0);
+}
+
 /// Returns an initiation to `peer` from a fresh device with the private key `private`.
 fn initiation_from(private: [u8; 32], peer: [u8; 32]) -> Vec<u8> {
     let mut core = Core::new();

@@ -2,8 +2,9 @@
 //! handle's errors, and completing the rotation leaves b knowing a by its new key.
 
 use super::{A, B, Net, generate, public};
+use crate::core::key::PublicKey;
 use crate::device::native::core::RotationError;
-use crate::device::native::handle::Error;
+use crate::device::native::handle::{DeviceHandle, Error};
 
 #[test]
 fn peer_key_steps_through_the_handle_map_errors_and_change_the_core() {
@@ -23,6 +24,15 @@ fn peer_key_steps_through_the_handle_map_errors_and_change_the_core() {
     assert_eq!(b.peer_next_key(&a_old), None);
     b.accept_peer_next_key(&a_old, &a_next).expect("b accepts");
     assert_eq!(b.peer_next_key(&a_old), Some(a_next));
+    let listed = |b: &DeviceHandle| -> Vec<PublicKey> {
+        b.report()
+            .device
+            .peers
+            .iter()
+            .map(|p| p.public_key)
+            .collect()
+    };
+    assert_eq!(listed(&b), vec![a_old], "listed under its current key");
     assert_eq!(
         b.accept_peer_next_key(&a_old, &public(&generate())),
         Err(Error::Rotation(RotationError::OtherNextKey))
@@ -52,14 +62,7 @@ fn peer_key_steps_through_the_handle_map_errors_and_change_the_core() {
     b.complete_peer_key(&a_next).expect("b completes");
     b.complete_peer_key(&a_next)
         .expect("completing again is fine");
-    let listed: Vec<_> = b
-        .report()
-        .device
-        .peers
-        .iter()
-        .map(|p| p.public_key)
-        .collect();
-    assert_eq!(listed, vec![a_next]);
+    assert_eq!(listed(&b), vec![a_next]);
     a.drop_previous().expect("a drops its old key");
     net.both_ways(B);
 }
