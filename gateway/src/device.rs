@@ -24,6 +24,7 @@ use std::net::{IpAddr, SocketAddr};
 use ipnet::IpNet;
 use kms_client::PrivateKey;
 
+use crate::core::key::PublicKey;
 use crate::core::peer::PeerConfig;
 use crate::core::plan::Op;
 use crate::core::uapi::DeviceReport;
@@ -221,6 +222,34 @@ pub trait Device {
     /// # Errors
     /// [`Error::Unsupported`]; [`Error::Native`] when no previous key is held.
     async fn drop_previous_key(&mut self) -> Result<(), Error>;
+
+    /// Accepts the peer known as `current` under its announced next key `next` too, until
+    /// [`Device::complete_peer_key`] or [`Device::forget_peer_next_key`]: handshakes from
+    /// either key are answered, and traffic moves to the next key's session once the peer
+    /// confirms one.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] on a backend that knows a peer by one key; [`Error::Native`]
+    /// when the device refuses (unknown peer, key in use, another next key, or its own
+    /// rotation under way).
+    async fn accept_peer_next_key(
+        &mut self,
+        current: &PublicKey,
+        next: &PublicKey,
+    ) -> Result<(), Error>;
+
+    /// Ends the rotation of the peer whose next key is `next`: it is known under `next`
+    /// only.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`]; [`Error::Native`] when no peer has that key.
+    async fn complete_peer_key(&mut self, next: &PublicKey) -> Result<(), Error>;
+
+    /// Aborts the rotation of the peer known as `current`: its next key is forgotten.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`]; [`Error::Native`] when the peer is unknown.
+    async fn forget_peer_next_key(&mut self, current: &PublicKey) -> Result<(), Error>;
 
     /// Removes the interface and its UAPI socket.
     ///

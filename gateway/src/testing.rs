@@ -173,12 +173,28 @@ impl Device for FakeDevice {
         Err(unsupported("dropping a previous private key"))
     }
 
+    async fn accept_peer_next_key(
+        &mut self,
+        _current: &PublicKey,
+        _next: &PublicKey,
+    ) -> Result<(), Error> {
+        Err(unsupported("accepting a peer's next key"))
+    }
+
+    async fn complete_peer_key(&mut self, _next: &PublicKey) -> Result<(), Error> {
+        Err(unsupported("completing a peer's key rotation"))
+    }
+
+    async fn forget_peer_next_key(&mut self, _current: &PublicKey) -> Result<(), Error> {
+        Err(unsupported("forgetting a peer's next key"))
+    }
+
     async fn shutdown(self) -> Result<(), Error> {
         Ok(())
     }
 }
 
-/// The fake holds no keys: rotation steps are unsupported.
+/// The fake holds no keys: rotation steps, its own and its peers', are unsupported.
 fn unsupported(what: &'static str) -> Error {
     Error::Unsupported {
         name: "fake0".to_owned(),

@@ -170,6 +170,22 @@ impl Device for KernelDevice {
         Err(self.unsupported("dropping a previous private key"))
     }
 
+    async fn accept_peer_next_key(
+        &mut self,
+        _current: &PublicKey,
+        _next: &PublicKey,
+    ) -> Result<(), Error> {
+        Err(self.unsupported("accepting a peer's next key"))
+    }
+
+    async fn complete_peer_key(&mut self, _next: &PublicKey) -> Result<(), Error> {
+        Err(self.unsupported("completing a peer's key rotation"))
+    }
+
+    async fn forget_peer_next_key(&mut self, _current: &PublicKey) -> Result<(), Error> {
+        Err(self.unsupported("forgetting a peer's next key"))
+    }
+
     /// Deletes the link over our own netlink adapter. `defguard_wireguard_rs`'s
     /// `remove_interface` first clears DNS settings through systemd-resolved or
     /// `resolvconf` and, where neither exists (a container), fails before deleting anything;

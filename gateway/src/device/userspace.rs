@@ -14,6 +14,7 @@ use super::netlink::Netlink;
 use super::ownership::{self, Owner};
 use super::uapi_server::Server;
 use super::{Device, DropReason, Error, InterfaceSettings, uapi_client};
+use crate::core::key::PublicKey;
 use crate::core::peer::PeerConfig;
 use crate::core::plan::Op;
 use crate::core::uapi::DeviceReport;
@@ -209,6 +210,28 @@ impl Device for UserspaceDevice {
     async fn drop_previous_key(&mut self) -> Result<(), Error> {
         self.device
             .drop_previous()
+            .map_err(|source| self.native_error(source))
+    }
+
+    async fn accept_peer_next_key(
+        &mut self,
+        current: &PublicKey,
+        next: &PublicKey,
+    ) -> Result<(), Error> {
+        self.device
+            .accept_peer_next_key(current, next)
+            .map_err(|source| self.native_error(source))
+    }
+
+    async fn complete_peer_key(&mut self, next: &PublicKey) -> Result<(), Error> {
+        self.device
+            .complete_peer_key(next)
+            .map_err(|source| self.native_error(source))
+    }
+
+    async fn forget_peer_next_key(&mut self, current: &PublicKey) -> Result<(), Error> {
+        self.device
+            .forget_peer_next_key(current)
             .map_err(|source| self.native_error(source))
     }
 

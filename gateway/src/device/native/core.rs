@@ -20,7 +20,7 @@ const HANDSHAKE_RATE_LIMIT: u64 = 100;
 /// How often the rate limiter's count is reset.
 const RATE_LIMIT_WINDOW: Duration = Duration::from_secs(1);
 /// Peer slots take 23 of the 24 bits of the index `Tunn` puts in its receiver indexes (it
-/// shifts it left by 8); the 24th says which static key's tunnel owns the session.
+/// shifts it left by 8); the 24th says which of the peer's two tunnels owns the session.
 const MAX_PEERS: usize = 1 << 23;
 /// A reported handshake time moves only when it differs by more than this from the last one
 /// (the age `Tunn` reports is only as fresh as its last timer update).
@@ -124,6 +124,8 @@ pub struct Core {
     load: cookie::Load,
     slots: Vec<Option<Peer>>,
     by_key: BTreeMap<[u8; 32], usize>,
+    /// Peers by their next public key, while they rotate ([`peer_rotation`]).
+    by_next: BTreeMap<[u8; 32], usize>,
     routes: AllowedIps<usize>,
     /// The TUN device's MTU: padding never makes a plaintext longer than this.
     mtu: usize,
@@ -206,6 +208,7 @@ impl Core {
             load: cookie::Load::default(),
             slots: Vec::new(),
             by_key: BTreeMap::new(),
+            by_next: BTreeMap::new(),
             routes: AllowedIps::new(),
             mtu: MAX_MTU,
             padded: Vec::new(),
@@ -287,8 +290,9 @@ impl Core {
 
     /// Handles one datagram from the network.
     ///
-    /// An initiation goes to the peer's tunnel on the key its MAC1 names; everything else
-    /// goes by its receiver index to the tunnel that owns the session. An initiation changes
+    /// An initiation goes to the peer's tunnel on the key its MAC1 names and the peer key it
+    /// was sent under (its current or next one); everything else goes by its receiver index
+    /// to the tunnel that owns the session. An initiation changes
     /// nothing but its own tunnel's handshake state: the peer's active tunnel changes when
     /// the peer confirms a newer session, and its endpoint on responses and data.
     pub fn from_udp(
@@ -306,16 +310,21 @@ impl Core {
             self.counters.invalid += 1;
             return;
         }
-        let (index, key, message) = match packet {
-            Packet::HandshakeInit(_) => match self.initiator(mac_key, datagram) {
-                Some((index, timestamp)) => (index, mac_key, Message::Init(timestamp)),
-                None => return,
-            },
+        let (index, key, message, created) = match packet {
+            Packet::HandshakeInit(_) => {
+                let Some((index, remote, timestamp)) = self.initiator(mac_key, datagram) else {
+                    return;
+                };
+                let Some((at, created)) = self.add_tunnel(index, mac_key, remote) else {
+                    self.counters.invalid += 1;
+                    return;
+                };
+                (index, at, Message::Init(timestamp), created)
+            }
             Packet::HandshakeResponse(p) => with_session(p.receiver_idx, Message::Response),
             Packet::PacketCookieReply(p) => with_session(p.receiver_idx, Message::CookieReply),
             Packet::PacketData(p) => with_session(p.receiver_idx, Message::Data(p.receiver_idx)),
         };
-        let created = matches!(message, Message::Init(_)) && self.add_tunnel(index, key);
         let Some(peer) = self.slots.get_mut(index).and_then(Option::as_mut) else {
             self.counters.invalid += 1;
             return;
@@ -461,11 +470,11 @@ impl Core {
     }
 }
 
-/// Returns the peer slot and the key of the tunnel that owns session `receiver`, with the
-/// message.
-fn with_session(receiver: u32, message: Message) -> (usize, Slot, Message) {
-    let (index, key) = rotation::split_index(receiver);
-    (index, key, message)
+/// Returns the peer slot and the position of the tunnel that owns session `receiver`, with
+/// the message (and no tunnel created).
+fn with_session(receiver: u32, message: Message) -> (usize, Slot, Message, bool) {
+    let (index, at) = rotation::split_index(receiver);
+    (index, at, message, false)
 }
 
 /// Returns `packet` padded with zeros to the next multiple of 16 bytes, or to `mtu` if that
@@ -547,6 +556,7 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
 
 mod cookie;
 mod noise;
+mod peer_rotation;
 mod rotation;
 mod table;
 

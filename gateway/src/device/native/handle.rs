@@ -226,12 +226,65 @@ impl DeviceHandle {
         Ok(self.lock().drop_previous()?)
     }
 
+    /// Accepts the peer known as `current` under its announced next key `next` too: its
+    /// initiations under either key are answered, and its traffic moves to a session under
+    /// `next` once the peer confirms one. Accepting the same key again changes nothing.
+    ///
+    /// # Errors
+    /// [`Error::UnknownPeer`]; [`Error::KeyInUse`] when `next` is the peer's current key or
+    /// another peer's; [`RotationError::SecondKeyHeld`] while the device rotates its own key;
+    /// [`RotationError::OtherNextKey`] when the peer has another next key.
+    pub fn accept_peer_next_key(&self, current: &PublicKey, next: &PublicKey) -> Result<(), Error> {
+        self.lock()
+            .accept_peer_next_key(current.as_bytes(), *next.as_bytes())
+            .map_err(|e| peer_error(e, *current, *next))
+    }
+
+    /// Ends the rotation of the peer whose next key is `next`: it is known as `next` only,
+    /// and its sessions under its old key go. Completing again changes nothing.
+    ///
+    /// # Errors
+    /// [`Error::UnknownPeer`]; [`Error::KeyInUse`] when another peer holds `next`.
+    pub fn complete_peer_key(&self, next: &PublicKey) -> Result<(), Error> {
+        self.lock()
+            .complete_peer_key(next.as_bytes())
+            .map_err(|e| peer_error(e, *next, *next))
+    }
+
+    /// Aborts the rotation of the peer known as `current`: its next key is forgotten, and
+    /// its traffic stays on (or goes back to) its current key.
+    ///
+    /// # Errors
+    /// [`Error::UnknownPeer`].
+    pub fn forget_peer_next_key(&self, current: &PublicKey) -> Result<(), Error> {
+        self.lock()
+            .forget_peer_next_key(current.as_bytes())
+            .map_err(|e| peer_error(e, *current, *current))
+    }
+
+    /// Returns the next public key of the peer known as `current`, while it rotates.
+    pub fn peer_next_key(&self, current: &PublicKey) -> Option<PublicKey> {
+        self.lock()
+            .peer_next_key(current.as_bytes())
+            .map(PublicKey::from_bytes)
+    }
+
     /// Answers one request of the cross-platform UAPI text protocol (`get=1`, or `set=1`
     /// and its lines, without the blank line that ends it), for the public socket. Both the
     /// request and the answer may hold key material: the caller keeps the request in a
     /// zeroizing buffer, and the answer is one.
     pub fn uapi(&self, request: &str) -> Zeroizing<String> {
         uapi::answer(&mut self.lock(), request, self.listen_port)
+    }
+}
+
+/// Maps a refused step of a peer's rotation: an unknown `peer` and a `key` in use get the
+/// handle's own variants, the rest stays a rotation error.
+fn peer_error(error: RotationError, peer: PublicKey, key: PublicKey) -> Error {
+    match error {
+        RotationError::UnknownPeer => Error::UnknownPeer(peer),
+        RotationError::KeyInUse => Error::KeyInUse(key),
+        other => Error::Rotation(other),
     }
 }
 

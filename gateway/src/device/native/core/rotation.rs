@@ -4,13 +4,18 @@
 //!
 //! The two keys live in two *slots*, A and B; which one is current is a field of the core.
 //! The other slot holds nothing, a *staged* key (the next one, before the switch) or the
-//! *previous* key (after the switch, until it is dropped). Each peer has one `Tunn` per slot:
-//! the current key's, and the other key's, created when the peer first initiates to it.
-//! Each `Tunn` keeps its own sessions and the newest initiation timestamp it accepted, so an
-//! initiation is checked for replay by the tunnel of the key it names and cannot touch the
-//! other tunnel. Receiver indexes say which tunnel owns a session: `Tunn` puts its 24-bit
+//! *previous* key (after the switch, until it is dropped). Each peer has two tunnel
+//! *positions* (`table.rs`), each holding at most one `Tunn`; a tunnel records the key slot
+//! and the peer key it was built with. During our rotation a peer has the current key's
+//! tunnel and the other key's (created when the peer first initiates to it, or when we
+//! [`Core::initiate`] under a new current key); a new tunnel takes the position of its key
+//! slot when free, so outside a peer's own rotation ([`super::peer_rotation`], which uses the
+//! second position for the peer's next key and never runs at the same time) the position is
+//! the key slot. Each `Tunn` keeps its own sessions and the newest initiation timestamp it
+//! accepted, so an initiation is checked for replay by the tunnel it names and cannot touch
+//! the other tunnel. Receiver indexes say which tunnel owns a session: `Tunn` puts its 24-bit
 //! index (shifted left by 8) into every message, the low 23 bits are the peer's slot in the
-//! table and the top one is set for key slot B.
+//! table and the top one is set for position B.
 //!
 //! Outgoing traffic uses the peer's *active* tunnel: the one whose session the peer confirmed
 //! last (our initiation answered, or the peer's first data on a session we answered). An
@@ -36,14 +41,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use boringtun::noise::{Packet, Tunn};
+use boringtun::noise::{Packet, Tunn, TunnResult};
 
 use super::cookie::Verdict;
 use super::noise::{self, Timestamp};
 use super::table::Tunnel;
 use super::{Core, Message, Sink, StaticKey};
 
-/// One of the two key slots; the index of its tunnel in `Peer::tunnels`.
+/// One of the two key slots, or one of a peer's two tunnel positions in `Peer::tunnels`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Slot {
     A = 0,
@@ -87,13 +92,30 @@ pub enum RotationError {
     /// No previous key is held.
     #[error("no previous key is held")]
     NoPrevious,
+    /// A peer has a next key (it is rotating): the device cannot stage its own until that
+    /// rotation is completed or forgotten.
+    #[error("a peer is rotating its key; complete or forget its next key first")]
+    PeerRotating,
+    /// The device holds a second key of its own (staged or previous): a peer's next key
+    /// waits until the device's own rotation is over.
+    #[error("the device holds a second key of its own; a peer cannot rotate meanwhile")]
+    SecondKeyHeld,
+    /// The peer is not known (by that key).
+    #[error("no peer has that key")]
+    UnknownPeer,
+    /// The next key is the peer's current key or another peer's key.
+    #[error("the next key is already a peer's key")]
+    KeyInUse,
+    /// The peer already has another next key.
+    #[error("the peer already has another next key")]
+    OtherNextKey,
 }
 
-/// The bit of a `Tunn` index that marks slot B's tunnel (bit 31 of the receiver index on the
-/// wire).
+/// The bit of a `Tunn` index that marks the tunnel at position B (bit 31 of the receiver
+/// index on the wire).
 const SLOT_B_BIT: u32 = 1 << 23;
 
-/// Returns the `Tunn` index for the peer in table slot `slot` on key slot `key`.
+/// Returns the `Tunn` index for the tunnel at position `key` of the peer in table slot `slot`.
 pub(super) fn tunn_index(slot: usize, key: Slot) -> u32 {
     let slot = u32::try_from(slot).unwrap_or(0) & (SLOT_B_BIT - 1);
     match key {
@@ -102,8 +124,8 @@ pub(super) fn tunn_index(slot: usize, key: Slot) -> u32 {
     }
 }
 
-/// Splits a receiver index into the peer's table slot and the key slot whose tunnel owns the
-/// session.
+/// Splits a receiver index into the peer's table slot and the position of the tunnel that
+/// owns the session.
 pub(super) fn split_index(receiver: u32) -> (usize, Slot) {
     let index = receiver >> 8;
     let key = if index & SLOT_B_BIT == 0 {
@@ -173,7 +195,7 @@ impl Core {
     ///
     /// # Errors
     /// [`RotationError::NoKey`], [`RotationError::SameAsCurrent`],
-    /// [`RotationError::PreviousHeld`].
+    /// [`RotationError::PreviousHeld`], [`RotationError::PeerRotating`].
     pub fn stage_key(&mut self, key: [u8; 32]) -> Result<(), RotationError> {
         let current = self.current_key().ok_or(RotationError::NoKey)?;
         if current.is(&key) {
@@ -181,6 +203,9 @@ impl Core {
         }
         if self.role == Role::Previous && self.key(self.current.other()).is_some() {
             return Err(RotationError::PreviousHeld);
+        }
+        if !self.by_next.is_empty() {
+            return Err(RotationError::PeerRotating);
         }
         self.set_second_key(Some(key));
         Ok(())
@@ -230,36 +255,41 @@ impl Core {
         Ok(())
     }
 
-    /// Drops every peer's tunnel on `slot` (not the current one); a peer whose active tunnel
-    /// it was goes to the current key's tunnel, with its sessions cleared (they are older
-    /// than the switch) or a new tunnel if it had none.
+    /// Drops every peer's tunnels on key slot `slot` (not the current one); a peer whose
+    /// active tunnel was among them goes to its tunnel on the current key, with its sessions
+    /// cleared (they are older than the switch), or a new tunnel if it had none.
     fn forget(&mut self, slot: Slot) {
         let current = self.current;
         for index in 0..self.slots.len() {
             let Some(peer) = self.slots.get_mut(index).and_then(Option::as_mut) else {
                 continue;
             };
-            peer.replace_tunnel(slot, None);
-            if peer.active != slot {
+            if !peer.drop_tunnels(|t| t.own == slot) {
                 continue;
             }
             peer.active = current;
             let Some(own) = self.keys[current as usize].as_ref() else {
                 continue;
             };
-            match peer.tunnels[current as usize].as_mut() {
-                Some(tunnel) => {
-                    // Clears the sessions and keeps the record of accepted initiations.
-                    tunnel.tunn.set_static_private(
-                        own.private.clone(),
-                        own.public,
-                        Some(own.tunn_limiter.clone()),
-                    );
-                    tunnel.unconfirmed = None;
+            match peer.position(current, &peer.public) {
+                Some(at) => {
+                    peer.active = at;
+                    if let Some(tunnel) = peer.tunnels[at as usize].as_mut() {
+                        // Clears the sessions and keeps the record of accepted initiations.
+                        tunnel.tunn.set_static_private(
+                            own.private.clone(),
+                            own.public,
+                            Some(own.tunn_limiter.clone()),
+                        );
+                        tunnel.unconfirmed = None;
+                    }
                 }
                 None => {
-                    let tunnel = Tunnel::new(own, current, index, peer);
-                    peer.replace_tunnel(current, Some(tunnel));
+                    let at = peer.free_position(current).unwrap_or(current);
+                    let psk = peer.psk.as_ref().map(|k| **k);
+                    let tunnel = Tunnel::new(own, current, at, index, peer.public, psk);
+                    peer.replace_tunnel(at, Some(tunnel));
+                    peer.active = at;
                 }
             }
         }
@@ -268,27 +298,66 @@ impl Core {
     /// Returns whether the peer's outgoing traffic uses the key that is not current (staged
     /// or previous).
     pub fn uses_second_key(&self, public: &[u8; 32]) -> bool {
+        let current = self.current;
         self.by_key
             .get(public)
             .and_then(|i| self.slots.get(*i)?.as_ref())
-            .is_some_and(|p| p.active != self.current)
+            .and_then(|p| p.tunnels[p.active as usize].as_ref())
+            .is_some_and(|t| t.own != current)
     }
 
-    /// Gives the peer in table slot `index` a tunnel on key slot `key` if the device holds a
-    /// key there and the peer has no tunnel on it. Returns whether it did.
-    pub(super) fn add_tunnel(&mut self, index: usize, key: Slot) -> bool {
-        let (Some(own), Some(peer)) = (
-            self.keys[key as usize].as_ref(),
-            self.slots.get_mut(index).and_then(Option::as_mut),
-        ) else {
+    /// Starts a handshake with the peer under the current key, on its tunnel there (created
+    /// if it has none): how a device that promoted a key moves a peer to it while its
+    /// sessions on the previous key keep carrying data. The peer's answer makes that tunnel
+    /// the active one. Returns whether an initiation went out.
+    pub fn initiate(
+        &mut self,
+        public: &[u8; 32],
+        buf: &mut [u8],
+        now: Duration,
+        sink: &mut dyn Sink,
+    ) -> bool {
+        let Some(index) = self.by_key.get(public).copied() else {
             return false;
         };
-        if peer.tunnels[key as usize].is_some() {
+        let Some((at, _)) = self.add_tunnel(index, self.current, *public) else {
             return false;
-        }
-        let tunnel = Tunnel::new(own, key, index, peer);
-        peer.tunnels[key as usize] = Some(tunnel);
+        };
+        let Some(peer) = self.slots.get_mut(index).and_then(Option::as_mut) else {
+            return false;
+        };
+        let (Some(to), Some(tunnel)) = (peer.endpoint, peer.tunnels[at as usize].as_mut()) else {
+            return false;
+        };
+        let TunnResult::WriteToNetwork(init) = tunnel.tunn.format_handshake_initiation(buf, false)
+        else {
+            return false;
+        };
+        sink.send(to, init);
+        peer.last_tx = now;
+        peer.traffic.0 = peer.traffic.0.saturating_add(init.len() as u64);
         true
+    }
+
+    /// Returns the position of the tunnel of the peer in table slot `index` on our key slot
+    /// `key` and its key `remote`, creating it in a free position if the device holds a key
+    /// there and the peer has none (then with `true`). `None` when it cannot.
+    pub(super) fn add_tunnel(
+        &mut self,
+        index: usize,
+        key: Slot,
+        remote: [u8; 32],
+    ) -> Option<(Slot, bool)> {
+        let own = self.keys[key as usize].as_ref()?;
+        let peer = self.slots.get_mut(index).and_then(Option::as_mut)?;
+        if let Some(at) = peer.position(key, &remote) {
+            return Some((at, false));
+        }
+        let at = peer.free_position(key)?;
+        let psk = peer.psk.as_ref().map(|k| **k);
+        let tunnel = Tunnel::new(own, key, at, index, remote, psk);
+        peer.replace_tunnel(at, Some(tunnel));
+        Some((at, true))
     }
 }
 
@@ -357,12 +426,17 @@ impl Core {
     }
 
     /// Returns the table slot of the peer that sent `init`, an initiation (of valid length) to
-    /// our key in slot `key`, with the initiation's timestamp. An initiation that is not newer than the newest one
-    /// accepted from that peer on any key is a replay: refused and counted.
-    pub(super) fn initiator(&mut self, key: Slot, init: &[u8]) -> Option<(usize, Timestamp)> {
+    /// our key in slot `key`, with the public key it sent under (its current or its next
+    /// one) and the initiation's timestamp. An initiation that is not newer than the newest
+    /// one accepted from that peer on any key, ours or its, is a replay: refused and counted.
+    pub(super) fn initiator(
+        &mut self,
+        key: Slot,
+        init: &[u8],
+    ) -> Option<(usize, [u8; 32], Timestamp)> {
         let own = self.key(key)?;
         let Some(opened) = noise::open_initiation(&own.private, &own.public, init, |peer| {
-            self.by_key.contains_key(peer)
+            self.by_key.contains_key(peer) || self.by_next.contains_key(peer)
         }) else {
             self.counters.invalid += 1;
             return None;
@@ -371,12 +445,15 @@ impl Core {
             self.counters.unknown_peer += 1;
             return None;
         };
-        let index = *self.by_key.get(&peer_public)?;
+        let index = *self
+            .by_key
+            .get(&peer_public)
+            .or_else(|| self.by_next.get(&peer_public))?;
         let peer = self.slots.get(index).and_then(Option::as_ref)?;
         if peer.newest_init.is_some_and(|newest| timestamp <= newest) {
             self.counters.invalid += 1;
             return None;
         }
-        Some((index, timestamp))
+        Some((index, peer_public, timestamp))
     }
 }

@@ -1,6 +1,15 @@
 //! The peer table: keys, peers by public key and by slot (the receiver index `Tunn` puts
 //! in every message, shifted right by 8, holds the slot; see `rotation.rs`), and their
 //! allowed IPs.
+//!
+//! Each peer has two tunnel *positions* ([`Slot`] A and B, the top bit of the receiver
+//! index). A [`Tunnel`] records which of the device's key slots and which of the peer's
+//! public keys it was built with; a new tunnel takes the position of its own key slot when
+//! that is free, the other one otherwise. The two positions serve either the device's two
+//! keys (its own rotation, `rotation.rs`) or the peer's two keys (the peer's rotation,
+//! `peer_rotation.rs`), never both at once: each side refuses to start while the other runs.
+//! A peer with a next key is found under it too (`by_next`), but listed under its current
+//! key only.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -26,11 +35,14 @@ pub struct Peer {
     /// Persistent keepalive interval in seconds (0 = off). Kept here, not in `Tunn`, so it can
     /// change without a new session.
     pub keepalive: u16,
-    /// One tunnel per key slot of the device, indexed by [`Slot`]: the current key's (`None`
-    /// until the device has a private key) and the other key's (created when the peer first
-    /// initiates to it).
+    /// Its next public key while it rotates ([`Core::accept_peer_next_key`]).
+    pub(super) next: Option<[u8; 32]>,
+    /// Its two tunnel positions, indexed by [`Slot`]: the tunnel on our current key and its
+    /// current key (`None` until the device has a private key), and one on our other key or
+    /// on its next key (created when the peer first initiates to it).
     pub(super) tunnels: [Option<Tunnel>; 2],
-    /// The tunnel outgoing traffic uses: the one whose session the peer confirmed last.
+    /// The position of the tunnel outgoing traffic uses: the one whose session the peer
+    /// confirmed last.
     pub(super) active: Slot,
     /// The timestamp of the newest initiation accepted from it, on any key.
     pub(super) newest_init: Option<Timestamp>,
@@ -43,10 +55,14 @@ pub struct Peer {
     pub(super) last_handshake: Option<SystemTime>,
 }
 
-/// One `Tunn` (sessions with the peer under one of the device's static keys) and what the
-/// core tracks about it.
+/// One `Tunn` (sessions with the peer under one of the device's static keys and one of the
+/// peer's) and what the core tracks about it.
 pub(super) struct Tunnel {
     pub(super) tunn: Tunn,
+    /// The device's key slot it uses.
+    pub(super) own: Slot,
+    /// The peer's public key it uses.
+    pub(super) remote: [u8; 32],
     /// Our index of the session this tunnel answered an initiation with, until the peer's
     /// first packet on it confirms it.
     pub(super) unconfirmed: Option<u32>,
@@ -73,24 +89,63 @@ impl Peer {
         self.traffic
     }
 
-    /// Replaces its tunnel on `key`.
-    pub(super) fn replace_tunnel(&mut self, key: Slot, tunnel: Option<Tunnel>) {
-        self.tunnels[key as usize] = tunnel;
+    /// Replaces its tunnel at position `at`.
+    pub(super) fn replace_tunnel(&mut self, at: Slot, tunnel: Option<Tunnel>) {
+        self.tunnels[at as usize] = tunnel;
+    }
+
+    /// Returns the position of its tunnel on our key slot `own` and its key `remote`.
+    pub(super) fn position(&self, own: Slot, remote: &[u8; 32]) -> Option<Slot> {
+        [Slot::A, Slot::B].into_iter().find(|at| {
+            self.tunnels[*at as usize]
+                .as_ref()
+                .is_some_and(|t| t.own == own && t.remote == *remote)
+        })
+    }
+
+    /// Returns where a new tunnel on our key slot `own` goes: that position if free, else
+    /// the other one if free.
+    pub(super) fn free_position(&self, own: Slot) -> Option<Slot> {
+        [own, own.other()]
+            .into_iter()
+            .find(|at| self.tunnels[*at as usize].is_none())
+    }
+
+    /// Drops every tunnel `drop` selects; returns whether the active one was among them.
+    pub(super) fn drop_tunnels(&mut self, drop: impl Fn(&Tunnel) -> bool) -> bool {
+        let mut active = false;
+        for at in [Slot::A, Slot::B] {
+            if self.tunnels[at as usize].as_ref().is_some_and(&drop) {
+                self.tunnels[at as usize] = None;
+                active |= at == self.active;
+            }
+        }
+        active
     }
 }
 
 impl Tunnel {
-    /// Returns a tunnel to the peer in slot `slot` under the device's static key `own`.
-    pub(super) fn new(own: &StaticKey, key: Slot, slot: usize, peer: &Peer) -> Self {
+    /// Returns a tunnel at position `at` to the peer in table slot `slot`, under the
+    /// device's static key `own` (in key slot `key`) and the peer's public key `remote`.
+    pub(super) fn new(
+        own: &StaticKey,
+        key: Slot,
+        at: Slot,
+        slot: usize,
+        remote: [u8; 32],
+        psk: Option<[u8; 32]>,
+    ) -> Self {
         Self {
             tunn: Tunn::new(
                 own.private.clone(),
-                PublicKey::from(peer.public),
-                peer.psk.as_ref().map(|k| **k),
+                PublicKey::from(remote),
+                psk,
                 None,
-                tunn_index(slot, key),
+                tunn_index(slot, at),
                 Some(own.tunn_limiter.clone()),
             ),
+            own: key,
+            remote,
             unconfirmed: None,
         }
     }
@@ -114,8 +169,25 @@ impl Core {
             return;
         }
         self.keys[self.current as usize] = Some(StaticKey::new(bytes));
+        let current = self.current;
         for index in 0..self.slots.len() {
-            self.rebuild_tunn(index);
+            // Tunnels to a peer's next key used the replaced key too; the next initiation
+            // to it builds a new one.
+            let moved = self
+                .slots
+                .get_mut(index)
+                .and_then(Option::as_mut)
+                .is_some_and(|peer| {
+                    let public = peer.public;
+                    peer.drop_tunnels(|t| t.own == current && t.remote != public)
+                });
+            let at = self.rebuild_tunn(index);
+            if moved
+                && let (Some(at), Some(peer)) =
+                    (at, self.slots.get_mut(index).and_then(Option::as_mut))
+            {
+                peer.active = at;
+            }
         }
     }
 
@@ -158,6 +230,7 @@ impl Core {
                     psk: None,
                     endpoint: None,
                     keepalive: 0,
+                    next: None,
                     tunnels: [None, None],
                     active: self.current,
                     newest_init: None,
@@ -166,7 +239,11 @@ impl Core {
                     last_handshake: None,
                 });
                 self.by_key.insert(public, index);
-                self.rebuild_tunn(index);
+                if let Some(at) = self.rebuild_tunn(index)
+                    && let Some(peer) = self.slots.get_mut(index).and_then(Option::as_mut)
+                {
+                    peer.active = at;
+                }
                 index
             }
         };
@@ -186,30 +263,43 @@ impl Core {
             return;
         }
         peer.psk = psk.map(Zeroizing::new);
-        peer.replace_tunnel(self.current.other(), None);
-        peer.active = self.current;
-        self.rebuild_tunn(index);
+        let (current, public) = (self.current, peer.public);
+        peer.drop_tunnels(|t| t.own != current || t.remote != public);
+        if let Some(at) = self.rebuild_tunn(index)
+            && let Some(peer) = self.slots.get_mut(index).and_then(Option::as_mut)
+        {
+            peer.active = at;
+        }
     }
 
-    /// Gives the peer in slot `index` a new tunnel on the current key.
-    pub(super) fn rebuild_tunn(&mut self, index: usize) {
+    /// Gives the peer in slot `index` a new tunnel on the current key and its current key,
+    /// in place of the one it had; returns its position.
+    pub(super) fn rebuild_tunn(&mut self, index: usize) -> Option<Slot> {
         let current = self.current;
         let (Some(own), Some(peer)) = (
             self.keys[current as usize].as_ref(),
             self.slots.get_mut(index).and_then(Option::as_mut),
         ) else {
-            return;
+            return None;
         };
-        let tunnel = Tunnel::new(own, current, index, peer);
-        peer.replace_tunnel(current, Some(tunnel));
+        let at = peer
+            .position(current, &peer.public)
+            .or_else(|| peer.free_position(current))
+            .unwrap_or(current);
+        let psk = peer.psk.as_ref().map(|k| **k);
+        let tunnel = Tunnel::new(own, current, at, index, peer.public, psk);
+        peer.replace_tunnel(at, Some(tunnel));
         peer.last_handshake = None;
+        Some(at)
     }
 
     /// Gives the peer under `old` the public key `new` in place: it keeps its table slot, and
     /// with it its routes, endpoint, keepalive, preshared key and counters, under one lock, so
     /// no packet finds its allowed IPs unrouted. Its tunnels start over on the current key
     /// (sessions are bound to the old key; a new handshake follows). Returns `false`, changing
-    /// nothing, when `old` is not a peer or `new` is another peer's key.
+    /// nothing, when `old` is not a peer or `new` is another peer's key. When `new` is the
+    /// peer's next key, this completes its rotation ([`Core::complete_peer_key`]) and its
+    /// sessions under `new` stay.
     pub fn rekey_peer(&mut self, old: &[u8; 32], new: [u8; 32]) -> bool {
         let Some(index) = self.by_key.get(old).copied() else {
             return false;
@@ -217,7 +307,10 @@ impl Core {
         if *old == new {
             return true;
         }
-        if self.by_key.contains_key(&new) {
+        if self.by_next.get(&new) == Some(&index) {
+            return self.complete_peer_key(&new).is_ok();
+        }
+        if self.by_key.contains_key(&new) || self.by_next.contains_key(&new) {
             return false;
         }
         let current = self.current;
@@ -226,12 +319,19 @@ impl Core {
         };
         self.by_key.remove(old);
         self.by_key.insert(new, index);
+        if let Some(next) = peer.next.take() {
+            self.by_next.remove(&next);
+        }
         peer.public = new;
         peer.replace_tunnel(Slot::A, None);
         peer.replace_tunnel(Slot::B, None);
         peer.active = current;
         peer.newest_init = None;
-        self.rebuild_tunn(index);
+        if let Some(at) = self.rebuild_tunn(index)
+            && let Some(peer) = self.slots.get_mut(index).and_then(Option::as_mut)
+        {
+            peer.active = at;
+        }
         true
     }
 
@@ -240,6 +340,9 @@ impl Core {
         if let Some(index) = self.by_key.remove(public) {
             self.routes.remove_value(&index);
             if let Some(slot) = self.slots.get_mut(index) {
+                if let Some(next) = slot.as_ref().and_then(|p| p.next) {
+                    self.by_next.remove(&next);
+                }
                 *slot = None;
             }
         }

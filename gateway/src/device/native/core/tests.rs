@@ -36,6 +36,8 @@ struct Pair {
     a_out: Capture,
     b_out: Capture,
     buf: Vec<u8>,
+    /// Packets each way so far by `flow` (`tests/peer_rotation.rs`).
+    sent: u32,
 }
 
 fn key(seed: u8) -> ([u8; 32], [u8; 32]) {
@@ -76,6 +78,7 @@ impl Pair {
             a_out: Capture::default(),
             b_out: Capture::default(),
             buf: vec![0u8; 4096],
+            sent: 0,
         }
     }
 
@@ -476,5 +479,6 @@ mod cookie;
 mod forgery;
 mod limits;
 mod padding;
+mod peer_rotation;
 mod replay;
 mod rotation;

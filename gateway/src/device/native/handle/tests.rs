@@ -486,3 +486,5 @@ fn the_report_has_peers_handshakes_traffic_and_drops() {
     assert_eq!((c.last_handshake, c.tx_bytes), (None, 0));
     assert_eq!(report.dropped.no_route, 1);
 }
+
+mod peer_rotation;
