@@ -201,3 +201,12 @@ fn unsupported(what: &'static str) -> Error {
         what,
     }
 }
+
+/// Serializes the tests that capture log lines with a subscriber of their own. Tracing keeps
+/// each callsite's interest and the maximum level in statics shared by every thread of the
+/// test process, so two such tests running at once can hide each other's events; each holds
+/// this for as long as its subscriber is installed.
+pub fn log_capture_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -106,6 +106,10 @@ fn traffic_both_ways(a: &Cluster, b: &Cluster) {
         );
     }
     for (seed, (from, to)) in [(a, b), (b, a)].into_iter().enumerate() {
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "reports the transfer's rate; nothing is decided on it"
+        )]
         let started = std::time::Instant::now();
         tcp_transfer(
             Path::new(XFER),

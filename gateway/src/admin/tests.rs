@@ -200,7 +200,12 @@ impl Captured {
 
 // A current-thread runtime: the server's tasks run on this thread, under its subscriber.
 #[tokio::test(flavor = "current_thread")]
+#[allow(
+    clippy::await_holding_lock,
+    reason = "held for the whole test on a current-thread runtime; no task of it takes the lock"
+)]
 async fn refused_requests_are_logged_at_most_once_per_interval_without_what_they_presented() {
+    let _serial = crate::testing::log_capture_lock();
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()

@@ -81,7 +81,12 @@ impl Captured {
 }
 
 #[tokio::test]
+#[allow(
+    clippy::await_holding_lock,
+    reason = "held for the whole test on a current-thread runtime; no task of it takes the lock"
+)]
 async fn a_peer_is_logged_once_when_it_comes_up_and_once_when_it_goes_down() {
+    let _serial = crate::testing::log_capture_lock();
     let captured = Captured::default();
     let make = {
         let captured = captured.clone();

@@ -32,6 +32,7 @@ fn outside_names_with_control_characters_stay_on_one_escaped_line() {
         move || captured.clone()
     };
     let hostile = "b\nWARN forged line\r\x1b[31mred\u{202e}";
+    let _serial = crate::testing::log_capture_lock();
     tracing::subscriber::with_default(subscriber("info", make), || {
         // As the gateway logs them: Display fields, a path, a message argument, a str field.
         tracing::warn!(
@@ -73,6 +74,7 @@ fn library_and_own_events(filter: &str) -> String {
         let captured = captured.clone();
         move || captured.clone()
     };
+    let _serial = crate::testing::log_capture_lock();
     tracing::subscriber::with_default(subscriber(filter, make), || {
         tracing::warn!(target: "boringtun::noise::timers", "HANDSHAKE(REKEY_TIMEOUT)");
         tracing::debug!(target: "boringtun::noise", "Sending handshake_initiation");
