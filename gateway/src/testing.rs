@@ -208,5 +208,6 @@ fn unsupported(what: &'static str) -> Error {
 /// this for as long as its subscriber is installed.
 pub fn log_capture_lock() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
