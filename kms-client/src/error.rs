@@ -106,6 +106,14 @@ pub enum Error {
         /// What was missing or wrong (never a secret value).
         what: String,
     },
+    /// A change-approval policy holds a write: it is not applied.
+    #[error(
+        "KMS holds the write to secret {secret} for approval: it is not applied (approve it, or exempt the gateway's identity from the policy)"
+    )]
+    PendingApproval {
+        /// The secret name.
+        secret: String,
+    },
     /// The client could not be set up (bad URL, CA bundle, credentials file).
     #[error("KMS client configuration: {0}")]
     Config(String),
@@ -126,6 +134,7 @@ impl Error {
             Error::Denied { .. } => "denied",
             Error::SecretNotFound { .. } => "secret_not_found",
             Error::MalformedResponse { .. } => "malformed_response",
+            Error::PendingApproval { .. } => "pending_approval",
             Error::Config(_) => "config",
         }
     }

@@ -292,4 +292,4 @@ impl SecretStore for InfisicalStore {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

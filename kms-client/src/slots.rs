@@ -22,8 +22,11 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
+mod kms;
+
 use crate::file::{sync_parent, write_private};
 use crate::{Error, FileKeySource, KeySource as _, LoadedKey, PrivateKey, read_secret_file};
+pub use kms::{DISCARDED, KmsKeySlots, KmsSlots};
 
 /// The largest rotation record read back; a larger file is refused as damaged.
 pub const MAX_RECORD_BYTES: u64 = 64 * 1024;

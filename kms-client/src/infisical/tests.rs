@@ -8,16 +8,17 @@ use kms_fake::{FakeConfig, FakeKms, Fault};
 use super::*;
 use crate::{Error, load_key_from_store};
 
-const KEY: &str = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
+pub(crate) const KEY: &str = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
 const CLIENT_SECRET: &str = "client-secret-value-0123456789";
 
-struct Rig {
-    fake: FakeKms,
-    dir: tempfile::TempDir,
-    config: InfisicalConfig,
+/// A fake KMS holding `wg-key` = [`KEY`], and a client configuration for it.
+pub(crate) struct Rig {
+    pub(crate) fake: FakeKms,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) config: InfisicalConfig,
 }
 
-async fn rig() -> Rig {
+pub(crate) async fn rig() -> Rig {
     let fake = FakeKms::start(
         "127.0.0.1:0".parse().expect("addr"),
         fake_config(&format!("{KEY}\n")),
@@ -67,7 +68,7 @@ fn fake_config(value: &str) -> FakeConfig {
     }
 }
 
-fn store(config: &InfisicalConfig) -> InfisicalStore {
+pub(crate) fn store(config: &InfisicalConfig) -> InfisicalStore {
     InfisicalStore::new(config.clone()).expect("store")
 }
 
