@@ -27,6 +27,8 @@ pub mod machine;
 pub mod responder;
 pub mod resume;
 pub mod schedule;
+#[cfg(test)]
+mod test_support;
 
 pub use id::{IdError, RotationId};
 pub use ztgw_model::key::PublicKey;

@@ -3,19 +3,7 @@ use super::*;
 mod property;
 mod rollback;
 
-const START: u64 = 1_700_000_000;
-
-fn t(secs: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(START + secs)
-}
-
-fn key(name: &str) -> PublicKey {
-    let mut bytes = [0u8; 32];
-    for (slot, b) in bytes.iter_mut().zip(name.bytes()) {
-        *slot = b;
-    }
-    PublicKey::from_bytes(bytes)
-}
+use crate::test_support::{key, t};
 
 fn id() -> RotationId {
     RotationId::new("00000000000000aa").expect("valid id")

@@ -1,12 +1,6 @@
 use super::*;
 
-fn key(name: &str) -> PublicKey {
-    let mut bytes = [0u8; 32];
-    for (slot, b) in bytes.iter_mut().zip(name.bytes()) {
-        *slot = b;
-    }
-    PublicKey::from_bytes(bytes)
-}
+use crate::test_support::key;
 
 fn rid(n: u8) -> RotationId {
     RotationId::from_bytes([0, 0, 0, 0, 0, 0, 0, n])

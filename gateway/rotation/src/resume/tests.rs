@@ -1,22 +1,8 @@
-use std::time::Duration;
-
 use super::*;
 use crate::RotationId;
 use crate::machine::{Action, Event, Outcome, Participant, Step, Timing};
 
-const START: u64 = 1_700_000_000;
-
-fn t(secs: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(START + secs)
-}
-
-fn key(name: &str) -> PublicKey {
-    let mut bytes = [0u8; 32];
-    for (slot, b) in bytes.iter_mut().zip(name.bytes()) {
-        *slot = b;
-    }
-    PublicKey::from_bytes(bytes)
-}
+use crate::test_support::{key, t};
 
 fn feed(r: &mut Rotation, events: impl IntoIterator<Item = Event>, at: SystemTime) {
     for event in events {

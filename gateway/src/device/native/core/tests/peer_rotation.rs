@@ -185,15 +185,7 @@ fn replayed_initiations_from_either_peer_key_are_refused_and_leave_sessions_alon
     pair.pump();
     pair.flow();
 
-    pair.b
-        .accept_peer_next_key(&a_old, a_next)
-        .expect("b accepts");
-    pair.a.stage_key(a_next_priv).expect("a stages");
-    pair.a.promote_staged().expect("a promotes");
-    assert!(
-        pair.a
-            .initiate(&pair.b_pub, &mut pair.buf, Duration::ZERO, &mut pair.a_out)
-    );
+    a_switches_to_its_next_key(&mut pair, &a_old, a_next, a_next_priv);
     let first_next_init = pair.a_out.sent.front().expect("an initiation").1.clone();
     pair.pump();
     assert!(pair.b.uses_peer_next_key(&a_old));
@@ -221,15 +213,7 @@ fn forgetting_a_confirmed_next_key_returns_traffic_to_the_old_key() {
     let mut pair = Pair::connected();
     let (_, a_old) = key(1);
     let (a_next_priv, a_next) = key(9);
-    pair.b
-        .accept_peer_next_key(&a_old, a_next)
-        .expect("b accepts");
-    pair.a.stage_key(a_next_priv).expect("a stages");
-    pair.a.promote_staged().expect("a promotes");
-    assert!(
-        pair.a
-            .initiate(&pair.b_pub, &mut pair.buf, Duration::ZERO, &mut pair.a_out)
-    );
+    a_switches_to_its_next_key(&mut pair, &a_old, a_next, a_next_priv);
     pair.pump();
     assert!(pair.b.uses_peer_next_key(&a_old));
 
@@ -248,15 +232,7 @@ fn replacing_a_peer_key_by_its_next_key_completes_the_rotation_in_place() {
     let mut pair = Pair::connected();
     let (_, a_old) = key(1);
     let (a_next_priv, a_next) = key(9);
-    pair.b
-        .accept_peer_next_key(&a_old, a_next)
-        .expect("b accepts");
-    pair.a.stage_key(a_next_priv).expect("a stages");
-    pair.a.promote_staged().expect("a promotes");
-    assert!(
-        pair.a
-            .initiate(&pair.b_pub, &mut pair.buf, Duration::ZERO, &mut pair.a_out)
-    );
+    a_switches_to_its_next_key(&mut pair, &a_old, a_next, a_next_priv);
     pair.pump();
     let session = pair.session_of_b();
     assert_eq!(
@@ -372,4 +348,23 @@ impl Pair {
         self.pump();
         index
     }
+}
+
+/// b accepts a's next key; a stages it, makes it current and initiates under it (the
+/// initiation is queued at a, not yet delivered).
+fn a_switches_to_its_next_key(
+    pair: &mut Pair,
+    a_old: &[u8; 32],
+    a_next: [u8; 32],
+    a_next_priv: [u8; 32],
+) {
+    pair.b
+        .accept_peer_next_key(a_old, a_next)
+        .expect("b accepts");
+    pair.a.stage_key(a_next_priv).expect("a stages");
+    pair.a.promote_staged().expect("a promotes");
+    assert!(
+        pair.a
+            .initiate(&pair.b_pub, &mut pair.buf, Duration::ZERO, &mut pair.a_out)
+    );
 }
