@@ -41,3 +41,39 @@ pub(crate) mod option {
             .transpose()
     }
 }
+
+/// The same for a list of keys, bounded on reading by [`crate::responder::MAX_RETIRED_KEYS`]
+/// (a longer list is refused: the state was not written by us).
+pub(crate) mod list {
+    use serde::ser::SerializeSeq as _;
+    use serde::{Deserialize as _, Deserializer, Serializer};
+    use ztgw_model::key::PublicKey;
+
+    use crate::responder::MAX_RETIRED_KEYS;
+
+    /// Serializes keys as a list of base64 strings.
+    pub(crate) fn serialize<S: Serializer>(
+        keys: &[PublicKey],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(keys.len()))?;
+        for key in keys {
+            seq.serialize_element(&key.to_base64())?;
+        }
+        seq.end()
+    }
+
+    /// Deserializes a list of base64 keys.
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<PublicKey>, D::Error> {
+        let texts = Vec::<String>::deserialize(deserializer)?;
+        if texts.len() > MAX_RETIRED_KEYS {
+            return Err(serde::de::Error::custom("too many retired keys"));
+        }
+        texts
+            .iter()
+            .map(|text| PublicKey::from_base64(text).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}

@@ -33,7 +33,15 @@ pub struct PeerRotationState {
     last_sequence: u64,
     #[serde(default)]
     ended: Option<Ended>,
+    /// The keys the peer rotated away from, oldest first, at most [`MAX_RETIRED_KEYS`]: a
+    /// declaration still naming one of them means the peer as it runs now.
+    #[serde(with = "key_text::list", default)]
+    retired: Vec<PublicKey>,
 }
+
+/// How many retired keys of a peer are remembered. A declaration left behind by more
+/// rotations than that is taken as naming a new key.
+pub const MAX_RETIRED_KEYS: usize = 8;
 
 /// The last rotation of the peer that ended, so that a repeated end is recognised.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,7 +117,13 @@ impl PeerRotationState {
             rotation_id: None,
             last_sequence: 0,
             ended: None,
+            retired: Vec::new(),
         }
+    }
+
+    /// Returns the keys the peer rotated away from, oldest first.
+    pub fn retired_keys(&self) -> &[PublicKey] {
+        &self.retired
     }
 
     /// Returns the peer's active key.
@@ -156,8 +170,16 @@ impl PeerRotationState {
             .pending()
             .filter(|(id, _)| *id == rotation_id)
             .ok_or(EndRefusal::UnknownRotation)?;
+        let mut retired = self.retired.clone();
         let active_public_key = match end {
-            End::Completed => *next,
+            End::Completed => {
+                retired.retain(|k| k != next && *k != self.active_public_key);
+                retired.push(self.active_public_key);
+                if retired.len() > MAX_RETIRED_KEYS {
+                    retired.drain(..retired.len() - MAX_RETIRED_KEYS);
+                }
+                *next
+            }
             End::Aborted => self.active_public_key,
         };
         Ok(Self {
@@ -169,6 +191,7 @@ impl PeerRotationState {
                 rotation_id: rotation_id.clone(),
                 end,
             }),
+            retired,
         })
     }
 }
@@ -253,6 +276,7 @@ pub fn on_announce(
         rotation_id: Some(body.rotation_id.clone()),
         last_sequence: body.sequence,
         ended: state.ended.clone(),
+        retired: state.retired.clone(),
     };
     Ok((next, ack))
 }
@@ -288,6 +312,45 @@ pub fn on_abort(
 /// key while a rotation is pending.
 pub fn accepted_keys(state: &PeerRotationState) -> (PublicKey, Option<PublicKey>) {
     (state.active_public_key, state.next_public_key().copied())
+}
+
+/// What a declaration naming `declared` means for a peer whose rotations are `state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Declared {
+    /// The declaration names the peer's active key: nothing to reconcile.
+    Current,
+    /// The declaration names a key the peer rotated away from: the peer runs under `active`
+    /// now, and the declaration is to be updated to it (the gateway never rewrites it).
+    Outdated {
+        /// The key the peer runs under.
+        active: PublicKey,
+    },
+    /// The declaration names a key the peer never held: an operator's new key, which wins;
+    /// what was known of the peer's rotations no longer applies.
+    New,
+}
+
+impl Declared {
+    /// The key the device is to run the peer under.
+    pub fn running_key(self, declared: PublicKey) -> PublicKey {
+        match self {
+            Declared::Outdated { active } => active,
+            Declared::Current | Declared::New => declared,
+        }
+    }
+}
+
+/// Classifies a declaration naming `declared` against what is known of the peer's rotations.
+pub fn declared(state: &PeerRotationState, declared: &PublicKey) -> Declared {
+    if *declared == state.active_public_key {
+        Declared::Current
+    } else if state.retired.contains(declared) {
+        Declared::Outdated {
+            active: state.active_public_key,
+        }
+    } else {
+        Declared::New
+    }
 }
 
 #[cfg(test)]

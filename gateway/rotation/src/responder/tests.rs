@@ -288,3 +288,108 @@ fn the_announcement_and_ack_bodies_round_trip_through_json() {
         body(1)
     );
 }
+
+/// Completes rotation `n` of a peer whose active key is `from`, to the key named `to`.
+fn rotated(state: &PeerRotationState, n: u8, to: &str) -> PeerRotationState {
+    let body = AnnounceBody {
+        rotation_id: rid(n),
+        sequence: u64::from(n),
+        next_public_key: key(to),
+        sender_key: *state.active_public_key(),
+        receiver_key: key("us"),
+    };
+    let (announced, _) = on_announce(state, &body, &key("us")).expect("accepted");
+    on_complete(&announced, &rid(n)).expect("completed")
+}
+
+#[test]
+fn a_declaration_left_on_a_retired_key_means_the_peer_as_it_runs_now() {
+    let state = rotated(&fresh(), 1, "p-next");
+    assert_eq!(state.retired_keys(), [key("p-old")]);
+    assert_eq!(
+        declared(&state, &key("p-old")),
+        Declared::Outdated {
+            active: key("p-next")
+        }
+    );
+    assert_eq!(
+        declared(&state, &key("p-old")).running_key(key("p-old")),
+        key("p-next"),
+        "reconciling keeps the rotated key, never the declared old one"
+    );
+    assert_eq!(declared(&state, &key("p-next")), Declared::Current);
+    // Two rotations later a declaration never updated still means the same peer.
+    let state = rotated(&rotated(&state, 2, "p-3"), 3, "p-4");
+    assert_eq!(
+        state.retired_keys(),
+        [key("p-old"), key("p-next"), key("p-3")]
+    );
+    assert_eq!(
+        declared(&state, &key("p-old")).running_key(key("p-old")),
+        key("p-4")
+    );
+}
+
+#[test]
+fn a_declaration_naming_a_key_the_peer_never_held_wins() {
+    let state = rotated(&fresh(), 1, "p-next");
+    assert_eq!(declared(&state, &key("operator")), Declared::New);
+    assert_eq!(
+        declared(&state, &key("operator")).running_key(key("operator")),
+        key("operator")
+    );
+    // A pending rotation's next key is not retired, nor active: declaring it is new.
+    let pending = on_announce(
+        &state,
+        &AnnounceBody {
+            rotation_id: rid(2),
+            sequence: 2,
+            next_public_key: key("p-3"),
+            sender_key: key("p-next"),
+            receiver_key: key("us"),
+        },
+        &key("us"),
+    )
+    .expect("accepted")
+    .0;
+    assert_eq!(declared(&pending, &key("p-3")), Declared::New);
+    assert_eq!(
+        declared(&pending, &key("p-old")),
+        Declared::Outdated {
+            active: key("p-next")
+        }
+    );
+}
+
+#[test]
+fn an_aborted_rotation_retires_nothing_and_the_history_is_bounded() {
+    let aborted = on_abort(&announced(1), &rid(1)).expect("aborted");
+    assert!(aborted.retired_keys().is_empty());
+    let mut state = fresh();
+    for n in 1..=20u8 {
+        state = rotated(&state, n, &format!("p-{n}"));
+    }
+    assert_eq!(state.retired_keys().len(), MAX_RETIRED_KEYS);
+    assert_eq!(state.retired_keys().last(), Some(&key("p-19")));
+    assert_eq!(declared(&state, &key("p-old")), Declared::New, "forgotten");
+}
+
+#[test]
+fn a_stored_state_with_too_many_retired_keys_is_refused() {
+    let mut state = fresh();
+    for n in 1..=3u8 {
+        state = rotated(&state, n, &format!("p-{n}"));
+    }
+    let json = serde_json::to_string(&state).expect("json");
+    assert_eq!(
+        serde_json::from_str::<PeerRotationState>(&json).expect("round trip"),
+        state
+    );
+    let mut value: serde_json::Value = serde_json::from_str(&json).expect("value");
+    value["retired"] = serde_json::Value::Array(
+        (0..=MAX_RETIRED_KEYS)
+            .map(|_| serde_json::Value::String(key("x").to_base64()))
+            .collect(),
+    );
+    assert!(serde_json::from_value::<PeerRotationState>(value).is_err());
+}
