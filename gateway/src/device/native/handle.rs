@@ -218,6 +218,15 @@ impl DeviceHandle {
         Ok(self.lock().promote_staged()?)
     }
 
+    /// Makes the previous key current again and the new one staged (a rotation rolled back
+    /// after its switch).
+    ///
+    /// # Errors
+    /// [`RotationError::NoPrevious`].
+    pub fn demote_current(&self) -> Result<(), Error> {
+        Ok(self.lock().demote_current()?)
+    }
+
     /// Forgets the previous key.
     ///
     /// # Errors

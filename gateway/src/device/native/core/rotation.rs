@@ -185,7 +185,7 @@ impl Core {
             }
             _ => {}
         }
-        self.forget(other);
+        self.forget(other, true);
         self.keys[other as usize] = key.map(StaticKey::new);
         self.role = Role::Staged;
     }
@@ -211,7 +211,9 @@ impl Core {
         Ok(())
     }
 
-    /// Forgets the staged key (a rotation given up before its switch).
+    /// Forgets the staged key: a rotation given up before its switch, or after it once
+    /// [`Core::demote_current`] made the old key current again. Peers whose traffic had moved
+    /// to the staged key go back to their sessions under the current key, kept for them.
     ///
     /// # Errors
     /// [`RotationError::NothingStaged`].
@@ -219,7 +221,12 @@ impl Core {
         if self.staged_public().is_none() {
             return Err(RotationError::NothingStaged);
         }
-        self.set_second_key(None);
+        // The rotation is given up on both sides: a peer that moved to the staged key goes
+        // back to its sessions under the current key, which it still holds, so ours stay.
+        let other = self.current.other();
+        self.forget(other, false);
+        self.keys[other as usize] = None;
+        self.role = Role::Staged;
         Ok(())
     }
 
@@ -239,6 +246,22 @@ impl Core {
         Ok(())
     }
 
+    /// Undoes [`Core::promote_staged`], for a rotation rolled back after its switch: the
+    /// previous key is current again and the new one is staged, still answering handshakes
+    /// addressed to it, until [`Core::unstage_key`] forgets it. As with the promotion, no
+    /// tunnel is rebuilt and no session dropped.
+    ///
+    /// # Errors
+    /// [`RotationError::NoPrevious`].
+    pub fn demote_current(&mut self) -> Result<(), RotationError> {
+        if self.previous_public().is_none() {
+            return Err(RotationError::NoPrevious);
+        }
+        self.current = self.current.other();
+        self.role = Role::Staged;
+        Ok(())
+    }
+
     /// Forgets the previous key: its tunnels go, and peers whose outgoing traffic used it
     /// move to the current key (a new handshake follows).
     ///
@@ -249,16 +272,18 @@ impl Core {
             return Err(RotationError::NoPrevious);
         }
         let other = self.current.other();
-        self.forget(other);
+        self.forget(other, true);
         self.keys[other as usize] = None;
         self.role = Role::Staged;
         Ok(())
     }
 
     /// Drops every peer's tunnels on key slot `slot` (not the current one); a peer whose
-    /// active tunnel was among them goes to its tunnel on the current key, with its sessions
-    /// cleared (they are older than the switch), or a new tunnel if it had none.
-    fn forget(&mut self, slot: Slot) {
+    /// active tunnel was among them goes to its tunnel on the current key, or a new tunnel if
+    /// it had none. With `clear_sessions` that tunnel's sessions are cleared: after a switch
+    /// completed they are older than it, and the peer has likely dropped them. Without it
+    /// they stay: after a rotation given up, the peer went back to them.
+    fn forget(&mut self, slot: Slot, clear_sessions: bool) {
         let current = self.current;
         for index in 0..self.slots.len() {
             let Some(peer) = self.slots.get_mut(index).and_then(Option::as_mut) else {
@@ -274,7 +299,10 @@ impl Core {
             match peer.position(current, &peer.public) {
                 Some(at) => {
                     peer.active = at;
-                    if let Some(tunnel) = peer.tunnels[at as usize].as_mut() {
+                    if let Some(tunnel) = peer.tunnels[at as usize]
+                        .as_mut()
+                        .filter(|_| clear_sessions)
+                    {
                         // Clears the sessions and keeps the record of accepted initiations.
                         tunnel.tunn.set_static_private(
                             own.private.clone(),

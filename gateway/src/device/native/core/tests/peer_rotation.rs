@@ -269,6 +269,33 @@ fn initiation_from(private: [u8; 32], peer: [u8; 32]) -> Vec<u8> {
     init
 }
 
+#[test]
+fn a_rotation_rolled_back_after_the_switch_returns_both_sides_to_the_old_key() {
+    let mut pair = Pair::connected();
+    let (_, a_old) = key(1);
+    let (a_next_priv, a_next) = key(9);
+    a_switches_to_its_next_key(&mut pair, &a_old, a_next, a_next_priv);
+    pair.pump();
+    pair.flow();
+    assert!(pair.b.uses_peer_next_key(&a_old), "b moved to a's new key");
+
+    // The rollback: a makes its old key current again (the new one still answers), b forgets
+    // a's next key, a forgets the new key.
+    pair.a.demote_current().expect("a demotes");
+    assert_eq!(pair.a.current_public(), Some(a_old));
+    assert_eq!(pair.a.staged_public(), Some(a_next));
+    assert_eq!(pair.a.demote_current(), Err(RotationError::NoPrevious));
+    pair.flow();
+    pair.b.forget_peer_next_key(&a_old).expect("b forgets");
+    pair.a.unstage_key().expect("a unstages");
+    for _ in 0..3 {
+        pair.flow();
+    }
+    assert!(!pair.b.uses_peer_next_key(&a_old));
+    assert_eq!(pair.a.staged_public(), None);
+    assert_eq!(pair.a.current_public(), Some(a_old));
+}
+
 impl Pair {
     /// A pair with a session, opened by a.
     fn connected() -> Self {
