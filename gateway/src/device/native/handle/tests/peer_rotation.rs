@@ -66,3 +66,32 @@ fn peer_key_steps_through_the_handle_map_errors_and_change_the_core() {
     a.drop_previous().expect("a drops its old key");
     net.both_ways(B);
 }
+
+#[test]
+fn a_rotation_rolled_back_after_the_switch_through_the_handle_keeps_the_tunnel() {
+    let (mut net, [k1, _, _]) = Net::new();
+    let k2 = generate();
+    let (a_old, a_next) = (public(&k1), public(&k2));
+    let (a, b) = (net.sides[A].handle.clone(), net.sides[B].handle.clone());
+    assert_eq!(
+        a.demote_current(),
+        Err(Error::Rotation(RotationError::NoPrevious))
+    );
+    b.accept_peer_next_key(&a_old, &a_next).expect("b accepts");
+    a.stage_key(&k2).expect("a stages");
+    a.promote_staged().expect("a promotes");
+    net.both_ways(B);
+
+    a.demote_current().expect("a demotes");
+    let keys = a.keys();
+    assert_eq!(
+        (keys.current, keys.staged, keys.previous),
+        (Some(a_old), Some(a_next), None)
+    );
+    net.both_ways(B);
+    b.forget_peer_next_key(&a_old).expect("b forgets");
+    a.unstage_key().expect("a unstages");
+    net.both_ways(B);
+    assert_eq!(a.keys().current, Some(a_old));
+    assert_eq!(b.peer_next_key(&a_old), None);
+}
