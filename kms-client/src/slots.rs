@@ -130,10 +130,10 @@ impl FileKeySlots {
     /// leaves the key file as it was.
     pub fn commit(&self) -> Result<(), Error> {
         let next_path = self.next_path();
-        let next = read_optional_key(&next_path)?.ok_or_else(|| Error::NotFound {
+        // The staged key must be there and valid before anything is touched.
+        read_optional_key(&next_path)?.ok_or_else(|| Error::NotFound {
             path: next_path.clone(),
         })?;
-        drop(next);
         let current = read_secret_file(&self.key)?;
         let previous_path = self.previous_path();
         write_private(&previous_path, current.as_bytes())

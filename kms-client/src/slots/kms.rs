@@ -92,9 +92,12 @@ impl<'s, S: SecretStore> KmsKeySlots<'s, S> {
         let record = match self.optional(&self.record_name()).await? {
             Some((version, value)) => {
                 if value.len() > MAX_RECORD_BYTES {
-                    return Err(Error::Malformed {
-                        origin: format!("KMS secret {} (version {version})", self.record_name()),
-                        reason: crate::KeyFormatError::Length(value.len()),
+                    return Err(Error::MalformedResponse {
+                        operation: "read",
+                        what: format!(
+                            "secret {} (version {version}) is over {MAX_RECORD_BYTES} bytes",
+                            self.record_name()
+                        ),
                     });
                 }
                 Some(value.to_string())
