@@ -6,7 +6,8 @@
 //! it creates is named uniquely per test process and removed in `Drop`, and every wait is
 //! bounded ([`eventually`]). It must only ever address hosts inside the namespaces it created.
 //! [`bench`](mod@bench) holds the benchmark's parsing and arithmetic; [`wire`] splits captured
-//! underlay datagrams into WireGuard messages and checks their padding.
+//! underlay datagrams into WireGuard messages and checks their padding. [`Streams`] measures
+//! loss and reordering of paced UDP streams between pods.
 //!
 //! A typical test:
 //!
@@ -41,6 +42,7 @@ mod ping;
 mod process;
 mod prometheus;
 pub mod rules;
+mod stream;
 mod topology;
 mod uapi;
 mod vm;
@@ -66,6 +68,7 @@ pub use peer::PeerSpec;
 pub use ping::{PingStats, SteadyPing, ping, wait_reachable};
 pub use process::Proc;
 pub use prometheus::{Alert, PROMETHEUS_INTERVAL, Prometheus, percent_encode};
+pub use stream::{StreamStats, Streams, check_in_order, check_no_loss, format_stats};
 pub use topology::{Cluster, LISTEN_PORT, TUNNEL_PREFIX, Topology, unique_iface};
 pub use uapi::{WgDump, WgPeer, wg_dump};
 pub use vm::{QEMU, VM_GUEST_VAR, VM_TESTS_VAR, Vm, VmRun, in_vm_guest, vm_tests_required};
