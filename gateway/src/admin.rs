@@ -6,6 +6,7 @@
 //! The token is never logged, printed or echoed.
 
 pub mod refusals;
+mod rotation;
 mod socket;
 mod token;
 
@@ -13,7 +14,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, UnixListener};
 
@@ -88,11 +89,27 @@ struct AdminState {
     audit: Option<Audit>,
     /// The audit actor: `admin:unix` or `admin:tcp`.
     actor: &'static str,
+    /// The rotation service, once the device is up and can rotate.
+    rotation: RotationSlot,
 }
+
+/// Where the rotation service's handle appears once the device is up (it never does on a
+/// backend that cannot rotate).
+pub type RotationSlot = Arc<std::sync::OnceLock<crate::rotate::Control>>;
 
 /// Builds the admin router. With a token (TCP), every request must present it. Each call is
 /// recorded in `audit`, when given.
 pub fn router(status: StatusBoard, token: Option<Token>, audit: Option<Audit>) -> Router {
+    router_with(status, token, audit, RotationSlot::default())
+}
+
+/// [`router`] with the rotation commands (`POST /v1/rotation/{plan,start,abort}`).
+pub fn router_with(
+    status: StatusBoard,
+    token: Option<Token>,
+    audit: Option<Audit>,
+    rotation: RotationSlot,
+) -> Router {
     let actor = if token.is_some() {
         "admin:tcp"
     } else {
@@ -104,9 +121,13 @@ pub fn router(status: StatusBoard, token: Option<Token>, audit: Option<Audit>) -
         refusals: Arc::new(Mutex::new(Refusals::new(refusals::LOG_EVERY))),
         audit,
         actor,
+        rotation,
     };
     Router::new()
         .route("/v1/status", get(status_handler))
+        .route("/v1/rotation/plan", post(rotation::plan))
+        .route("/v1/rotation/start", post(rotation::start))
+        .route("/v1/rotation/abort", post(rotation::abort))
         .with_state(state)
 }
 
@@ -115,9 +136,10 @@ pub async fn serve_unix(
     listener: UnixListener,
     status: StatusBoard,
     audit: Option<Audit>,
+    rotation: RotationSlot,
     limits: Limits,
 ) {
-    serve_limited(listener, router(status, None, audit), limits).await;
+    serve_limited(listener, router_with(status, None, audit, rotation), limits).await;
 }
 
 /// Serves the admin API on TCP, behind `token`, for as long as the task runs, under `limits`.
@@ -126,47 +148,22 @@ pub async fn serve_tcp(
     status: StatusBoard,
     token: Token,
     audit: Option<Audit>,
+    rotation: RotationSlot,
     limits: Limits,
 ) {
-    serve_limited(listener, router(status, Some(token), audit), limits).await;
+    serve_limited(
+        listener,
+        router_with(status, Some(token), audit, rotation),
+        limits,
+    )
+    .await;
 }
 
 const STATUS_CALL: &str = "GET /v1/status";
 
 async fn status_handler(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Some(token) = &state.token
-        && !token.is_presented_in(headers.get(header::AUTHORIZATION))
-    {
-        let logged = state
-            .refusals
-            .lock()
-            .map(|mut refusals| refusals.record(crate::clock::monotonic()));
-        // Nothing of the request (its token, headers or address) goes into the line.
-        if let Ok(Some(suppressed)) = logged {
-            if let Some(audit) = &state.audit {
-                audit.record(
-                    kind::ADMIN_CALL,
-                    state.actor,
-                    STATUS_CALL,
-                    "refused",
-                    details([
-                        ("reason", Value::from("no valid bearer token")),
-                        ("suppressed", Value::from(suppressed)),
-                    ]),
-                );
-            }
-            tracing::warn!(
-                suppressed,
-                "admin API request without a valid bearer token refused \
-                 (suppressed: refusals since the previous such line that were not logged)"
-            );
-        }
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "a valid bearer token is required\n",
-        )
-            .into_response();
+    if let Some(refused) = refuse_unauthorized(&state, &headers, STATUS_CALL) {
+        return refused;
     }
     let answered = |outcome: &str| {
         if let Some(audit) = &state.audit {
@@ -199,6 +196,48 @@ async fn status_handler(State(state): State<AdminState>, headers: HeaderMap) -> 
             (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode status\n").into_response()
         }
     }
+}
+
+/// The `401` answer when the TCP API is called without the bearer token (audited and logged
+/// at a bounded rate, nothing of the request repeated); `None` when the call may go on.
+fn refuse_unauthorized(state: &AdminState, headers: &HeaderMap, call: &str) -> Option<Response> {
+    if let Some(token) = &state.token
+        && !token.is_presented_in(headers.get(header::AUTHORIZATION))
+    {
+        let logged = state
+            .refusals
+            .lock()
+            .map(|mut refusals| refusals.record(crate::clock::monotonic()));
+        // Nothing of the request (its token, headers or address) goes into the line.
+        if let Ok(Some(suppressed)) = logged {
+            if let Some(audit) = &state.audit {
+                audit.record(
+                    kind::ADMIN_CALL,
+                    state.actor,
+                    call,
+                    "refused",
+                    details([
+                        ("reason", Value::from("no valid bearer token")),
+                        ("suppressed", Value::from(suppressed)),
+                    ]),
+                );
+            }
+            tracing::warn!(
+                suppressed,
+                "admin API request without a valid bearer token refused \
+                 (suppressed: refusals since the previous such line that were not logged)"
+            );
+        }
+        return Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "a valid bearer token is required\n",
+            )
+                .into_response(),
+        );
+    }
+    None
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod audit;
 mod control;
 mod error;
 mod http;
+mod rotation;
 
 use crate::core::validate::is_dns_label;
 use std::net::IpAddr;
@@ -24,6 +25,7 @@ pub use audit::{AuditConfig, AuditKeySource, AuditSink};
 pub use control::ControlConfig;
 pub use error::ConfigError;
 pub use http::{AdminTcp, HttpConfig};
+pub use rotation::RotationConfig;
 
 use error::bad;
 
@@ -98,8 +100,13 @@ pub struct Config {
     pub trust_domain: Option<String>,
     /// `[key]`.
     pub key: KeyConfig,
+    /// `[key] rotation_*`.
+    pub rotation: RotationConfig,
     /// `[peers]`.
     pub peers: PeersConfig,
+    /// `peers.state_path`: where this gateway keeps, durably, what it holds of its peers'
+    /// key rotations (default `/var/lib/zt-gateway/peer-rotations.json`).
+    pub peer_state: PathBuf,
     /// `[http]`.
     pub http: HttpConfig,
     /// `[control]`.
@@ -166,6 +173,12 @@ struct RawKey {
     cache_path: Option<String>,
     cache_kek_file: Option<String>,
     cache_max_age: Option<String>,
+    rotation_max_age: Option<String>,
+    rotation_lead: Option<String>,
+    rotation_window: Option<String>,
+    rotation_jitter: Option<String>,
+    rotation_announce_timeout: Option<String>,
+    rotation_verify_deadline: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -175,6 +188,7 @@ struct RawPeers {
     path: Option<String>,
     namespace: Option<String>,
     kubeconfig: Option<String>,
+    state_path: Option<String>,
 }
 
 mod key;
@@ -348,8 +362,23 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
-    let key = key::validate(raw.key)?;
-    let peers = peers::validate(raw.peers)?;
+    let mut raw_key = raw.key;
+    let rotation = rotation::validate(rotation::RawRotation {
+        max_age: raw_key.rotation_max_age.take(),
+        lead: raw_key.rotation_lead.take(),
+        window: raw_key.rotation_window.take(),
+        jitter: raw_key.rotation_jitter.take(),
+        announce_timeout: raw_key.rotation_announce_timeout.take(),
+        verify_deadline: raw_key.rotation_verify_deadline.take(),
+    })?;
+    let key = key::validate(raw_key)?;
+    let mut raw_peers = raw.peers;
+    let peer_state = non_empty_path(
+        "peers.state_path",
+        raw_peers.state_path.take(),
+        "/var/lib/zt-gateway/peer-rotations.json",
+    )?;
+    let peers = peers::validate(raw_peers)?;
 
     let http = http::validate(raw.http)?;
     let control = control::validate(raw.control)?;
@@ -369,7 +398,9 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         cluster_name,
         trust_domain: raw.cluster.trust_domain,
         key,
+        rotation,
         peers,
+        peer_state,
         http,
         control,
         audit,

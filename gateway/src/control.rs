@@ -65,6 +65,8 @@ pub struct Service {
     pub metrics: Metrics,
     /// Where each accepted message, and rejected ones at a bounded rate, are recorded.
     pub audit: Option<crate::audit::Audit>,
+    /// What answers the peers' rotation messages, when this gateway takes them.
+    pub rotation: Option<crate::rotate::Responder>,
 }
 
 /// The running channel; its tasks stop when it is dropped.
@@ -88,12 +90,15 @@ impl Service {
             tracing::info!("control channel disabled (control.enabled = false)");
             return Running { tasks: Vec::new() };
         }
-        let server = Arc::new(Server::new(
-            self.identity.clone(),
-            self.tunnel,
-            self.board.clone(),
-            Recorder::with_audit(self.metrics.clone(), self.audit.clone()),
-        ));
+        let server = Arc::new(
+            Server::new(
+                self.identity.clone(),
+                self.tunnel,
+                self.board.clone(),
+                Recorder::with_audit(self.metrics.clone(), self.audit.clone()),
+            )
+            .with_rotation(self.rotation.clone()),
+        );
         let serving = tokio::spawn(server::serve(server, self.config.port));
         let greeting = tokio::spawn(self.greet());
         Running {
@@ -121,11 +126,11 @@ impl Service {
                     for attempt in channels.poll(now, &peers, self.tunnel) {
                         let done = done.clone();
                         let identity = self.identity.clone();
+                        let hello = server::our_hello(&identity, &self.board, self.rotation.is_some());
                         let local = self.tunnel.addr();
                         let remote = SocketAddr::new(attempt.address, self.config.port);
                         let id = format!("{}-{}", identity.cluster, ids.fetch_add(1, Ordering::Relaxed));
                         tokio::spawn(async move {
-                            let hello = server::our_hello(&identity);
                             let exchange = client::Exchange {
                                 local,
                                 remote,

@@ -69,6 +69,9 @@ pub struct Driver<D, S> {
     audit: Option<Audit>,
     /// Device failures of the previous pass, so each is audited once, not every second.
     last_failures: BTreeMap<Option<PeerId>, String>,
+    /// The peers' own key rotations: a peer that rotated runs under its new key while its
+    /// declaration still names the old one.
+    peer_store: Option<crate::rotate::PeerStore>,
 }
 
 #[derive(Debug, Clone)]
@@ -107,7 +110,15 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
             waiting_for_source: false,
             audit: outputs.audit,
             last_failures: BTreeMap::new(),
+            peer_store: None,
         }
+    }
+
+    /// Runs each peer under the key its rotations say (see [`crate::rotate::PeerStore`]).
+    #[must_use]
+    pub fn with_peer_store(mut self, store: crate::rotate::PeerStore) -> Self {
+        self.peer_store = Some(store);
+        self
     }
 
     /// Returns the device, for shutdown.
@@ -319,7 +330,19 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
                     }
                 },
             };
-            desired.insert(spec.id.clone(), spec.to_config(endpoint));
+            let mut config = spec.to_config(endpoint);
+            if let Some(store) = &self.peer_store {
+                config.public_key = store.running_key(&spec.name, spec.public_key);
+            }
+            desired.insert(spec.id.clone(), config);
+        }
+        if let Some(store) = &self.peer_store {
+            store.set_declared(
+                accepted
+                    .iter()
+                    .map(|spec| (spec.name.clone(), spec.public_key))
+                    .collect(),
+            );
         }
         desired
     }

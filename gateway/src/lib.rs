@@ -19,6 +19,7 @@ pub mod http;
 pub mod keys;
 pub mod lease;
 pub mod metrics;
+pub mod rotate;
 pub mod run;
 pub mod source;
 pub mod telemetry;

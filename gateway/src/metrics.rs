@@ -18,7 +18,14 @@ use crate::core::health::PeerCounts;
 use crate::device::DropReason;
 
 /// The `type` label values of `zt_wireguard_control_messages_total`.
-pub const CONTROL_TYPES: [&str; 2] = ["hello", "unknown"];
+pub const CONTROL_TYPES: [&str; 6] = [
+    "hello",
+    "rotate.announce",
+    "rotate.ack",
+    "rotate.complete",
+    "rotate.abort",
+    "unknown",
+];
 
 /// The `result` label values of `zt_wireguard_control_messages_total`.
 pub const CONTROL_RESULTS: [&str; 7] = [
@@ -32,7 +39,7 @@ pub const CONTROL_RESULTS: [&str; 7] = [
 ];
 
 /// The audit record kinds, each exported from the start.
-const AUDIT_KINDS: [&str; 8] = [
+const AUDIT_KINDS: [&str; 10] = [
     ztgw_audit::kind::START,
     ztgw_audit::kind::STOP,
     ztgw_audit::kind::KEY_LOAD,
@@ -41,6 +48,8 @@ const AUDIT_KINDS: [&str; 8] = [
     ztgw_audit::kind::CONTROL_MESSAGE,
     ztgw_audit::kind::CHECKPOINT,
     ztgw_audit::kind::RECOVERED,
+    ztgw_audit::kind::KEY_ROTATION,
+    ztgw_audit::kind::PEER_ROTATION,
 ];
 
 /// One peer's values at the last reconcile.
@@ -73,7 +82,20 @@ pub struct Metrics {
     control_messages: IntCounterVec,
     audit_records: IntCounterVec,
     audit_write_errors: IntCounter,
+    key_rotations: IntCounterVec,
+    rotation_phase: IntGaugeVec,
+    rotation_last_duration: prometheus::Gauge,
 }
+
+/// The phases `zt_wireguard_rotation_phase` reports, `idle` when no rotation runs.
+pub const ROTATION_PHASES: [&str; 6] = [
+    "idle",
+    "staging",
+    "announcing",
+    "committing",
+    "verifying",
+    "rolling_back",
+];
 
 impl Metrics {
     /// Creates and registers every metric.
@@ -153,7 +175,7 @@ impl Metrics {
         let audit_records = IntCounterVec::new(
             Opts::new(
                 "zt_wireguard_audit_records_total",
-                "Records appended to the audit log, by kind (start, stop, key_load, peer_change, admin_call, control_message, checkpoint, recovered).",
+                "Records appended to the audit log, by kind (start, stop, key_load, peer_change, admin_call, control_message, checkpoint, recovered, key_rotation, peer_rotation).",
             ),
             &["kind"],
         )?;
@@ -163,7 +185,31 @@ impl Metrics {
             "Audit records that could not be written (the gateway is not ready while the last write failed).",
         )?;
         registry.register(Box::new(audit_write_errors.clone()))?;
+        let key_rotations = IntCounterVec::new(
+            Opts::new(
+                "zt_wireguard_key_rotations_total",
+                "Rotations of this gateway's static key that ended, by result (completed, failed: rolled back).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(key_rotations.clone()))?;
+        let rotation_phase = IntGaugeVec::new(
+            Opts::new(
+                "zt_wireguard_rotation_phase",
+                "1 for the phase this gateway's key rotation is in (idle, staging, announcing, committing, verifying, rolling_back), 0 for the others.",
+            ),
+            &["phase"],
+        )?;
+        registry.register(Box::new(rotation_phase.clone()))?;
+        let rotation_last_duration = prometheus::Gauge::new(
+            "zt_wireguard_rotation_last_duration_seconds",
+            "How long the last key rotation that ended took, from its start to its end.",
+        )?;
+        registry.register(Box::new(rotation_last_duration.clone()))?;
         let metrics = Self {
+            key_rotations,
+            rotation_phase,
+            rotation_last_duration,
             registry,
             audit_records,
             audit_write_errors,
@@ -201,6 +247,10 @@ impl Metrics {
         for kind in AUDIT_KINDS {
             metrics.audit_records.with_label_values(&[kind]);
         }
+        for result in ["completed", "failed"] {
+            metrics.key_rotations.with_label_values(&[result]);
+        }
+        metrics.set_rotation_phase("idle");
         Ok(metrics)
     }
 
@@ -230,6 +280,32 @@ impl Metrics {
         self.kms_requests
             .with_label_values(&[operation.as_str(), result])
             .inc();
+    }
+
+    /// Sets `zt_wireguard_rotation_phase`: 1 for `phase`, 0 for the others.
+    pub fn set_rotation_phase(&self, phase: &str) {
+        for candidate in ROTATION_PHASES {
+            self.rotation_phase
+                .with_label_values(&[candidate])
+                .set(i64::from(candidate == phase));
+        }
+    }
+
+    /// Counts a rotation that ended (`completed` or `failed`) after `duration`.
+    pub fn observe_rotation(&self, completed: bool, duration: std::time::Duration) {
+        let result = if completed { "completed" } else { "failed" };
+        self.key_rotations.with_label_values(&[result]).inc();
+        self.rotation_last_duration.set(duration.as_secs_f64());
+    }
+
+    /// Moves the key creation time to a key that became current while running (a rotation's
+    /// switch or its rollback).
+    pub fn set_key_created(&self, created_at: std::time::SystemTime) {
+        if let Ok(age) = created_at.duration_since(std::time::UNIX_EPOCH) {
+            self.key_created
+                .with_label_values::<&str>(&[])
+                .set(age.as_secs_f64());
+        }
     }
 
     /// Records where the running key came from and when it was created.

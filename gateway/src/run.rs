@@ -111,6 +111,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Some((listener, token))
         }
     };
+    let peer_store = crate::rotate::PeerStore::open(&config.peer_state)?;
     let (admin_listener, admin_guard) = admin::bind_socket(&config.http.admin_socket)?;
     if let Some(window) = config.liveness.receive_window {
         tracing::warn!(
@@ -172,10 +173,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // already exists and queues early clients.
     let status = StatusBoard::new(identity(&config, &public_key, loaded.created_at));
     let board = status.clone();
+    let rotation_slot = admin::RotationSlot::default();
     tokio::spawn(admin::serve_unix(
         admin_listener,
         board,
         audit.clone(),
+        rotation_slot.clone(),
         Limits::DEFAULT,
     ));
     if let Some((listener, token)) = admin_tcp {
@@ -185,9 +188,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             board,
             token,
             audit.clone(),
+            rotation_slot.clone(),
             Limits::DEFAULT,
         ));
     }
+    let rotation = RotationSetup {
+        slot: rotation_slot,
+        store: peer_store,
+        config: config.rotation.clone(),
+        key_file: match &config.key {
+            crate::config::KeyConfig::File { path } => Some(path.clone()),
+            crate::config::KeyConfig::Kms(_) => None,
+        },
+        cluster: config.cluster_name.clone(),
+        tunnel: config.interface.address,
+        control_port: config.control.port,
+        metrics: metrics.clone(),
+    };
     let control = crate::control::Service {
         config: config.control,
         tunnel: config.interface.address,
@@ -199,6 +216,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         board: status.clone(),
         metrics: metrics.clone(),
         audit: audit.clone(),
+        rotation: None,
     };
     let outputs = Outputs {
         metrics,
@@ -221,6 +239,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 admin_guard,
                 control,
                 audit,
+                rotation,
             };
             wiring.start(config.backend, loaded, &mut signals).await
         }
@@ -262,6 +281,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 admin_guard,
                 control,
                 audit,
+                rotation,
             };
             wiring.start(config.backend, loaded, &mut signals).await
         }
@@ -315,6 +335,35 @@ struct Wiring<S> {
     control: crate::control::Service,
     /// Closes its session with the stop record and checkpoint.
     audit: Option<Audit>,
+    /// What key rotation needs once the device is up.
+    rotation: RotationSetup,
+}
+
+/// What key rotation needs once the device is up.
+struct RotationSetup {
+    /// Where the admin API finds the rotation service.
+    slot: admin::RotationSlot,
+    /// The peers' rotation states.
+    store: crate::rotate::PeerStore,
+    /// `[key] rotation_*`.
+    config: crate::config::RotationConfig,
+    /// The key file, with `source = "file"`.
+    key_file: Option<std::path::PathBuf>,
+    cluster: String,
+    tunnel: ipnet::IpNet,
+    control_port: u16,
+    metrics: Metrics,
+}
+
+impl RotationSetup {
+    /// Says in the status why this gateway cannot rotate its key.
+    fn unavailable(&self, board: &StatusBoard, why: &str) {
+        board.publish_rotation(crate::status::RotationStatus {
+            available: false,
+            detail: Some(why.to_owned()),
+            ..Default::default()
+        });
+    }
 }
 
 impl<S: PeerSource> Wiring<S> {
@@ -331,12 +380,59 @@ impl<S: PeerSource> Wiring<S> {
             Backend::Userspace => {
                 let device = UserspaceDevice::create(&self.settings, &loaded.key).await;
                 drop(loaded);
-                self.serve(device.map_err(|e| stopped(audit.as_ref(), e))?, signals)
-                    .await
+                let device = device.map_err(|e| stopped(audit.as_ref(), e))?;
+                let handle = device.handle().clone();
+                let mut wiring = self;
+                let responder = crate::rotate::Responder::new(
+                    wiring.rotation.store.clone(),
+                    handle.clone(),
+                    wiring.outputs.status.clone(),
+                    audit.clone(),
+                );
+                wiring.control.rotation = Some(responder.clone());
+                let engine = match wiring.rotation.key_file.clone() {
+                    Some(key_file) => {
+                        let setup = &wiring.rotation;
+                        let (control, task) = crate::rotate::Engine {
+                            cluster: setup.cluster.clone(),
+                            tunnel: setup.tunnel,
+                            control_port: setup.control_port,
+                            config: setup.config.clone(),
+                            slots: kms_client::slots::FileKeySlots::new(key_file),
+                            device: handle,
+                            board: wiring.outputs.status.clone(),
+                            responder,
+                            metrics: setup.metrics.clone(),
+                            audit: audit.clone(),
+                        }
+                        .start();
+                        let _ = setup.slot.set(control);
+                        Some(task)
+                    }
+                    None => {
+                        wiring.rotation.unavailable(
+                            &wiring.outputs.status,
+                            "rotating a key held in the KMS is not available in this build: \
+                             this gateway takes its peers' rotations, and rotates its own key \
+                             only with [key] source = \"file\"",
+                        );
+                        None
+                    }
+                };
+                let served = wiring.serve(device, signals).await;
+                if let Some(task) = engine {
+                    task.abort();
+                }
+                served
             }
             Backend::Kernel => {
                 let device = KernelDevice::create(&self.settings, &loaded.key).await;
                 drop(loaded);
+                self.rotation.unavailable(
+                    &self.outputs.status,
+                    "the kernel backend holds one private key: key rotation runs on the \
+                     userspace backend (see docs/kernel-backend.md)",
+                );
                 self.serve(device.map_err(|e| stopped(audit.as_ref(), e))?, signals)
                     .await
             }
@@ -367,7 +463,8 @@ impl<S: PeerSource> Wiring<S> {
             self.own_address,
             self.liveness,
             self.outputs,
-        );
+        )
+        .with_peer_store(self.rotation.store.clone());
         let mut ticker = tokio::time::interval(INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut lease = self.lease.take();

@@ -4,6 +4,7 @@ mod audit;
 mod keygen;
 mod peer;
 mod pubkey;
+mod rotate;
 mod status;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,8 @@ enum Command {
     Peer(peer::Command),
     /// Show the gateway's interface and peers (from its admin socket).
     Status(status::Args),
+    /// Rotate the gateway's static key: --plan, --now, --status or --abort.
+    Rotate(rotate::Args),
     /// Verify an audit log, or create an audit key.
     #[command(subcommand)]
     Audit(audit::Command),
@@ -39,6 +42,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pubkey => pubkey::run(),
         Command::Peer(command) => peer::run(command),
         Command::Status(args) => status::run(&args),
+        Command::Rotate(args) => rotate::run(&args),
         Command::Audit(command) => audit::run(command),
     }
 }

@@ -28,6 +28,11 @@ pub mod kind {
     pub const CHECKPOINT: &str = "checkpoint";
     /// The previous run ended without its stop checkpoint, or left a torn last line.
     pub const RECOVERED: &str = "recovered";
+    /// A step of this gateway's key rotation (stage, announce, commit, verify, rollback, end).
+    pub const KEY_ROTATION: &str = "key_rotation";
+    /// A peer's rotation message taken or refused (`rotate.announce`, `rotate.complete`,
+    /// `rotate.abort`).
+    pub const PEER_ROTATION: &str = "peer_rotation";
 }
 
 /// Why a checkpoint was written.

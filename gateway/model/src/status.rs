@@ -33,6 +33,124 @@ pub struct Status {
     /// documents of older gateways.
     #[serde(default)]
     pub channels: Vec<ChannelStatus>,
+    /// This gateway's key rotations and what it holds of its peers' (`docs/rotation.md`).
+    /// Absent in documents of older gateways and of gateways that cannot rotate.
+    #[serde(default)]
+    pub rotation: Option<RotationStatus>,
+}
+
+/// Key rotation, as the admin API reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationStatus {
+    /// Whether this gateway can rotate its key (the native data plane); `detail` says why
+    /// not.
+    pub available: bool,
+    /// Why rotation is not available, or why the last rotation cannot be resumed.
+    #[serde(default)]
+    pub detail: Option<String>,
+    /// The rotation in flight, or the last one (finished).
+    #[serde(default)]
+    pub current: Option<RotationRun>,
+    /// When the schedule makes the next rotation due (Unix seconds), when the key's creation
+    /// time is known.
+    #[serde(default)]
+    pub due_unix: Option<u64>,
+    /// The schedule's last decision, e.g. `not_due`, `waiting_for_window`, `blocked: ...`.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// What this gateway holds of each peer's own rotations.
+    #[serde(default)]
+    pub peers: Vec<PeerKeyStatus>,
+}
+
+/// One rotation of this gateway's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationRun {
+    /// The rotation id.
+    pub id: String,
+    /// Its sequence.
+    pub sequence: u64,
+    /// `staging`, `announcing`, `committing`, `verifying`, `rolling_back`, `complete` or
+    /// `rolled_back`.
+    pub phase: String,
+    /// Unix time the rotation started.
+    pub started_unix: u64,
+    /// Unix time the phase was entered.
+    pub phase_since_unix: u64,
+    /// Unix time it ended, once it has.
+    #[serde(default)]
+    pub finished_unix: Option<u64>,
+    /// The key being replaced.
+    pub old_public_key: String,
+    /// The key replacing it.
+    pub next_public_key: String,
+    /// Why it rolls or rolled back, in our words.
+    #[serde(default)]
+    pub rollback_reason: Option<String>,
+    /// Each peer's progress, by declaration name.
+    pub peers: Vec<RotationPeer>,
+}
+
+/// One peer's progress through a rotation of ours.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationPeer {
+    /// The peer's declaration name.
+    pub name: String,
+    /// Whether it acknowledged the next key (a manual peer: the operator was given the line).
+    pub acked: bool,
+    /// Whether a handshake under the new key was seen.
+    pub handshake: bool,
+    /// Whether it was told the end.
+    pub told_end: bool,
+    /// Whether the operator handles it out of band; `manual_line` is the command to run there.
+    pub manual: bool,
+    /// For a manual peer, the `wg set` line to run on it.
+    #[serde(default)]
+    pub manual_line: Option<String>,
+}
+
+/// What `peerctl rotate --plan` shows: whether a rotation would start now, and what
+/// happens with each peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationPlan {
+    /// `start`, `blocked`, `not_due`, `waiting_for_window` or `key_age_unknown` (for `--now`:
+    /// `start` or `blocked` only).
+    pub decision: String,
+    /// What blocks it, one line each, in our words.
+    pub blockers: Vec<String>,
+    /// Each peer, by declaration name.
+    pub peers: Vec<PlanPeer>,
+    /// When the schedule makes the key due (Unix seconds), when the key's age is known.
+    #[serde(default)]
+    pub due_unix: Option<u64>,
+}
+
+/// One peer in a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanPeer {
+    /// The declaration name.
+    pub name: String,
+    /// `announce` (told over the control channel), `manual` (`--manual-peer`) or `blocked`.
+    pub how: String,
+    /// What blocks it, when it is blocked.
+    #[serde(default)]
+    pub blocker: Option<String>,
+}
+
+/// What this gateway holds of one peer's own key rotations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerKeyStatus {
+    /// The peer's declaration name.
+    pub name: String,
+    /// The key the peer runs under now.
+    pub active_public_key: String,
+    /// The next key it announced, while its rotation is pending.
+    #[serde(default)]
+    pub next_public_key: Option<String>,
+    /// The key its declaration names, when that differs from `active_public_key` because the
+    /// peer rotated: the declaration is to be updated (the gateway never rewrites it).
+    #[serde(default)]
+    pub declared_public_key: Option<String>,
 }
 
 /// The state of one peer's control channel.
@@ -180,18 +298,20 @@ pub struct Identity {
 /// Where the driver publishes the latest [`Status`] and the admin API reads it.
 #[derive(Debug, Clone)]
 pub struct StatusBoard {
-    identity: Arc<Identity>,
+    identity: Arc<RwLock<Identity>>,
     latest: Arc<RwLock<Option<Status>>>,
     channels: Arc<RwLock<Vec<ChannelStatus>>>,
+    rotation: Arc<RwLock<Option<RotationStatus>>>,
 }
 
 impl StatusBoard {
     /// Creates an empty board: [`StatusBoard::latest`] is `None` until the first publish.
     pub fn new(identity: Identity) -> Self {
         Self {
-            identity: Arc::new(identity),
+            identity: Arc::new(RwLock::new(identity)),
             latest: Arc::new(RwLock::new(None)),
             channels: Arc::new(RwLock::new(Vec::new())),
+            rotation: Arc::new(RwLock::new(None)),
         }
     }
 
@@ -203,7 +323,8 @@ impl StatusBoard {
         rejected: Vec<RejectedDeclaration>,
     ) {
         peers.sort_by(|a, b| a.cluster.cmp(&b.cluster).then(a.name.cmp(&b.name)));
-        let id = &self.identity;
+        let id = self.identity();
+        let id = &id;
         let key_created_unix = id.key_created.map(unix_seconds);
         let status = Status {
             schema: SCHEMA_VERSION,
@@ -222,6 +343,7 @@ impl StatusBoard {
             peers,
             rejected,
             channels: Vec::new(),
+            rotation: None,
         };
         if let Ok(mut latest) = self.latest.write() {
             *latest = Some(status);
@@ -235,7 +357,43 @@ impl StatusBoard {
         if let Ok(channels) = self.channels.read() {
             status.channels = channels.clone();
         }
+        if let Ok(rotation) = self.rotation.read() {
+            status.rotation = rotation.clone();
+        }
+        // The key may have changed since the snapshot (a rotation's switch).
+        let id = self.identity();
+        status.interface.public_key = id.public_key;
+        status.interface.key_created_unix = id.key_created.map(unix_seconds);
         Some(status)
+    }
+
+    /// Returns what is known of this gateway now.
+    pub fn identity(&self) -> Identity {
+        match self.identity.read() {
+            Ok(identity) => identity.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Returns this gateway's current public key, base64.
+    pub fn public_key(&self) -> String {
+        self.identity().public_key
+    }
+
+    /// Records that the gateway's key is now `public_key`, created at `key_created` (a
+    /// rotation's switch, or its rollback).
+    pub fn set_key(&self, public_key: String, key_created: Option<SystemTime>) {
+        if let Ok(mut identity) = self.identity.write() {
+            identity.public_key = public_key;
+            identity.key_created = key_created;
+        }
+    }
+
+    /// Replaces the rotation section (published by the rotation service).
+    pub fn publish_rotation(&self, rotation: RotationStatus) {
+        if let Ok(mut latest) = self.rotation.write() {
+            *latest = Some(rotation);
+        }
     }
 
     /// Replaces the channel states (published by the control channel's hello client).

@@ -121,6 +121,20 @@ impl PeerRotationState {
         }
     }
 
+    /// The view of the same peer now declared with a key it never rotated to
+    /// ([`Declared::New`]): nothing pending and no retired keys, but the last sequence and
+    /// the last end stay, so an announcement taken before cannot be replayed.
+    pub fn rebase(&self, active_public_key: PublicKey) -> Self {
+        Self {
+            active_public_key,
+            next_public_key: None,
+            rotation_id: None,
+            last_sequence: self.last_sequence,
+            ended: self.ended.clone(),
+            retired: Vec::new(),
+        }
+    }
+
     /// Returns the keys the peer rotated away from, oldest first.
     pub fn retired_keys(&self) -> &[PublicKey] {
         &self.retired

@@ -71,7 +71,13 @@ async fn unix_socket_is_0600_serves_status_and_is_removed_with_its_guard() {
     let (listener, guard) = bind_socket(&path).expect("bind");
     let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    let server = tokio::spawn(serve_unix(listener, board.clone(), None, Limits::DEFAULT));
+    let server = tokio::spawn(serve_unix(
+        listener,
+        board.clone(),
+        None,
+        Default::default(),
+        Limits::DEFAULT,
+    ));
 
     let (code, body) = get_unix(&path).await;
     assert_eq!(code, 503, "{body}");
@@ -140,7 +146,14 @@ async fn tcp_listener_requires_the_bearer_token() {
     let addr = listener.local_addr().expect("addr");
     let board = board();
     publish(&board);
-    let server = tokio::spawn(serve_tcp(listener, board, token, None, Limits::DEFAULT));
+    let server = tokio::spawn(serve_tcp(
+        listener,
+        board,
+        token,
+        None,
+        Default::default(),
+        Limits::DEFAULT,
+    ));
     let connect = || async { tokio::net::TcpStream::connect(addr).await.expect("connect") };
 
     let (code, body) = get(connect().await, None).await;
@@ -223,7 +236,14 @@ async fn refused_requests_are_logged_at_most_once_per_interval_without_what_they
     let addr = listener.local_addr().expect("addr");
     let board = board();
     publish(&board);
-    let server = tokio::spawn(serve_tcp(listener, board, token, None, Limits::DEFAULT));
+    let server = tokio::spawn(serve_tcp(
+        listener,
+        board,
+        token,
+        None,
+        Default::default(),
+        Limits::DEFAULT,
+    ));
     #[allow(
         clippy::disallowed_methods,
         reason = "bounds how many log intervals a slow machine may span"

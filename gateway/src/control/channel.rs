@@ -66,6 +66,8 @@ pub enum Failure {
     Rejected(u16),
     /// The answer was not a valid hello from that peer.
     BadAnswer,
+    /// The peer refused the message with this fixed word (`409`).
+    Declined(&'static str),
 }
 
 impl Failure {
@@ -78,6 +80,7 @@ impl Failure {
             Self::Refused => "control port closed, tunnel down".to_owned(),
             Self::NoAnswer => "no answer, tunnel down".to_owned(),
             Self::Rejected(status) => format!("the peer's channel answered HTTP {status}"),
+            Self::Declined(word) => format!("the peer's channel refused the message: {word}"),
             Self::BadAnswer => "the peer's answer was not a valid hello".to_owned(),
         }
     }

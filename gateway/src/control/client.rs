@@ -39,17 +39,47 @@ pub struct Exchange<'a> {
     pub expected: &'a str,
 }
 
+/// One request to a peer's channel.
+#[derive(Debug, Clone)]
+pub struct Target<'a> {
+    /// Our tunnel address: the source of the connection, which the peer authenticates.
+    pub local: IpAddr,
+    /// The peer's tunnel address and control port.
+    pub remote: SocketAddr,
+    /// Our cluster name.
+    pub from: &'a str,
+    /// The request id.
+    pub id: &'a str,
+    /// The peer's declared cluster, which its answer must come from.
+    pub expected: &'a str,
+}
+
 /// Sends our hello and returns the peer's.
 ///
 /// # Errors
 /// The [`Failure`], classified for the channel state machine.
 pub async fn hello(exchange: &Exchange<'_>) -> Result<Hello, Failure> {
-    let body = envelope::encode(
-        exchange.from,
-        exchange.id,
-        &Body::Hello(exchange.hello.clone()),
-    )
-    .map_err(|_| Failure::BadAnswer)?;
+    let target = Target {
+        local: exchange.local,
+        remote: exchange.remote,
+        from: exchange.from,
+        id: exchange.id,
+        expected: exchange.expected,
+    };
+    match request(&target, &Body::Hello(exchange.hello.clone())).await? {
+        Body::Hello(hello) => Ok(hello),
+        _ => Err(Failure::BadAnswer),
+    }
+}
+
+/// Sends one message and returns the body of the peer's answer (checked to come from the
+/// expected cluster and to answer this request id; its type is the caller's to check).
+///
+/// # Errors
+/// The [`Failure`]: a refusal with one of the known fixed words is [`Failure::Declined`].
+pub async fn request(target: &Target<'_>, body: &Body) -> Result<Body, Failure> {
+    let body = envelope::encode(target.from, target.id, body).map_err(|_| Failure::BadAnswer)?;
+    let exchange = target;
     let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, connect(exchange))
         .await
         .map_err(|_| Failure::NoAnswer)?
@@ -89,7 +119,7 @@ fn io_failure(e: std::io::Error) -> Failure {
     }
 }
 
-async fn connect(exchange: &Exchange<'_>) -> std::io::Result<tokio::net::TcpStream> {
+async fn connect(exchange: &Target<'_>) -> std::io::Result<tokio::net::TcpStream> {
     let socket = match exchange.remote {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
@@ -98,12 +128,13 @@ async fn connect(exchange: &Exchange<'_>) -> std::io::Result<tokio::net::TcpStre
     socket.connect(exchange.remote).await
 }
 
-/// Parses an HTTP/1.1 answer: a `200` whose body is a valid hello from `expected`
+/// Parses an HTTP/1.1 answer: a `200` whose body is a valid message from `expected`
 /// answering request `id`.
 ///
 /// # Errors
-/// [`Failure::Rejected`] for another status, [`Failure::BadAnswer`] for anything else wrong.
-pub fn parse_answer(answer: &[u8], expected: &str, id: &str) -> Result<Hello, Failure> {
+/// [`Failure::Declined`] for a `409` naming a known refusal, [`Failure::Rejected`] for
+/// another status, [`Failure::BadAnswer`] for anything else wrong.
+pub fn parse_answer(answer: &[u8], expected: &str, id: &str) -> Result<Body, Failure> {
     let split = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -122,6 +153,11 @@ pub fn parse_answer(answer: &[u8], expected: &str, id: &str) -> Result<Hello, Fa
         return Err(Failure::BadAnswer);
     }
     let code: u16 = code.parse().map_err(|_| Failure::BadAnswer)?;
+    if code == 409
+        && let Some(word) = refusal_word(body)
+    {
+        return Err(Failure::Declined(word));
+    }
     if code != 200 {
         return Err(Failure::Rejected(code));
     }
@@ -131,7 +167,29 @@ pub fn parse_answer(answer: &[u8], expected: &str, id: &str) -> Result<Hello, Fa
     if message.from != expected || message.id != id {
         return Err(Failure::BadAnswer);
     }
-    match message.body {
-        Body::Hello(hello) => Ok(hello),
+    Ok(message.body)
+}
+
+/// The refusal words a peer may answer with (`docs/control-channel.md`); anything else in a
+/// `409` is not taken (and never repeated).
+pub const REFUSAL_WORDS: [&str; 9] = [
+    "sender_key",
+    "receiver_key",
+    "conflict",
+    "stale_sequence",
+    "other_rotation_pending",
+    "next_is_active",
+    "unknown_rotation",
+    "ended_otherwise",
+    "unavailable",
+];
+
+/// Returns the known refusal word of an error body `{"error":"<word>"}`.
+fn refusal_word(body: &[u8]) -> Option<&'static str> {
+    #[derive(serde::Deserialize)]
+    struct ErrorBody {
+        error: String,
     }
+    let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
+    REFUSAL_WORDS.into_iter().find(|w| *w == parsed.error)
 }

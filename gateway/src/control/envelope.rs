@@ -9,6 +9,9 @@ use crate::core::validate::is_dns_label;
 use serde::{Deserialize, Serialize};
 
 use crate::core::key::PublicKey;
+pub use ztgw_rotation::RotationId;
+pub use ztgw_rotation::machine::AnnounceBody;
+pub use ztgw_rotation::responder::Ack;
 
 /// The only envelope version this build speaks.
 pub const VERSION: u32 = 1;
@@ -19,24 +22,45 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Most capabilities a hello may list.
 pub const MAX_CAPABILITIES: usize = 32;
 
-/// The capabilities this build announces: the message types it serves.
+/// The capabilities every build announces: the message types it serves.
 pub const CAPABILITIES: [&str; 1] = ["hello"];
+
+/// The capabilities a gateway that takes part in key rotations announces besides `hello`.
+pub const ROTATION_CAPABILITIES: [&str; 3] = ["rotate.announce", "rotate.complete", "rotate.abort"];
 
 /// A message type this build knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum MessageType {
     /// `hello`: who we are, what we speak, which key we run.
     Hello,
+    /// `rotate.announce`: the sender's next public key, bound to both current keys.
+    RotateAnnounce,
+    /// `rotate.ack`: the answer to an announcement, once it is stored (an answer only).
+    RotateAck,
+    /// `rotate.complete`: the sender's next key is its key now.
+    RotateComplete,
+    /// `rotate.abort`: the sender's next key is discarded.
+    RotateAbort,
 }
 
 impl MessageType {
     /// Every known type, for metric series that exist from the start.
-    pub const ALL: [Self; 1] = [Self::Hello];
+    pub const ALL: [Self; 5] = [
+        Self::Hello,
+        Self::RotateAnnounce,
+        Self::RotateAck,
+        Self::RotateComplete,
+        Self::RotateAbort,
+    ];
 
     /// The wire name, also the metric label.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Hello => "hello",
+            Self::RotateAnnounce => "rotate.announce",
+            Self::RotateAck => "rotate.ack",
+            Self::RotateComplete => "rotate.complete",
+            Self::RotateAbort => "rotate.abort",
         }
     }
 
@@ -104,9 +128,7 @@ pub struct Message {
 impl Message {
     /// Its type.
     pub fn kind(&self) -> MessageType {
-        match self.body {
-            Body::Hello(_) => MessageType::Hello,
-        }
+        self.body.kind()
     }
 }
 
@@ -115,6 +137,34 @@ impl Message {
 pub enum Body {
     /// `hello`.
     Hello(Hello),
+    /// `rotate.announce`.
+    RotateAnnounce(AnnounceBody),
+    /// `rotate.ack`.
+    RotateAck(Ack),
+    /// `rotate.complete`.
+    RotateComplete(EndBody),
+    /// `rotate.abort`.
+    RotateAbort(EndBody),
+}
+
+impl Body {
+    /// Its type.
+    pub fn kind(&self) -> MessageType {
+        match self {
+            Body::Hello(_) => MessageType::Hello,
+            Body::RotateAnnounce(_) => MessageType::RotateAnnounce,
+            Body::RotateAck(_) => MessageType::RotateAck,
+            Body::RotateComplete(_) => MessageType::RotateComplete,
+            Body::RotateAbort(_) => MessageType::RotateAbort,
+        }
+    }
+}
+
+/// The body of `rotate.complete` and `rotate.abort`, in the request and in the answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndBody {
+    /// The rotation that ends.
+    pub rotation_id: RotationId,
 }
 
 /// A `hello` body: the same in the request and in the answer.
@@ -165,13 +215,16 @@ impl RawEnvelope {
         }
         let body = match kind {
             MessageType::Hello => {
-                let hello: Hello =
-                    serde_json::from_value(self.body).map_err(|_| Rejection::Malformed)?;
+                let hello: Hello = from_value(self.body)?;
                 if !hello.is_valid_from(&self.from) {
                     return Err(Rejection::Malformed);
                 }
                 Body::Hello(hello)
             }
+            MessageType::RotateAnnounce => Body::RotateAnnounce(from_value(self.body)?),
+            MessageType::RotateAck => Body::RotateAck(from_value(self.body)?),
+            MessageType::RotateComplete => Body::RotateComplete(from_value(self.body)?),
+            MessageType::RotateAbort => Body::RotateAbort(from_value(self.body)?),
         };
         Ok(Message {
             from: self.from,
@@ -179,6 +232,11 @@ impl RawEnvelope {
             body,
         })
     }
+}
+
+/// Reads a body of type `T`: the key and id fields check their own format on the way.
+fn from_value<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> Result<T, Rejection> {
+    serde_json::from_value(body).map_err(|_| Rejection::Malformed)
 }
 
 impl Hello {
@@ -197,6 +255,20 @@ impl Hello {
 /// # Errors
 /// Only on a programming error (JSON encoding of our own types cannot fail).
 pub fn encode(from: &str, id: &str, body: &Body) -> Result<Vec<u8>, serde_json::Error> {
+    match body {
+        Body::Hello(hello) => encode_as(body.kind(), from, id, hello),
+        Body::RotateAnnounce(announce) => encode_as(body.kind(), from, id, announce),
+        Body::RotateAck(ack) => encode_as(body.kind(), from, id, ack),
+        Body::RotateComplete(end) | Body::RotateAbort(end) => encode_as(body.kind(), from, id, end),
+    }
+}
+
+fn encode_as<B: Serialize>(
+    kind: MessageType,
+    from: &str,
+    id: &str,
+    body: &B,
+) -> Result<Vec<u8>, serde_json::Error> {
     #[derive(Serialize)]
     struct Out<'a, B: Serialize> {
         #[serde(rename = "type")]
@@ -206,15 +278,13 @@ pub fn encode(from: &str, id: &str, body: &Body) -> Result<Vec<u8>, serde_json::
         id: &'a str,
         body: &'a B,
     }
-    match body {
-        Body::Hello(hello) => serde_json::to_vec(&Out {
-            kind: MessageType::Hello.as_str(),
-            version: VERSION,
-            from,
-            id,
-            body: hello,
-        }),
-    }
+    serde_json::to_vec(&Out {
+        kind: kind.as_str(),
+        version: VERSION,
+        from,
+        id,
+        body,
+    })
 }
 
 /// The body of an error answer: a fixed code, nothing from the request.

@@ -60,10 +60,20 @@ pub struct Server {
     pub board: StatusBoard,
     /// Where outcomes are concluded.
     pub recorder: Recorder,
+    /// What answers the peers' rotation messages; `None` when this gateway cannot take a
+    /// peer's next key (the kernel backend), and then it does not announce them.
+    pub rotation: Option<crate::rotate::Responder>,
     open: Mutex<BTreeMap<IpAddr, usize>>,
 }
 
 impl Server {
+    /// The same server answering the peers' rotation messages with `responder`.
+    #[must_use]
+    pub fn with_rotation(mut self, responder: Option<crate::rotate::Responder>) -> Self {
+        self.rotation = responder;
+        self
+    }
+
     /// A server for `identity` on the tunnel network `tunnel`.
     pub fn new(identity: Identity, tunnel: IpNet, board: StatusBoard, recorder: Recorder) -> Self {
         Self {
@@ -71,6 +81,7 @@ impl Server {
             tunnel,
             board,
             recorder,
+            rotation: None,
             open: Mutex::new(BTreeMap::new()),
         }
     }
@@ -325,37 +336,89 @@ async fn decide(
             return (outcome, error(StatusCode::BAD_REQUEST, rejection.code()));
         }
     };
-    match message.body {
-        Body::Hello(_) => {
-            let answer = Body::Hello(our_hello(&server.identity));
-            match envelope::encode(&server.identity.cluster, &message.id, &answer) {
-                Ok(body) => {
-                    outcome.verdict = Verdict::Accepted;
-                    outcome.reason = "answered";
-                    (outcome, json(StatusCode::OK, body))
-                }
-                Err(_) => {
-                    outcome.verdict = Verdict::Malformed;
-                    outcome.reason = "cannot_encode";
-                    (
-                        outcome,
-                        error(StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-                    )
-                }
+    let answer = match message.body {
+        Body::Hello(_) => Body::Hello(our_hello(
+            &server.identity,
+            &server.board,
+            server.rotation.is_some(),
+        )),
+        Body::RotateAck(_) => {
+            // An answer, never a request.
+            outcome.reason = "not_a_request";
+            return (outcome, error(StatusCode::BAD_REQUEST, "malformed"));
+        }
+        Body::RotateAnnounce(_) | Body::RotateComplete(_) | Body::RotateAbort(_)
+            if server.rotation.is_none() =>
+        {
+            outcome.verdict = Verdict::Unsupported;
+            outcome.reason = "unknown_type";
+            return (outcome, error(StatusCode::BAD_REQUEST, "unknown_type"));
+        }
+        Body::RotateAnnounce(body) => {
+            let Some(responder) = &server.rotation else {
+                return (outcome, error(StatusCode::BAD_REQUEST, "unknown_type"));
+            };
+            match responder.announce(&peer.name, &body).await {
+                Ok(ack) => Body::RotateAck(ack),
+                Err(word) => return refused(outcome, word),
             }
+        }
+        Body::RotateComplete(end) | Body::RotateAbort(end) => {
+            let Some(responder) = &server.rotation else {
+                return (outcome, error(StatusCode::BAD_REQUEST, "unknown_type"));
+            };
+            let complete = outcome.kind == Some(envelope::MessageType::RotateComplete);
+            let taken = if complete {
+                responder.complete(&peer.name, &end.rotation_id).await
+            } else {
+                responder.abort(&peer.name, &end.rotation_id).await
+            };
+            match taken {
+                Ok(()) if complete => Body::RotateComplete(end),
+                Ok(()) => Body::RotateAbort(end),
+                Err(word) => return refused(outcome, word),
+            }
+        }
+    };
+    match envelope::encode(&server.identity.cluster, &message.id, &answer) {
+        Ok(body) => {
+            outcome.verdict = Verdict::Accepted;
+            outcome.reason = "answered";
+            (outcome, json(StatusCode::OK, body))
+        }
+        Err(_) => {
+            outcome.verdict = Verdict::Malformed;
+            outcome.reason = "cannot_encode";
+            (
+                outcome,
+                error(StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            )
         }
     }
 }
 
-/// The hello this gateway sends and answers with, as of now.
-pub fn our_hello(identity: &Identity) -> Hello {
+/// A message understood and refused with a fixed word: `409`, counted `refused`.
+fn refused(mut outcome: Outcome, word: &'static str) -> (Outcome, Response<ResponseBody>) {
+    outcome.verdict = Verdict::Refused;
+    outcome.reason = word;
+    (outcome, error(StatusCode::CONFLICT, word))
+}
+
+/// The hello this gateway sends and answers with, as of now: the key it runs now (from the
+/// board, which a rotation updates), and the rotation messages when it takes them.
+pub fn our_hello(identity: &Identity, board: &StatusBoard, rotation: bool) -> Hello {
     let now = crate::clock::now();
+    let running = board.identity();
+    let mut capabilities: Vec<String> = envelope::CAPABILITIES.map(str::to_owned).to_vec();
+    if rotation {
+        capabilities.extend(envelope::ROTATION_CAPABILITIES.map(str::to_owned));
+    }
     Hello {
         cluster: identity.cluster.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        capabilities: envelope::CAPABILITIES.map(str::to_owned).to_vec(),
-        public_key: identity.public_key.clone(),
-        key_age_seconds: identity
+        capabilities,
+        public_key: running.public_key,
+        key_age_seconds: running
             .key_created
             .map(|at| now.duration_since(at).map_or(0, |age| age.as_secs())),
     }

@@ -49,7 +49,7 @@ async fn start() -> Fixture {
         public_key: KEY_A.to_owned(),
         listen_port: 51820,
         address: "127.0.0.1/8".to_owned(),
-        key_created: None,
+        key_created: Some(SystemTime::UNIX_EPOCH),
     });
     board.publish(
         SystemTime::UNIX_EPOCH,
@@ -195,10 +195,10 @@ async fn garbage_unknown_types_and_large_bodies_get_4xx_without_echo() {
     assert_eq!(body, "{\"error\":\"malformed\"}\n");
     assert_eq!(count(&fixture.metrics, "unknown", "malformed"), 1);
 
-    let unknown = br#"{"type":"rotate.announce","version":1,"from":"b","id":"x","body":{}}"#;
+    let unknown = br#"{"type":"policy.push","version":1,"from":"b","id":"x","body":{}}"#;
     let (code, body) = raw(&fixture, "127.0.0.2", &post(unknown)).await;
     assert_eq!(code, 400);
-    assert!(!body.contains("rotate"), "{body}");
+    assert!(!body.contains("policy"), "{body}");
     assert_eq!(count(&fixture.metrics, "unknown", "unsupported"), 1);
 
     let head = "POST /v1/control HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\n\r\n";

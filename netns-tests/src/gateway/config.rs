@@ -71,10 +71,22 @@ impl GatewayConfig {
                 "source = \"file\"\npath = {}",
                 quote(&self.key_path.to_string_lossy())
             )),
-            peers = self.peers_toml.clone().unwrap_or_else(|| format!(
-                "source = \"directory\"\npath = {}",
-                quote(&self.peers_path.to_string_lossy())
-            )),
+            peers = {
+                let mut peers = self.peers_toml.clone().unwrap_or_else(|| {
+                    format!(
+                        "source = \"directory\"\npath = {}",
+                        quote(&self.peers_path.to_string_lossy())
+                    )
+                });
+                if !peers.contains("state_path") {
+                    let state = self.key_path.with_file_name("peer-rotations.json");
+                    peers.push_str(&format!(
+                        "\nstate_path = {}",
+                        quote(&state.to_string_lossy())
+                    ));
+                }
+                peers
+            },
             listen = quote(&self.http_listen),
             admin = quote(&self.admin_socket.to_string_lossy()),
         );

@@ -1,8 +1,8 @@
 //! `peerctl status`: the gateway's interface and peers, from its admin API
 //! (`docs/admin-api.md`), as a table for people or as the API's JSON for scripts.
 
-mod client;
-mod model;
+pub(super) mod client;
+pub(super) mod model;
 mod render;
 
 use std::io::Write as _;

@@ -46,7 +46,9 @@ fn unknown_fields_are_ignored_for_later_versions_of_a_body() {
     let message = parse_envelope(text.as_bytes())
         .and_then(RawEnvelope::interpret)
         .expect("valid");
-    let Body::Hello(hello) = message.body;
+    let Body::Hello(hello) = message.body else {
+        panic!("a hello");
+    };
     assert_eq!(hello.key_age_seconds, None);
 }
 
@@ -101,7 +103,7 @@ fn a_body_over_the_limit_is_malformed_without_parsing() {
 
 #[test]
 fn unknown_type_and_other_versions_are_unsupported() {
-    let unknown = hello_json("b", "b").replace(r#""type":"hello""#, r#""type":"rotate.announce""#);
+    let unknown = hello_json("b", "b").replace(r#""type":"hello""#, r#""type":"policy.push""#);
     let raw = parse_envelope(unknown.as_bytes()).expect("envelope");
     assert_eq!(raw.known_type(), None);
     assert_eq!(type_label(raw.known_type()), "unknown");
@@ -152,4 +154,38 @@ fn error_answers_carry_only_a_fixed_code() {
         let value: serde_json::Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(value["error"], rejection.code());
     }
+}
+
+#[test]
+fn rotation_messages_parse_and_keys_and_ids_are_checked() {
+    let key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+    let announce = format!(
+        r#"{{"type":"rotate.announce","version":1,"from":"a","id":"a-r1","body":{{"rotation_id":"00000000000000aa","sequence":3,"next_public_key":"{key}","sender_key":"{key}","receiver_key":"{key}"}}}}"#
+    );
+    let message = parse_envelope(announce.as_bytes())
+        .and_then(RawEnvelope::interpret)
+        .expect("valid");
+    assert_eq!(message.kind(), MessageType::RotateAnnounce);
+    let encoded = super::encode("a", "a-r1", &message.body).expect("encode");
+    let again = parse_envelope(&encoded)
+        .and_then(RawEnvelope::interpret)
+        .expect("round trip");
+    assert_eq!(again.body, message.body);
+    for bad in [
+        announce.replace("00000000000000aa", "00000000000000AA"),
+        announce.replace("00000000000000aa", "../../etc"),
+        announce.replace(
+            &format!("\"next_public_key\":\"{key}\""),
+            "\"next_public_key\":\"short\"",
+        ),
+        announce.replace("\"sequence\":3", "\"sequence\":-3"),
+    ] {
+        let result = parse_envelope(bad.as_bytes()).and_then(RawEnvelope::interpret);
+        assert_eq!(result, Err(Rejection::Malformed), "{bad}");
+    }
+    let end = r#"{"type":"rotate.abort","version":1,"from":"a","id":"x","body":{"rotation_id":"00000000000000aa"}}"#;
+    let message = parse_envelope(end.as_bytes())
+        .and_then(RawEnvelope::interpret)
+        .expect("valid");
+    assert_eq!(message.kind(), MessageType::RotateAbort);
 }

@@ -135,6 +135,9 @@ pub struct Core {
     limits: MessageLimits,
     /// Drop counters.
     pub counters: Counters,
+    /// Peers to initiate a handshake with under the current key at the next tick
+    /// ([`Core::queue_initiation`]).
+    initiations: Vec<[u8; 32]>,
 }
 
 /// One of the device's static keys, with the keys of the MAC check (MAC1 and cookie
@@ -214,6 +217,7 @@ impl Core {
             padded: Vec::new(),
             limits: MessageLimits::default(),
             counters: Counters::default(),
+            initiations: Vec::new(),
         }
     }
 
@@ -423,6 +427,9 @@ impl Core {
     /// wall-clock time, for the reported handshake times.
     pub fn tick(&mut self, now: Duration, wall: SystemTime, buf: &mut [u8], sink: &mut dyn Sink) {
         self.load.tick(now);
+        for public in std::mem::take(&mut self.initiations) {
+            self.initiate(&public, buf, now, sink);
+        }
         let limits = self.limits;
         for peer in self.slots.iter_mut().flatten() {
             for key in [Slot::A, Slot::B] {

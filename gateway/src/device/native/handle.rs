@@ -271,6 +271,25 @@ impl DeviceHandle {
             .map_err(|e| peer_error(e, *current, *current))
     }
 
+    /// Starts a handshake with the peer under the current key at the device's next tick
+    /// (within 250 ms), while its sessions under the previous key keep carrying data: how a
+    /// rotation moves a peer to the key it promoted. The peer's answer moves its traffic.
+    pub fn initiate(&self, peer: &PublicKey) {
+        self.lock().queue_initiation(*peer.as_bytes());
+    }
+
+    /// Returns whether the peer's traffic runs on a session under our current key that was
+    /// made at or after `since`: the sign that it handshook under a key we promoted then.
+    pub fn peer_on_current_key(&self, peer: &PublicKey, since: std::time::SystemTime) -> bool {
+        let core = self.lock();
+        let handshook = core
+            .peers()
+            .find(|p| p.public == *peer.as_bytes())
+            .and_then(|p| p.last_handshake())
+            .is_some_and(|at| at >= since);
+        handshook && !core.uses_second_key(peer.as_bytes())
+    }
+
     /// Returns the next public key of the peer known as `current`, while it rotates.
     pub fn peer_next_key(&self, current: &PublicKey) -> Option<PublicKey> {
         self.lock()

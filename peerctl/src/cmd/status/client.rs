@@ -126,27 +126,7 @@ impl Target {
     /// # Errors
     /// A [`ClientError`] for every failure, connection and HTTP alike.
     pub fn get(&self, path: &str) -> Result<String, ClientError> {
-        let raw = match self {
-            Target::Socket(socket) => {
-                let stream = UnixStream::connect(socket)
-                    .map_err(|e| connect_error(&socket.display().to_string(), &e))?;
-                // A failure to set a timeout only loses the timeout, not the request.
-                let _ = stream.set_read_timeout(Some(TIMEOUT));
-                let _ = stream.set_write_timeout(Some(TIMEOUT));
-                exchange(stream, "localhost", path, None)
-            }
-            Target::Tcp { authority, token } => {
-                let stream = connect_tcp(authority)?;
-                let _ = stream.set_read_timeout(Some(TIMEOUT));
-                let _ = stream.set_write_timeout(Some(TIMEOUT));
-                exchange(stream, authority, path, Some(token))
-            }
-        }
-        .map_err(|e| ClientError::Unreachable {
-            target: self.describe(),
-            reason: e.to_string(),
-        })?;
-        let (code, body) = parse_response(&raw)?;
+        let (code, body) = self.call("GET", path, None)?;
         match code {
             200 => Ok(body),
             401 => Err(ClientError::Unauthorized),
@@ -156,6 +136,48 @@ impl Target {
                 message: body.lines().next().unwrap_or("").to_owned(),
             }),
         }
+    }
+
+    /// Sends `POST path` with the JSON `body` and returns the answer's status and body; a
+    /// `401` is [`ClientError::Unauthorized`].
+    ///
+    /// # Errors
+    /// A [`ClientError`] for a failed connection or a `401`.
+    pub fn post(&self, path: &str, body: &str) -> Result<(u16, String), ClientError> {
+        let (code, body) = self.call("POST", path, Some(body))?;
+        if code == 401 {
+            return Err(ClientError::Unauthorized);
+        }
+        Ok((code, body))
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<(u16, String), ClientError> {
+        let raw = match self {
+            Target::Socket(socket) => {
+                let stream = UnixStream::connect(socket)
+                    .map_err(|e| connect_error(&socket.display().to_string(), &e))?;
+                // A failure to set a timeout only loses the timeout, not the request.
+                let _ = stream.set_read_timeout(Some(TIMEOUT));
+                let _ = stream.set_write_timeout(Some(TIMEOUT));
+                exchange(stream, "localhost", (method, path, body), None)
+            }
+            Target::Tcp { authority, token } => {
+                let stream = connect_tcp(authority)?;
+                let _ = stream.set_read_timeout(Some(TIMEOUT));
+                let _ = stream.set_write_timeout(Some(TIMEOUT));
+                exchange(stream, authority, (method, path, body), Some(token))
+            }
+        }
+        .map_err(|e| ClientError::Unreachable {
+            target: self.describe(),
+            reason: e.to_string(),
+        })?;
+        parse_response(&raw)
     }
 
     fn describe(&self) -> String {
@@ -202,18 +224,27 @@ fn connect_tcp(authority: &str) -> Result<TcpStream, ClientError> {
 fn exchange(
     mut stream: impl Read + Write,
     host: &str,
-    path: &str,
+    (method, path, body): (&str, &str, Option<&str>),
     token: Option<&Zeroizing<String>>,
 ) -> io::Result<Vec<u8>> {
     let mut request = Zeroizing::new(format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n"
     ));
+    if let Some(body) = body {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
     if let Some(token) = token {
         request.push_str("Authorization: Bearer ");
         request.push_str(token);
         request.push_str("\r\n");
     }
     request.push_str("\r\n");
+    if let Some(body) = body {
+        request.push_str(body);
+    }
     stream.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
     stream.take(MAX_ANSWER).read_to_end(&mut raw)?;

@@ -334,6 +334,14 @@ impl Core {
             .is_some_and(|t| t.own != current)
     }
 
+    /// Asks for [`Core::initiate`] with the peer at the next tick (from a caller that holds no
+    /// socket: the gateway's rotation). Asking twice before the tick sends one initiation.
+    pub fn queue_initiation(&mut self, public: [u8; 32]) {
+        if !self.initiations.contains(&public) {
+            self.initiations.push(public);
+        }
+    }
+
     /// Starts a handshake with the peer under the current key, on its tunnel there (created
     /// if it has none): how a device that promoted a key moves a peer to it while its
     /// sessions on the previous key keep carrying data. The peer's answer makes that tunnel

@@ -1,0 +1,991 @@
+//! This gateway's own key rotations: the driving loop over [`Rotation`] (`docs/rotation.md`),
+//! started by the schedule or by the operator, resumed or rolled back at start.
+//!
+//! The loop performs what the machine asks, each action through a thin adapter: the key
+//! slots beside the key file (`FileKeySlots`), the native data plane's handle, and the
+//! control channel (requests run as tasks whose answers come back as events). The record is
+//! persisted before anything it asks for is performed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, SystemTime};
+
+use ipnet::IpNet;
+use kms_client::PrivateKey;
+use kms_client::slots::FileKeySlots;
+use tokio::sync::{mpsc, oneshot};
+use ztgw_rotation::RotationId;
+use ztgw_rotation::machine::{Action, Event, Participant, Phase, Rotation, Timing};
+use ztgw_rotation::resume::{self, Resume, StoredState};
+use ztgw_rotation::schedule::{self, Blocker, Channel, Decision, PeerReadiness, ScheduleInput};
+
+use super::responder::Responder;
+use crate::audit::Audit;
+use crate::config::RotationConfig;
+use crate::control::channel::Failure;
+use crate::control::client::{self, Target};
+use crate::control::envelope::{Body, EndBody};
+use crate::core::key::PublicKey;
+use crate::device::native::handle::DeviceHandle;
+use crate::metrics::Metrics;
+use crate::status::{
+    ChannelState, PlanPeer, RotationPeer, RotationPlan, RotationRun, RotationStatus, StatusBoard,
+    unix_seconds,
+};
+
+/// How often the loop looks at the schedule, the peers' pending keys and the deadlines.
+const POLL: Duration = Duration::from_secs(1);
+
+/// How often the schedule is consulted.
+const SCHEDULE_EVERY: Duration = Duration::from_secs(60);
+
+/// An operator's request, from the admin API.
+#[derive(Debug)]
+pub enum Command {
+    /// What would happen now (`peerctl rotate --plan`).
+    Plan {
+        /// Peers the operator handles out of band.
+        manual: Vec<String>,
+        /// Where the plan goes.
+        reply: oneshot::Sender<RotationPlan>,
+    },
+    /// Start a rotation now (`--now`).
+    Start {
+        /// Peers the operator handles out of band.
+        manual: Vec<String>,
+        /// The started rotation's id, or why it did not start.
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Roll the rotation in flight back (`--abort`).
+    Abort {
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// The admin API's handle on the rotation loop. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Control {
+    commands: mpsc::Sender<Command>,
+}
+
+impl Control {
+    /// Returns what would happen now.
+    ///
+    /// # Errors
+    /// When the loop is gone.
+    pub async fn plan(&self, manual: Vec<String>) -> Result<RotationPlan, String> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Plan { manual, reply }).await?;
+        answer.await.map_err(|_| gone())
+    }
+
+    /// Starts a rotation now; returns its id.
+    ///
+    /// # Errors
+    /// Why it did not start, in our words.
+    pub async fn start(&self, manual: Vec<String>) -> Result<String, String> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Start { manual, reply }).await?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// Rolls the rotation in flight back.
+    ///
+    /// # Errors
+    /// Why it cannot, in our words.
+    pub async fn abort(&self) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Abort { reply }).await?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    async fn send(&self, command: Command) -> Result<(), String> {
+        self.commands.send(command).await.map_err(|_| gone())
+    }
+}
+
+fn gone() -> String {
+    "the rotation service has stopped".to_owned()
+}
+
+/// Everything the rotation loop works with.
+#[derive(Debug)]
+pub struct Engine {
+    /// `cluster.name`.
+    pub cluster: String,
+    /// `[interface] address`.
+    pub tunnel: IpNet,
+    /// `control.port`.
+    pub control_port: u16,
+    /// `[key] rotation_*`.
+    pub config: RotationConfig,
+    /// The key file's slots.
+    pub slots: FileKeySlots,
+    /// The native data plane.
+    pub device: DeviceHandle,
+    /// Peers, channels, our key; where the rotation status goes.
+    pub board: StatusBoard,
+    /// The peers' side, reconciled every second.
+    pub responder: Responder,
+    /// Rotation metrics.
+    pub metrics: Metrics,
+    /// Every step is recorded.
+    pub audit: Option<Audit>,
+}
+
+/// A request to a peer finished: the peer, and the event it settles (`None`: retry later).
+type Answer = (String, Option<Event>);
+
+impl Engine {
+    /// Starts the loop; it runs until the returned task is aborted.
+    pub fn start(self) -> (Control, tokio::task::JoinHandle<()>) {
+        let (commands, inbox) = mpsc::channel(8);
+        let task = tokio::spawn(self.run(inbox));
+        (Control { commands }, task)
+    }
+
+    async fn run(self, mut inbox: mpsc::Receiver<Command>) {
+        let (answers, mut answered) = mpsc::channel::<Answer>(64);
+        let mut runner = Runner {
+            engine: self,
+            rotation: None,
+            next_key: None,
+            inconsistent: None,
+            in_flight: BTreeSet::new(),
+            last_sent: BTreeMap::new(),
+            promoted_at: None,
+            answers,
+            ids: 0,
+            last_schedule: None,
+            schedule_note: None,
+        };
+        runner.resume_at_start();
+        let mut ticker = tokio::time::interval(POLL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            runner.drive();
+            runner.publish();
+            tokio::select! {
+                _ = ticker.tick() => {
+                    runner.engine.responder.reconcile().await;
+                    runner.consult_schedule();
+                }
+                Some(command) = inbox.recv() => runner.command(command),
+                Some((peer, event)) = answered.recv() => {
+                    runner.in_flight.remove(&peer);
+                    if let Some(event) = event {
+                        runner.feed(event);
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct Runner {
+    engine: Engine,
+    rotation: Option<Rotation>,
+    /// The next private key, from its generation until the commit.
+    next_key: Option<PrivateKey>,
+    /// Why the stored rotation cannot be resumed: no new rotation starts until the operator
+    /// looked.
+    inconsistent: Option<String>,
+    /// Peers with a request in flight.
+    in_flight: BTreeSet<String>,
+    /// When each (action, peer) was last sent, to pace the retries.
+    last_sent: BTreeMap<(&'static str, String), SystemTime>,
+    /// When the data plane switched to the new key.
+    promoted_at: Option<SystemTime>,
+    answers: mpsc::Sender<Answer>,
+    ids: u64,
+    last_schedule: Option<SystemTime>,
+    schedule_note: Option<String>,
+}
+
+impl Runner {
+    fn timing(&self) -> Timing {
+        self.engine.config.timing
+    }
+
+    /// Reads the slots and the record, and resumes, rolls back or reports an inconsistency.
+    fn resume_at_start(&mut self) {
+        let slots = match self.engine.slots.read() {
+            Ok(slots) => slots,
+            Err(e) => {
+                self.inconsistent = Some(format!("cannot read the key slots: {e}"));
+                return;
+            }
+        };
+        let record = match slots
+            .record
+            .as_deref()
+            .map(serde_json::from_str::<Rotation>)
+        {
+            None => None,
+            Some(Ok(record)) => Some(record),
+            Some(Err(_)) => {
+                self.inconsistent = Some(format!(
+                    "the rotation record {} is damaged",
+                    self.engine.slots.record_path().display()
+                ));
+                return;
+            }
+        };
+        let public = |key: &PrivateKey| PublicKey::from_bytes(key.public_key());
+        let stored = StoredState {
+            current: public(&slots.current.key),
+            current_created: slots.current.created_at,
+            next: slots.next.as_ref().map(public),
+            previous: slots.previous.as_ref().map(public),
+            record: record.clone(),
+        };
+        match resume::resume(&stored, crate::clock::now()) {
+            Ok(Resume::Nothing) => self.rotation = record,
+            Ok(Resume::RollBack(rotation)) => {
+                tracing::warn!(rotation_id = %rotation.id(), "a key rotation was interrupted before its commit; rolling it back");
+                self.audit_step(&rotation, "resumed", "roll back");
+                self.rotation = Some(rotation);
+                self.persist();
+            }
+            Ok(Resume::Verify(rotation)) => {
+                tracing::warn!(rotation_id = %rotation.id(), "a key rotation was interrupted after its commit; verifying the new key again");
+                self.audit_step(&rotation, "resumed", "verify");
+                self.promoted_at = Some(crate::clock::now());
+                self.rotation = Some(rotation);
+                self.persist();
+            }
+            Err(inconsistency) => {
+                let text = format!(
+                    "the key slots beside {} and the rotation record disagree ({}): look at them before rotating again",
+                    self.engine.slots.key_path().display(),
+                    inconsistency.as_str()
+                );
+                tracing::error!("{text}");
+                self.inconsistent = Some(text);
+                self.rotation = record;
+            }
+        }
+    }
+
+    fn in_flight(&self) -> bool {
+        self.rotation.as_ref().is_some_and(|r| !r.is_finished())
+    }
+
+    /// The peers as the schedule sees them, from the latest snapshot.
+    fn readiness(&self, manual: &[String]) -> Vec<PeerReadiness> {
+        let Some(status) = self.engine.board.latest() else {
+            return Vec::new();
+        };
+        let store = self.engine.responder.store();
+        let due_after = self
+            .engine
+            .config
+            .schedule
+            .max_age
+            .saturating_sub(self.engine.config.schedule.lead);
+        status
+            .peers
+            .iter()
+            .filter_map(|peer| {
+                let public_key = PublicKey::from_base64(&peer.public_key).ok()?;
+                let hello = status.channels.iter().find(|c| c.peer == peer.name);
+                let channel = match hello.map(|c| c.state) {
+                    Some(ChannelState::Up) => Channel::Up {
+                        can_rotate: hello.is_some_and(|c| {
+                            c.capabilities.iter().any(|cap| cap == "rotate.announce")
+                        }),
+                    },
+                    Some(ChannelState::Plain) => Channel::Plain,
+                    Some(ChannelState::None) => Channel::None,
+                    _ => Channel::Down,
+                };
+                let peer_due = hello
+                    .and_then(|c| c.key_age_seconds)
+                    .is_some_and(|age| Duration::from_secs(age) >= due_after);
+                Some(PeerReadiness {
+                    name: peer.name.clone(),
+                    public_key,
+                    channel,
+                    tunnel_up: peer.connected,
+                    rotating: store
+                        .get(&peer.name)
+                        .is_some_and(|s| s.next_public_key().is_some()),
+                    peer_due,
+                    manual: manual.contains(&peer.name),
+                })
+            })
+            .collect()
+    }
+
+    fn schedule_input(&self, manual: &[String]) -> Option<ScheduleInput> {
+        let identity = self.engine.board.identity();
+        Some(ScheduleInput {
+            own_public_key: PublicKey::from_base64(&identity.public_key).ok()?,
+            key_created: identity.key_created,
+            schedule: self.engine.config.schedule.clone(),
+            rotation_in_flight: self.in_flight() || self.inconsistent.is_some(),
+            peers: self.readiness(manual),
+        })
+    }
+
+    fn plan(&self, manual: &[String], now: Option<SystemTime>) -> RotationPlan {
+        let Some(input) = self.schedule_input(manual) else {
+            return RotationPlan {
+                decision: "blocked".to_owned(),
+                blockers: vec!["the gateway's key is not known yet".to_owned()],
+                peers: Vec::new(),
+                due_unix: None,
+            };
+        };
+        let decision = match now {
+            Some(now) => schedule::decide(&input, now),
+            None => schedule::decide_now(&input),
+        };
+        let blockers: Vec<Blocker> = match &decision {
+            Decision::Blocked(blockers) => blockers.clone(),
+            _ => Vec::new(),
+        };
+        let mut lines: Vec<String> = blockers.iter().map(ToString::to_string).collect();
+        if let (Some(text), true) = (
+            &self.inconsistent,
+            blockers.contains(&Blocker::OwnRotationInFlight),
+        ) {
+            lines.push(text.clone());
+        }
+        let peers = input
+            .peers
+            .iter()
+            .map(|p| {
+                let blocker = blockers.iter().find(|b| b.peer() == Some(p.name.as_str()));
+                PlanPeer {
+                    name: p.name.clone(),
+                    how: if blocker.is_some() {
+                        "blocked"
+                    } else if p.manual {
+                        "manual"
+                    } else {
+                        "announce"
+                    }
+                    .to_owned(),
+                    blocker: blocker.map(ToString::to_string),
+                }
+            })
+            .collect();
+        let unknown: Vec<String> = manual
+            .iter()
+            .filter(|m| !input.peers.iter().any(|p| &p.name == *m))
+            .map(|m| format!("--manual-peer {m}: no applied peer has that name"))
+            .collect();
+        let blocked = !unknown.is_empty();
+        lines.extend(unknown);
+        RotationPlan {
+            decision: match decision {
+                Decision::Start if blocked => "blocked",
+                Decision::Start => "start",
+                Decision::Blocked(_) => "blocked",
+                Decision::NotDue { .. } => "not_due",
+                Decision::WaitingForWindow { .. } => "waiting_for_window",
+                Decision::KeyAgeUnknown => "key_age_unknown",
+            }
+            .to_owned(),
+            blockers: lines,
+            peers,
+            due_unix: input.key_created.map(|created| {
+                unix_seconds(schedule::due_at(
+                    created,
+                    &input.schedule,
+                    &input.own_public_key,
+                ))
+            }),
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Plan { manual, reply } => {
+                let _ = reply.send(self.plan(&manual, None));
+            }
+            Command::Start { manual, reply } => {
+                let _ = reply.send(self.start(&manual, "operator"));
+            }
+            Command::Abort { reply } => {
+                let _ = reply.send(self.abort());
+            }
+        }
+    }
+
+    fn consult_schedule(&mut self) {
+        let now = crate::clock::now();
+        if self
+            .last_schedule
+            .is_some_and(|at| now.duration_since(at).unwrap_or_default() < SCHEDULE_EVERY)
+        {
+            return;
+        }
+        self.last_schedule = Some(now);
+        let plan = self.plan(&[], Some(now));
+        let note = match plan.decision.as_str() {
+            "start" => {
+                if let Err(e) = self.start(&[], "schedule") {
+                    tracing::warn!(error = %e, "the scheduled key rotation did not start");
+                }
+                None
+            }
+            "blocked" => Some(format!("blocked: {}", plan.blockers.join("; "))),
+            other => Some(other.to_owned()),
+        };
+        if note != self.schedule_note {
+            if let Some(text) = &note
+                && text.starts_with("blocked")
+            {
+                tracing::warn!(schedule = %text, "the key is due for rotation and cannot rotate now");
+            }
+            self.schedule_note = note;
+        }
+    }
+
+    /// Starts a rotation: generates the next key and persists a new record.
+    fn start(&mut self, manual: &[String], by: &str) -> Result<String, String> {
+        let plan = self.plan(manual, None);
+        if plan.decision != "start" {
+            return Err(format!(
+                "the rotation cannot start: {}",
+                plan.blockers.join("; ")
+            ));
+        }
+        let input = self
+            .schedule_input(manual)
+            .ok_or_else(|| "the gateway's key is not known yet".to_owned())?;
+        let next = PrivateKey::generate().map_err(|_| "the system RNG failed".to_owned())?;
+        let mut id_bytes = [0u8; 8];
+        getrandom::fill(&mut id_bytes).map_err(|_| "the system RNG failed".to_owned())?;
+        let now = crate::clock::now();
+        let last = self.rotation.as_ref().map_or(0, Rotation::sequence);
+        // A sequence no lower than the clock's seconds survives a lost record: peers refuse
+        // one that does not advance.
+        let sequence = last.saturating_add(1).max(unix_seconds(now));
+        let participants: Vec<Participant> = input.peers.iter().map(Participant::from).collect();
+        let rotation = Rotation::new(
+            RotationId::from_bytes(id_bytes),
+            sequence,
+            input.own_public_key,
+            PublicKey::from_bytes(next.public_key()),
+            participants,
+            now,
+        )
+        .map_err(|e| e.to_string())?;
+        let id = rotation.id().to_string();
+        tracing::info!(rotation_id = %id, by, peers = rotation.peers().len(), "key rotation started");
+        self.audit_step(&rotation, "started", by);
+        self.rotation = Some(rotation);
+        self.next_key = Some(next);
+        self.in_flight.clear();
+        self.last_sent.clear();
+        self.promoted_at = None;
+        if !self.persist() {
+            self.rotation = None;
+            self.next_key = None;
+            return Err("the rotation record cannot be written".to_owned());
+        }
+        Ok(id)
+    }
+
+    fn abort(&mut self) -> Result<(), String> {
+        let Some(rotation) = &self.rotation else {
+            return Err("no key rotation is under way".to_owned());
+        };
+        if rotation.is_finished() {
+            return Err("no key rotation is under way".to_owned());
+        }
+        self.feed_checked(Event::Abort {
+            reason: "peerctl rotate --abort".to_owned(),
+        })
+    }
+
+    fn feed(&mut self, event: Event) {
+        if let Err(e) = self.feed_checked(event) {
+            tracing::debug!(error = %e, "rotation event not taken");
+        }
+    }
+
+    fn feed_checked(&mut self, event: Event) -> Result<(), String> {
+        let now = crate::clock::now();
+        let Some(rotation) = &mut self.rotation else {
+            return Err("no key rotation is under way".to_owned());
+        };
+        let before = rotation.clone();
+        rotation.on(event, now).map_err(|e| e.to_string())?;
+        if *rotation != before {
+            self.after_change(&before);
+        }
+        Ok(())
+    }
+
+    /// Persists, audits and reports a record that changed.
+    fn after_change(&mut self, before: &Rotation) {
+        let Some(rotation) = self.rotation.clone() else {
+            return;
+        };
+        self.persist();
+        if rotation.phase() != before.phase() {
+            let phase = rotation.phase().name();
+            tracing::info!(rotation_id = %rotation.id(), phase, "key rotation phase");
+            let detail = match rotation.phase() {
+                Phase::RollingBack { reason, .. } => reason.to_string(),
+                _ => String::new(),
+            };
+            self.audit_step(&rotation, phase, &detail);
+            if rotation.is_finished() {
+                self.finished(&rotation);
+            }
+        }
+    }
+
+    fn finished(&mut self, rotation: &Rotation) {
+        let completed = matches!(rotation.phase(), Phase::Complete);
+        let took = crate::clock::now()
+            .duration_since(rotation.started_at())
+            .unwrap_or_default();
+        self.engine.metrics.observe_rotation(completed, took);
+        self.next_key = None;
+        if completed {
+            tracing::info!(rotation_id = %rotation.id(), seconds = took.as_secs_f64(), public_key = %rotation.next_public(), "key rotation complete");
+        } else {
+            tracing::warn!(rotation_id = %rotation.id(), seconds = took.as_secs_f64(), "key rotation rolled back");
+        }
+    }
+
+    /// Writes the record; `false` when it could not be written (nothing is performed then).
+    fn persist(&mut self) -> bool {
+        let Some(rotation) = &self.rotation else {
+            return true;
+        };
+        let written = serde_json::to_string_pretty(rotation)
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                self.engine
+                    .slots
+                    .write_record(&text)
+                    .map_err(|e| e.to_string())
+            });
+        match written {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write the rotation record; retrying");
+                false
+            }
+        }
+    }
+
+    /// Performs what the rotation asks until nothing changes.
+    fn drive(&mut self) {
+        for _ in 0..32 {
+            let Some(rotation) = &mut self.rotation else {
+                return;
+            };
+            if rotation.is_finished() {
+                return;
+            }
+            let now = crate::clock::now();
+            let timing = self.engine.config.timing;
+            let before = rotation.clone();
+            if rotation.tick(now, &timing) {
+                self.after_change(&before);
+                continue;
+            }
+            let actions = rotation.next_actions(now, &timing);
+            for action in actions {
+                let Some(event) = self.perform(action, now) else {
+                    continue;
+                };
+                let phase = self.rotation.as_ref().map(|r| r.phase().clone());
+                self.feed(event);
+                if self.rotation.as_ref().map(|r| r.phase().clone()) != phase {
+                    break;
+                }
+            }
+            if self.rotation.as_ref() == Some(&before) {
+                return;
+            }
+        }
+    }
+
+    /// Performs one action; returns the event it settled at once, if any.
+    fn perform(&mut self, action: Action, now: SystemTime) -> Option<Event> {
+        let device = self.engine.device.clone();
+        match action {
+            Action::StoreNext => {
+                let Some(next) = &self.next_key else {
+                    // Only a rotation started in this run reaches staging with a key.
+                    return Some(Event::NextStoreFailed);
+                };
+                Some(match self.engine.slots.write_next(next) {
+                    Ok(()) => Event::NextStored,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot store the next key");
+                        Event::NextStoreFailed
+                    }
+                })
+            }
+            Action::StageInPlane => {
+                let Some(next) = &self.next_key else {
+                    return Some(Event::StageFailed);
+                };
+                Some(match device.stage_key(next) {
+                    Ok(()) => Event::Staged,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the data plane refused the next key");
+                        Event::StageFailed
+                    }
+                })
+            }
+            Action::Announce { peer, body } => {
+                self.send(
+                    &peer,
+                    "announce",
+                    now,
+                    Body::RotateAnnounce(body.clone()),
+                    move |answer| match answer {
+                        Ok(Body::RotateAck(ack)) if ack.confirms(&body) => Some(Event::Acked {
+                            peer: String::new(),
+                        }),
+                        Ok(_) => None,
+                        Err(Failure::Declined("unavailable")) => None,
+                        Err(Failure::Declined(_)) => Some(Event::AnnounceRefused {
+                            peer: String::new(),
+                        }),
+                        Err(_) => None,
+                    },
+                );
+                None
+            }
+            Action::PrintManual { peer } => {
+                if let Some(line) = self.manual_line(&peer) {
+                    tracing::warn!(peer = %peer, command = %line, "manual peer: run this on the peer to give it our next key");
+                }
+                Some(Event::ManualConfirmed { peer })
+            }
+            Action::StoreCurrent => Some(match self.engine.slots.commit() {
+                Ok(()) => Event::CurrentStored,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot store the new key as current");
+                    Event::CurrentStoreFailed
+                }
+            }),
+            Action::PromoteInPlane => Some(match device.promote_staged() {
+                Ok(()) => {
+                    self.promoted_at = Some(now);
+                    self.key_moved(true, now);
+                    Event::Promoted
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the data plane did not switch to the new key");
+                    Event::PromoteFailed
+                }
+            }),
+            Action::Initiate { peer } => {
+                let key = self.peer_key(&peer)?;
+                let since = self.promoted_at.unwrap_or(now);
+                if device.peer_on_current_key(&key, since) {
+                    return Some(Event::HandshakeUnderNew { peer });
+                }
+                if self.due(("initiate", peer.clone()), now) {
+                    device.initiate(&key);
+                }
+                None
+            }
+            Action::DropPreviousInPlane => {
+                if let Err(e) = device.drop_previous() {
+                    // After a restart the plane holds the new key only.
+                    tracing::debug!(error = %e, "no previous key in the data plane");
+                }
+                Some(Event::PreviousDropped)
+            }
+            Action::TellComplete { peer } => {
+                let id = self.rotation.as_ref()?.id().clone();
+                self.send(
+                    &peer,
+                    "complete",
+                    now,
+                    Body::RotateComplete(EndBody { rotation_id: id }),
+                    end_told,
+                );
+                None
+            }
+            Action::TellAbort { peer } => {
+                let id = self.rotation.as_ref()?.id().clone();
+                self.send(
+                    &peer,
+                    "abort",
+                    now,
+                    Body::RotateAbort(EndBody { rotation_id: id }),
+                    end_told,
+                );
+                None
+            }
+            Action::RestoreStore => {
+                let committed = self.rotation.as_ref().is_some_and(|r| {
+                    matches!(r.store(), ztgw_rotation::machine::StoreState::Committed)
+                });
+                let restored = if committed {
+                    self.engine.slots.restore_previous()
+                } else {
+                    self.engine.slots.discard_next()
+                };
+                match restored {
+                    Ok(()) => Some(Event::RolledBackStored),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot restore the key slots; retrying");
+                        None
+                    }
+                }
+            }
+            Action::DemoteInPlane => {
+                let demoted = device.demote_current().and_then(|()| device.unstage_key());
+                if let Err(e) = demoted {
+                    // After a restart the plane holds only the new key: load the old one,
+                    // which the restored key file holds now.
+                    tracing::debug!(error = %e, "demoting from the key file");
+                    match self.engine.slots.read() {
+                        Ok(slots) => device.set_private_key(&slots.current.key),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read the restored key; retrying");
+                            return None;
+                        }
+                    }
+                }
+                self.key_moved(false, now);
+                Some(Event::Demoted)
+            }
+            Action::UnstageInPlane => {
+                if let Err(e) = device.unstage_key() {
+                    tracing::debug!(error = %e, "nothing staged in the data plane");
+                }
+                Some(Event::Unstaged)
+            }
+            Action::Wait { .. } | Action::Finished => None,
+        }
+    }
+
+    /// Tells the board, the metrics and the log that the running key moved to the new key
+    /// (`forward`) or back to the old one.
+    fn key_moved(&self, forward: bool, now: SystemTime) {
+        let Some(rotation) = &self.rotation else {
+            return;
+        };
+        let key = if forward {
+            rotation.next_public()
+        } else {
+            rotation.old_public()
+        };
+        let created = if forward {
+            Some(now)
+        } else {
+            self.engine
+                .slots
+                .read()
+                .ok()
+                .and_then(|s| s.current.created_at)
+        };
+        self.engine.board.set_key(key.to_string(), created);
+        if let Some(created) = created {
+            self.engine.metrics.set_key_created(created);
+        }
+    }
+
+    /// Whether an (action, peer) is due again: never sent, or sent `retry_every` ago.
+    fn due(&mut self, what: (&'static str, String), now: SystemTime) -> bool {
+        let every = self.timing().retry_every;
+        let due = self
+            .last_sent
+            .get(&what)
+            .is_none_or(|at| now.duration_since(*at).unwrap_or_default() >= every);
+        if due {
+            self.last_sent.insert(what, now);
+        }
+        due
+    }
+
+    /// Sends `body` to `peer` unless a request to it is in flight or was sent less than
+    /// `retry_every` ago; `settle` maps the answer to the event it settles.
+    fn send(
+        &mut self,
+        peer: &str,
+        what: &'static str,
+        now: SystemTime,
+        body: Body,
+        settle: impl FnOnce(Result<Body, Failure>) -> Option<Event> + Send + 'static,
+    ) {
+        if self.in_flight.contains(peer) || !self.due((what, peer.to_owned()), now) {
+            return;
+        }
+        let Some((address, cluster)) = self.channel_of(peer) else {
+            return;
+        };
+        self.ids = self.ids.wrapping_add(1);
+        let id = format!("{}-r{}", self.engine.cluster, self.ids);
+        let local = self.engine.tunnel.addr();
+        let remote = SocketAddr::new(address, self.engine.control_port);
+        let from = self.engine.cluster.clone();
+        let answers = self.answers.clone();
+        let name = peer.to_owned();
+        self.in_flight.insert(name.clone());
+        tokio::spawn(async move {
+            let target = Target {
+                local,
+                remote,
+                from: &from,
+                id: &id,
+                expected: &cluster,
+            };
+            let answer = client::request(&target, &body).await;
+            if let Err(failure) = &answer {
+                tracing::debug!(peer = %name, ?failure, what, "rotation message not taken");
+            }
+            let event = settle(answer).map(|event| with_peer(event, &name));
+            let _ = answers.send((name, event)).await;
+        });
+    }
+
+    /// The peer's channel address and cluster, from the latest snapshot.
+    fn channel_of(&self, peer: &str) -> Option<(IpAddr, String)> {
+        let status = self.engine.board.latest()?;
+        let channel = status.channels.iter().find(|c| c.peer == peer)?;
+        let address = channel.address.as_deref()?.parse().ok()?;
+        Some((address, channel.cluster.clone()))
+    }
+
+    /// The key the device runs `peer` under.
+    fn peer_key(&self, peer: &str) -> Option<PublicKey> {
+        let status = self.engine.board.latest()?;
+        let applied = status.peers.iter().find(|p| p.name == peer)?;
+        PublicKey::from_base64(&applied.public_key).ok()
+    }
+
+    /// The `wg set` line that gives a manual peer our next key, keeping its allowed IPs and
+    /// endpoint for us.
+    fn manual_line(&self, peer: &str) -> Option<String> {
+        let rotation = self.rotation.as_ref()?;
+        let status = self.engine.board.latest()?;
+        let ours = status.interface.address.clone();
+        let own_ip = ours.split('/').next().unwrap_or(&ours).to_owned();
+        let _ = status.peers.iter().find(|p| p.name == peer)?;
+        Some(format!(
+            "wg set <interface> peer {next} allowed-ips {own_ip}/32,<the routes you give this gateway> endpoint <this gateway's address>:{port} && wg set <interface> peer {old} remove",
+            next = rotation.next_public(),
+            old = rotation.old_public(),
+            port = status.interface.listen_port,
+        ))
+    }
+
+    fn audit_step(&self, rotation: &Rotation, step: &str, detail: &str) {
+        if let Some(audit) = &self.engine.audit {
+            audit.record(
+                ztgw_audit::kind::KEY_ROTATION,
+                &self.engine.cluster,
+                rotation.id().as_str(),
+                step,
+                crate::audit::details([
+                    ("sequence", rotation.sequence().into()),
+                    ("old_public_key", rotation.old_public().to_string().into()),
+                    ("next_public_key", rotation.next_public().to_string().into()),
+                    ("detail", detail.into()),
+                ]),
+            );
+        }
+    }
+
+    /// Publishes the rotation section of the status and the phase metric.
+    fn publish(&self) {
+        let current = self.rotation.as_ref().map(|r| self.run_status(r));
+        let phase = match self.rotation.as_ref().map(Rotation::phase) {
+            None | Some(Phase::Complete | Phase::RolledBack) => "idle",
+            Some(phase) => phase.name(),
+        };
+        self.engine.metrics.set_rotation_phase(phase);
+        let identity = self.engine.board.identity();
+        let due_unix = identity.key_created.and_then(|created| {
+            let own = PublicKey::from_base64(&identity.public_key).ok()?;
+            Some(unix_seconds(schedule::due_at(
+                created,
+                &self.engine.config.schedule,
+                &own,
+            )))
+        });
+        self.engine.board.publish_rotation(RotationStatus {
+            available: true,
+            detail: self.inconsistent.clone(),
+            current,
+            due_unix,
+            schedule: self.schedule_note.clone(),
+            peers: self.engine.responder.statuses(),
+        });
+    }
+
+    fn run_status(&self, rotation: &Rotation) -> RotationRun {
+        let (rollback_reason, finished_unix) = match (rotation.phase(), rotation.outcome()) {
+            (Phase::RollingBack { reason, .. }, _) => (Some(reason.to_string()), None),
+            (_, Some(ztgw_rotation::machine::Outcome::RolledBack { reason, .. })) => (
+                Some(reason.to_string()),
+                Some(unix_seconds(rotation.phase_since())),
+            ),
+            (_, Some(_)) => (None, Some(unix_seconds(rotation.phase_since()))),
+            _ => (None, None),
+        };
+        RotationRun {
+            id: rotation.id().to_string(),
+            sequence: rotation.sequence(),
+            phase: rotation.phase().name().to_owned(),
+            started_unix: unix_seconds(rotation.started_at()),
+            phase_since_unix: unix_seconds(rotation.phase_since()),
+            finished_unix,
+            old_public_key: rotation.old_public().to_string(),
+            next_public_key: rotation.next_public().to_string(),
+            rollback_reason,
+            peers: rotation
+                .peers()
+                .iter()
+                .map(|(name, p)| RotationPeer {
+                    name: name.clone(),
+                    acked: p.acked,
+                    handshake: p.handshake_under_new,
+                    told_end: p.told_end,
+                    manual: p.manual,
+                    manual_line: if p.manual && !rotation.is_finished() {
+                        self.manual_line(name)
+                    } else {
+                        None
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `rotate.complete` and `rotate.abort` are told once the peer answered with the same body,
+/// or refused it as ended already the same way (an answer lost before).
+fn end_told(answer: Result<Body, Failure>) -> Option<Event> {
+    match answer {
+        Ok(Body::RotateComplete(_) | Body::RotateAbort(_)) => Some(Event::EndTold {
+            peer: String::new(),
+        }),
+        // The peer does not know the rotation (it never took the announcement, or forgot
+        // it): there is nothing to tell it.
+        Err(Failure::Declined("unknown_rotation")) => Some(Event::EndTold {
+            peer: String::new(),
+        }),
+        _ => None,
+    }
+}
+
+/// The event with its peer filled in.
+fn with_peer(event: Event, peer: &str) -> Event {
+    let peer = peer.to_owned();
+    match event {
+        Event::Acked { .. } => Event::Acked { peer },
+        Event::AnnounceRefused { .. } => Event::AnnounceRefused { peer },
+        Event::EndTold { .. } => Event::EndTold { peer },
+        other => other,
+    }
+}
