@@ -30,6 +30,12 @@ pub struct Cli {
     /// many seconds to count as connected. See docs/metrics.md.
     #[arg(long, env = "ZTGW_TEST_PEER_RECEIVE_WINDOW", hide = true)]
     pub test_peer_receive_window: Option<u64>,
+
+    /// For integration tests only (hidden): a key rotation that enters this phase
+    /// (`announcing`, `committing`, `verifying`, `rolling_back`) stops there, so a test can
+    /// kill the gateway at that boundary. See docs/rotation.md.
+    #[arg(long, env = "ZTGW_TEST_ROTATION_HOLD", hide = true)]
+    pub test_rotation_hold: Option<String>,
 }
 
 /// Flags that override keys of the configuration file.

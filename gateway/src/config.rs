@@ -213,6 +213,18 @@ impl Config {
             }
             config.liveness.receive_window = Some(Duration::from_secs(seconds));
         }
+        if let Some(phase) = &cli.test_rotation_hold {
+            const PHASES: [&str; 4] = ["announcing", "committing", "verifying", "rolling_back"];
+            if !PHASES.contains(&phase.as_str()) {
+                return Err(bad(
+                    "--test-rotation-hold",
+                    phase,
+                    "expected announcing, committing, verifying or rolling_back",
+                ));
+            }
+            tracing::warn!(phase = %phase, "test-only setting: a key rotation stops when it enters this phase");
+            config.rotation.hold = Some(phase.clone());
+        }
         Ok(config)
     }
 

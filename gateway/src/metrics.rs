@@ -188,7 +188,7 @@ impl Metrics {
         let key_rotations = IntCounterVec::new(
             Opts::new(
                 "zt_wireguard_key_rotations_total",
-                "Rotations of this gateway's static key that ended, by result (completed, failed: rolled back).",
+                "Rotations of this gateway's static key by result: completed, or failed (counted when its rollback begins).",
             ),
             &["result"],
         )?;
@@ -291,10 +291,17 @@ impl Metrics {
         }
     }
 
-    /// Counts a rotation that ended (`completed` or `failed`) after `duration`.
-    pub fn observe_rotation(&self, completed: bool, duration: std::time::Duration) {
-        let result = if completed { "completed" } else { "failed" };
-        self.key_rotations.with_label_values(&[result]).inc();
+    /// Counts a rotation that failed: it started rolling back.
+    pub fn rotation_failed(&self) {
+        self.key_rotations.with_label_values(&["failed"]).inc();
+    }
+
+    /// Records a rotation that ended after `duration`, counting it when it completed (a
+    /// failed one was counted when its rollback began).
+    pub fn rotation_ended(&self, completed: bool, duration: std::time::Duration) {
+        if completed {
+            self.key_rotations.with_label_values(&["completed"]).inc();
+        }
         self.rotation_last_duration.set(duration.as_secs_f64());
     }
 

@@ -9,7 +9,9 @@
 pub mod engine;
 pub mod peer_store;
 pub mod responder;
+pub mod slots;
 
 pub use engine::{Command, Control, Engine};
 pub use peer_store::PeerStore;
 pub use responder::Responder;
+pub use slots::KeySlots;

@@ -196,10 +196,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         slot: rotation_slot,
         store: peer_store,
         config: config.rotation.clone(),
-        key_file: match &config.key {
-            crate::config::KeyConfig::File { path } => Some(path.clone()),
-            crate::config::KeyConfig::Kms(_) => None,
-        },
+        slots: Some(match &config.key {
+            crate::config::KeyConfig::File { path } => {
+                crate::rotate::KeySlots::File(kms_client::slots::FileKeySlots::new(path.clone()))
+            }
+            crate::config::KeyConfig::Kms(kms) => {
+                let observed = metrics.clone();
+                let store = kms_client::infisical::InfisicalStore::new(kms.store.clone())
+                    .context("cannot set up the KMS client")?
+                    .with_observer(Arc::new(move |operation, ok| {
+                        observed.observe_kms(operation, ok)
+                    }));
+                crate::rotate::KeySlots::Kms {
+                    store: Box::new(store),
+                    name: kms.secret_name.clone(),
+                }
+            }
+        }),
         cluster: config.cluster_name.clone(),
         tunnel: config.interface.address,
         control_port: config.control.port,
@@ -347,8 +360,8 @@ struct RotationSetup {
     store: crate::rotate::PeerStore,
     /// `[key] rotation_*`.
     config: crate::config::RotationConfig,
-    /// The key file, with `source = "file"`.
-    key_file: Option<std::path::PathBuf>,
+    /// The key store's slots, until the rotation service takes them.
+    slots: Option<crate::rotate::KeySlots>,
     cluster: String,
     tunnel: ipnet::IpNet,
     control_port: u16,
@@ -390,39 +403,28 @@ impl<S: PeerSource> Wiring<S> {
                     audit.clone(),
                 );
                 wiring.control.rotation = Some(responder.clone());
-                let engine = match wiring.rotation.key_file.clone() {
-                    Some(key_file) => {
-                        let setup = &wiring.rotation;
-                        let (control, task) = crate::rotate::Engine {
-                            cluster: setup.cluster.clone(),
-                            tunnel: setup.tunnel,
-                            control_port: setup.control_port,
-                            config: setup.config.clone(),
-                            slots: kms_client::slots::FileKeySlots::new(key_file),
-                            device: handle,
-                            board: wiring.outputs.status.clone(),
-                            responder,
-                            metrics: setup.metrics.clone(),
-                            audit: audit.clone(),
-                        }
-                        .start();
-                        let _ = setup.slot.set(control);
-                        Some(task)
-                    }
-                    None => {
-                        wiring.rotation.unavailable(
-                            &wiring.outputs.status,
-                            "rotating a key held in the KMS is not available in this build: \
-                             this gateway takes its peers' rotations, and rotates its own key \
-                             only with [key] source = \"file\"",
-                        );
-                        None
-                    }
-                };
-                let served = wiring.serve(device, signals).await;
-                if let Some(task) = engine {
-                    task.abort();
+                let slots = wiring
+                    .rotation
+                    .slots
+                    .take()
+                    .context("the key slots were already taken")?;
+                let setup = &wiring.rotation;
+                let (control, engine) = crate::rotate::Engine {
+                    cluster: setup.cluster.clone(),
+                    tunnel: setup.tunnel,
+                    control_port: setup.control_port,
+                    config: setup.config.clone(),
+                    slots,
+                    device: handle,
+                    board: wiring.outputs.status.clone(),
+                    responder,
+                    metrics: setup.metrics.clone(),
+                    audit: audit.clone(),
                 }
+                .start();
+                let _ = setup.slot.set(control);
+                let served = wiring.serve(device, signals).await;
+                engine.abort();
                 served
             }
             Backend::Kernel => {

@@ -226,7 +226,7 @@ pub struct Gateway<'c> {
     proc: Proc,
 }
 
-impl Gateway<'_> {
+impl<'g> Gateway<'g> {
     /// Prepares a gateway for `cluster`; shorthand for [`GatewaySetup::new`].
     ///
     /// # Errors
@@ -261,6 +261,29 @@ impl Gateway<'_> {
             .start()?;
         gateway.wait_ready(READY_TIMEOUT)?;
         Ok(gateway)
+    }
+
+    /// Kills the process (if it still runs) and returns its setup with `extra_args`, to
+    /// start the gateway again from the same directory: key files, peers and state.
+    ///
+    /// # Errors
+    /// Fails when a placeholder directory cannot be created.
+    pub fn into_setup(mut self, extra_args: Vec<String>) -> Result<GatewaySetup<'g>> {
+        self.proc.kill();
+        let _ = std::fs::remove_file(self.socket_path());
+        let placeholder = tempfile::Builder::new()
+            .prefix("ztgw-placeholder-")
+            .tempdir()
+            .context("failed to create a placeholder directory")?;
+        let dir = std::mem::replace(&mut self.dir, placeholder);
+        Ok(GatewaySetup {
+            cluster: self.cluster,
+            netns: self.netns,
+            dir,
+            config: self.config.clone(),
+            extra_args,
+            binary: None,
+        })
     }
 
     /// Returns the gateway's process id.

@@ -14,6 +14,8 @@ pub struct RotationConfig {
     pub schedule: Schedule,
     /// `rotation_announce_timeout`, `rotation_verify_deadline`.
     pub timing: Timing,
+    /// Test only (`--test-rotation-hold`): the phase in which a rotation stops.
+    pub hold: Option<String>,
 }
 
 /// The `[key] rotation_*` keys as written.
@@ -95,6 +97,7 @@ pub(super) fn validate(raw: RawRotation) -> Result<RotationConfig, ConfigError> 
             verify_deadline,
             retry_every: defaults.timing.retry_every,
         },
+        hold: None,
     })
 }
 

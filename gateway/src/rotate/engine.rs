@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
 use kms_client::PrivateKey;
-use kms_client::slots::FileKeySlots;
 use tokio::sync::{mpsc, oneshot};
 use ztgw_rotation::RotationId;
 use ztgw_rotation::machine::{Action, Event, Participant, Phase, Rotation, Timing};
@@ -20,6 +19,7 @@ use ztgw_rotation::resume::{self, Resume, StoredState};
 use ztgw_rotation::schedule::{self, Blocker, Channel, Decision, PeerReadiness, ScheduleInput};
 
 use super::responder::Responder;
+use super::slots::KeySlots;
 use crate::audit::Audit;
 use crate::config::RotationConfig;
 use crate::control::channel::Failure;
@@ -120,8 +120,8 @@ pub struct Engine {
     pub control_port: u16,
     /// `[key] rotation_*`.
     pub config: RotationConfig,
-    /// The key file's slots.
-    pub slots: FileKeySlots,
+    /// The key store's slots.
+    pub slots: KeySlots,
     /// The native data plane.
     pub device: DeviceHandle,
     /// Peers, channels, our key; where the rotation status goes.
@@ -160,22 +160,22 @@ impl Engine {
             last_schedule: None,
             schedule_note: None,
         };
-        runner.resume_at_start();
+        runner.resume_at_start().await;
         let mut ticker = tokio::time::interval(POLL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            runner.drive();
+            runner.drive().await;
             runner.publish();
             tokio::select! {
                 _ = ticker.tick() => {
                     runner.engine.responder.reconcile().await;
-                    runner.consult_schedule();
+                    runner.consult_schedule().await;
                 }
-                Some(command) = inbox.recv() => runner.command(command),
+                Some(command) = inbox.recv() => runner.command(command).await,
                 Some((peer, event)) = answered.recv() => {
                     runner.in_flight.remove(&peer);
                     if let Some(event) = event {
-                        runner.feed(event);
+                        runner.feed(event).await;
                     }
                 }
             }
@@ -209,11 +209,11 @@ impl Runner {
     }
 
     /// Reads the slots and the record, and resumes, rolls back or reports an inconsistency.
-    fn resume_at_start(&mut self) {
-        let slots = match self.engine.slots.read() {
+    async fn resume_at_start(&mut self) {
+        let slots = match self.engine.slots.read().await {
             Ok(slots) => slots,
             Err(e) => {
-                self.inconsistent = Some(format!("cannot read the key slots: {e}"));
+                self.inconsistent = Some(format!("cannot read the key slots: {e:#}"));
                 return;
             }
         };
@@ -227,7 +227,7 @@ impl Runner {
             Some(Err(_)) => {
                 self.inconsistent = Some(format!(
                     "the rotation record {} is damaged",
-                    self.engine.slots.record_path().display()
+                    self.engine.slots.describe()
                 ));
                 return;
             }
@@ -246,19 +246,19 @@ impl Runner {
                 tracing::warn!(rotation_id = %rotation.id(), "a key rotation was interrupted before its commit; rolling it back");
                 self.audit_step(&rotation, "resumed", "roll back");
                 self.rotation = Some(rotation);
-                self.persist();
+                self.persist().await;
             }
             Ok(Resume::Verify(rotation)) => {
                 tracing::warn!(rotation_id = %rotation.id(), "a key rotation was interrupted after its commit; verifying the new key again");
                 self.audit_step(&rotation, "resumed", "verify");
                 self.promoted_at = Some(crate::clock::now());
                 self.rotation = Some(rotation);
-                self.persist();
+                self.persist().await;
             }
             Err(inconsistency) => {
                 let text = format!(
-                    "the key slots beside {} and the rotation record disagree ({}): look at them before rotating again",
-                    self.engine.slots.key_path().display(),
+                    "the key slots {} and the rotation record disagree ({}): look at them before rotating again",
+                    self.engine.slots.describe(),
                     inconsistency.as_str()
                 );
                 tracing::error!("{text}");
@@ -401,21 +401,21 @@ impl Runner {
         }
     }
 
-    fn command(&mut self, command: Command) {
+    async fn command(&mut self, command: Command) {
         match command {
             Command::Plan { manual, reply } => {
                 let _ = reply.send(self.plan(&manual, None));
             }
             Command::Start { manual, reply } => {
-                let _ = reply.send(self.start(&manual, "operator"));
+                let _ = reply.send(self.start(&manual, "operator").await);
             }
             Command::Abort { reply } => {
-                let _ = reply.send(self.abort());
+                let _ = reply.send(self.abort().await);
             }
         }
     }
 
-    fn consult_schedule(&mut self) {
+    async fn consult_schedule(&mut self) {
         let now = crate::clock::now();
         if self
             .last_schedule
@@ -427,7 +427,7 @@ impl Runner {
         let plan = self.plan(&[], Some(now));
         let note = match plan.decision.as_str() {
             "start" => {
-                if let Err(e) = self.start(&[], "schedule") {
+                if let Err(e) = self.start(&[], "schedule").await {
                     tracing::warn!(error = %e, "the scheduled key rotation did not start");
                 }
                 None
@@ -446,7 +446,7 @@ impl Runner {
     }
 
     /// Starts a rotation: generates the next key and persists a new record.
-    fn start(&mut self, manual: &[String], by: &str) -> Result<String, String> {
+    async fn start(&mut self, manual: &[String], by: &str) -> Result<String, String> {
         let plan = self.plan(manual, None);
         if plan.decision != "start" {
             return Err(format!(
@@ -483,7 +483,7 @@ impl Runner {
         self.in_flight.clear();
         self.last_sent.clear();
         self.promoted_at = None;
-        if !self.persist() {
+        if !self.persist().await {
             self.rotation = None;
             self.next_key = None;
             return Err("the rotation record cannot be written".to_owned());
@@ -491,7 +491,7 @@ impl Runner {
         Ok(id)
     }
 
-    fn abort(&mut self) -> Result<(), String> {
+    async fn abort(&mut self) -> Result<(), String> {
         let Some(rotation) = &self.rotation else {
             return Err("no key rotation is under way".to_owned());
         };
@@ -501,15 +501,16 @@ impl Runner {
         self.feed_checked(Event::Abort {
             reason: "peerctl rotate --abort".to_owned(),
         })
+        .await
     }
 
-    fn feed(&mut self, event: Event) {
-        if let Err(e) = self.feed_checked(event) {
+    async fn feed(&mut self, event: Event) {
+        if let Err(e) = self.feed_checked(event).await {
             tracing::debug!(error = %e, "rotation event not taken");
         }
     }
 
-    fn feed_checked(&mut self, event: Event) -> Result<(), String> {
+    async fn feed_checked(&mut self, event: Event) -> Result<(), String> {
         let now = crate::clock::now();
         let Some(rotation) = &mut self.rotation else {
             return Err("no key rotation is under way".to_owned());
@@ -517,17 +518,17 @@ impl Runner {
         let before = rotation.clone();
         rotation.on(event, now).map_err(|e| e.to_string())?;
         if *rotation != before {
-            self.after_change(&before);
+            self.after_change(&before).await;
         }
         Ok(())
     }
 
     /// Persists, audits and reports a record that changed.
-    fn after_change(&mut self, before: &Rotation) {
+    async fn after_change(&mut self, before: &Rotation) {
         let Some(rotation) = self.rotation.clone() else {
             return;
         };
-        self.persist();
+        self.persist().await;
         if rotation.phase() != before.phase() {
             let phase = rotation.phase().name();
             tracing::info!(rotation_id = %rotation.id(), phase, "key rotation phase");
@@ -536,6 +537,10 @@ impl Runner {
                 _ => String::new(),
             };
             self.audit_step(&rotation, phase, &detail);
+            if matches!(rotation.phase(), Phase::RollingBack { .. }) {
+                // Failed now: the rollback may wait for the key store to come back.
+                self.engine.metrics.rotation_failed();
+            }
             if rotation.is_finished() {
                 self.finished(&rotation);
             }
@@ -547,7 +552,7 @@ impl Runner {
         let took = crate::clock::now()
             .duration_since(rotation.started_at())
             .unwrap_or_default();
-        self.engine.metrics.observe_rotation(completed, took);
+        self.engine.metrics.rotation_ended(completed, took);
         self.next_key = None;
         if completed {
             tracing::info!(rotation_id = %rotation.id(), seconds = took.as_secs_f64(), public_key = %rotation.next_public(), "key rotation complete");
@@ -557,18 +562,19 @@ impl Runner {
     }
 
     /// Writes the record; `false` when it could not be written (nothing is performed then).
-    fn persist(&mut self) -> bool {
+    async fn persist(&mut self) -> bool {
         let Some(rotation) = &self.rotation else {
             return true;
         };
-        let written = serde_json::to_string_pretty(rotation)
-            .map_err(|e| e.to_string())
-            .and_then(|text| {
-                self.engine
-                    .slots
-                    .write_record(&text)
-                    .map_err(|e| e.to_string())
-            });
+        let written = match serde_json::to_string_pretty(rotation) {
+            Ok(text) => self
+                .engine
+                .slots
+                .write_record(&text)
+                .await
+                .map_err(|e| format!("{e:#}")),
+            Err(e) => Err(e.to_string()),
+        };
         match written {
             Ok(()) => true,
             Err(e) => {
@@ -579,7 +585,7 @@ impl Runner {
     }
 
     /// Performs what the rotation asks until nothing changes.
-    fn drive(&mut self) {
+    async fn drive(&mut self) {
         for _ in 0..32 {
             let Some(rotation) = &mut self.rotation else {
                 return;
@@ -587,20 +593,24 @@ impl Runner {
             if rotation.is_finished() {
                 return;
             }
+            if self.engine.config.hold.as_deref() == Some(rotation.phase().name()) {
+                // Test only: the gateway is to be killed at this boundary.
+                return;
+            }
             let now = crate::clock::now();
             let timing = self.engine.config.timing;
             let before = rotation.clone();
             if rotation.tick(now, &timing) {
-                self.after_change(&before);
+                self.after_change(&before).await;
                 continue;
             }
             let actions = rotation.next_actions(now, &timing);
             for action in actions {
-                let Some(event) = self.perform(action, now) else {
+                let Some(event) = self.perform(action, now).await else {
                     continue;
                 };
                 let phase = self.rotation.as_ref().map(|r| r.phase().clone());
-                self.feed(event);
+                self.feed(event).await;
                 if self.rotation.as_ref().map(|r| r.phase().clone()) != phase {
                     break;
                 }
@@ -612,7 +622,7 @@ impl Runner {
     }
 
     /// Performs one action; returns the event it settled at once, if any.
-    fn perform(&mut self, action: Action, now: SystemTime) -> Option<Event> {
+    async fn perform(&mut self, action: Action, now: SystemTime) -> Option<Event> {
         let device = self.engine.device.clone();
         match action {
             Action::StoreNext => {
@@ -620,10 +630,10 @@ impl Runner {
                     // Only a rotation started in this run reaches staging with a key.
                     return Some(Event::NextStoreFailed);
                 };
-                Some(match self.engine.slots.write_next(next) {
+                Some(match self.engine.slots.write_next(next).await {
                     Ok(()) => Event::NextStored,
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot store the next key");
+                        tracing::warn!(error = %format!("{e:#}"), "cannot store the next key");
                         Event::NextStoreFailed
                     }
                 })
@@ -666,17 +676,22 @@ impl Runner {
                 }
                 Some(Event::ManualConfirmed { peer })
             }
-            Action::StoreCurrent => Some(match self.engine.slots.commit() {
-                Ok(()) => Event::CurrentStored,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot store the new key as current");
-                    Event::CurrentStoreFailed
-                }
-            }),
+            Action::StoreCurrent => {
+                let Some(next) = &self.next_key else {
+                    return Some(Event::CurrentStoreFailed);
+                };
+                Some(match self.engine.slots.commit(next).await {
+                    Ok(()) => Event::CurrentStored,
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "cannot store the new key as current");
+                        Event::CurrentStoreFailed
+                    }
+                })
+            }
             Action::PromoteInPlane => Some(match device.promote_staged() {
                 Ok(()) => {
                     self.promoted_at = Some(now);
-                    self.key_moved(true, now);
+                    self.key_moved(true, now).await;
                     Event::Promoted
                 }
                 Err(e) => {
@@ -729,14 +744,14 @@ impl Runner {
                     matches!(r.store(), ztgw_rotation::machine::StoreState::Committed)
                 });
                 let restored = if committed {
-                    self.engine.slots.restore_previous()
+                    self.engine.slots.restore_previous().await
                 } else {
-                    self.engine.slots.discard_next()
+                    self.engine.slots.discard_next().await
                 };
                 match restored {
                     Ok(()) => Some(Event::RolledBackStored),
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot restore the key slots; retrying");
+                        tracing::warn!(error = %format!("{e:#}"), "cannot restore the key slots; retrying");
                         None
                     }
                 }
@@ -747,15 +762,15 @@ impl Runner {
                     // After a restart the plane holds only the new key: load the old one,
                     // which the restored key file holds now.
                     tracing::debug!(error = %e, "demoting from the key file");
-                    match self.engine.slots.read() {
+                    match self.engine.slots.read().await {
                         Ok(slots) => device.set_private_key(&slots.current.key),
                         Err(e) => {
-                            tracing::warn!(error = %e, "cannot read the restored key; retrying");
+                            tracing::warn!(error = %format!("{e:#}"), "cannot read the restored key; retrying");
                             return None;
                         }
                     }
                 }
-                self.key_moved(false, now);
+                self.key_moved(false, now).await;
                 Some(Event::Demoted)
             }
             Action::UnstageInPlane => {
@@ -770,7 +785,7 @@ impl Runner {
 
     /// Tells the board, the metrics and the log that the running key moved to the new key
     /// (`forward`) or back to the old one.
-    fn key_moved(&self, forward: bool, now: SystemTime) {
+    async fn key_moved(&self, forward: bool, now: SystemTime) {
         let Some(rotation) = &self.rotation else {
             return;
         };
@@ -785,6 +800,7 @@ impl Runner {
             self.engine
                 .slots
                 .read()
+                .await
                 .ok()
                 .and_then(|s| s.current.created_at)
         };
