@@ -159,6 +159,7 @@ impl Engine {
             ids: 0,
             last_schedule: None,
             schedule_note: None,
+            unsaved: false,
         };
         runner.resume_at_start().await;
         let mut ticker = tokio::time::interval(POLL);
@@ -201,6 +202,8 @@ struct Runner {
     ids: u64,
     last_schedule: Option<SystemTime>,
     schedule_note: Option<String>,
+    /// The record changed and could not be written: nothing more is performed until it is.
+    unsaved: bool,
 }
 
 impl Runner {
@@ -486,7 +489,12 @@ impl Runner {
         if !self.persist().await {
             self.rotation = None;
             self.next_key = None;
-            return Err("the rotation record cannot be written".to_owned());
+            self.unsaved = false;
+            self.engine.metrics.rotation_failed();
+            return Err(format!(
+                "the rotation record cannot be written to the key store {}: nothing was changed",
+                self.engine.slots.describe()
+            ));
         }
         Ok(id)
     }
@@ -575,6 +583,7 @@ impl Runner {
                 .map_err(|e| format!("{e:#}")),
             Err(e) => Err(e.to_string()),
         };
+        self.unsaved = written.is_err();
         match written {
             Ok(()) => true,
             Err(e) => {
@@ -587,6 +596,11 @@ impl Runner {
     /// Performs what the rotation asks until nothing changes.
     async fn drive(&mut self) {
         for _ in 0..32 {
+            // The record is written before anything it asks for is performed.
+            if self.unsaved && !self.persist().await {
+                self.store_unreachable().await;
+                return;
+            }
             let Some(rotation) = &mut self.rotation else {
                 return;
             };
@@ -618,6 +632,33 @@ impl Runner {
             if self.rotation.as_ref() == Some(&before) {
                 return;
             }
+        }
+    }
+
+    /// The record cannot be written (the key store is unreachable): nothing is performed,
+    /// but deadlines still apply, and a rotation not committed yet fails now (it would need
+    /// the store to go on), so that it is counted and rolls back as soon as the store is
+    /// back.
+    async fn store_unreachable(&mut self) {
+        let now = crate::clock::now();
+        let timing = self.timing();
+        let Some(rotation) = &mut self.rotation else {
+            return;
+        };
+        let before = rotation.clone();
+        rotation.tick(now, &timing);
+        let failed = match (rotation.phase(), rotation.store()) {
+            (Phase::Staging, _) => Some(Event::NextStoreFailed),
+            (Phase::Committing, ztgw_rotation::machine::StoreState::NextStored) => {
+                Some(Event::CurrentStoreFailed)
+            }
+            _ => None,
+        };
+        if let Some(event) = failed {
+            let _ = rotation.on(event, now);
+        }
+        if *rotation != before {
+            self.after_change(&before).await;
         }
     }
 
