@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
 use netns_tests::{
-    Cluster, Gateway, Netns, Streams, Topology, check_in_order, check_no_loss, eventually,
-    format_stats, metric_value, peerctl_bin, require_root, wait_reachable,
+    Cluster, Gateway, Netns, Streams, Topology, WgUserspace, check_in_order, check_no_loss,
+    eventually, format_stats, metric_value, peerctl_bin, require_root, wait_reachable,
 };
 use socket2::{Domain, Socket, Type};
 
@@ -25,6 +25,9 @@ const RATE_PPS: u32 = 1000;
 const PORT: u16 = 40_100;
 const DRAIN: Duration = Duration::from_secs(2);
 const CONTROL_PORT: u16 = 51821;
+const XFER: &str = env!("CARGO_BIN_EXE_tcp-xfer");
+/// Enough to outlast a rotation (about a second here).
+const TCP_BYTES: u64 = 300 * 1024 * 1024;
 
 fn start_gateway<'c>(cluster: &'c Cluster, peers: &[&Cluster]) -> Gateway<'c> {
     let mut setup = Gateway::setup(cluster)
@@ -89,7 +92,7 @@ fn wait_channels(gateway: &Gateway<'_>, peers: usize) {
 }
 
 /// Rotates `gateway`'s key and waits for the end; returns (old key, new key, seconds taken).
-fn rotate(gateway: &Gateway<'_>) -> (String, String, u64) {
+fn rotate(gateway: &Gateway<'_>) -> (String, String, f64) {
     let started = ok_stdout(&peerctl(gateway, &["rotate", "--now"]))
         .unwrap_or_else(|e| panic!("{e:#}\nlog:\n{}", gateway.log()));
     assert!(started.contains("started"), "{started}");
@@ -101,8 +104,9 @@ fn rotate(gateway: &Gateway<'_>) -> (String, String, u64) {
     })
     .unwrap_or_else(|e| panic!("{e:#}\nlog:\n{}", gateway.log()));
     assert_eq!(run["phase"], "complete", "{run}\nlog:\n{}", gateway.log());
-    let took =
-        run["finished_unix"].as_u64().unwrap_or(0) - run["started_unix"].as_u64().unwrap_or(0);
+    let text = gateway.metrics().expect("metrics");
+    let took = metric_value(&text, "zt_wireguard_rotation_last_duration_seconds", &[])
+        .expect("zt_wireguard_rotation_last_duration_seconds");
     (
         run["old_public_key"].as_str().expect("old").to_owned(),
         run["next_public_key"].as_str().expect("next").to_owned(),
@@ -227,7 +231,7 @@ fn three_clusters_rotate_in_turn_without_losing_a_packet_and_forgeries_are_refus
     }
     let stats = streams.stop(DRAIN).expect("stop the streams");
     println!(
-        "three rotations in {:?} ({} s, {} s, {} s each), streams at {RATE_PPS} packets/s:\n{}",
+        "three rotations in {:?} ({:.3} s, {:.3} s, {:.3} s each), streams at {RATE_PPS} packets/s:\n{}",
         began.elapsed(),
         rotated[0].2,
         rotated[1].2,
@@ -330,4 +334,127 @@ fn three_clusters_rotate_in_turn_without_losing_a_packet_and_forgeries_are_refus
         !gw_b.log().contains("00000000000000f0"),
         "the forged id is not logged"
     );
+
+    // A TCP transfer checksummed end to end across another rotation of a.
+    let listen = std::net::SocketAddrV4::new(b.pod_ip(), 40_300);
+    let (result, new, overlapped) = std::thread::scope(|scope| {
+        let running = scope.spawn(|| {
+            netns_tests::tcp_transfer(
+                std::path::Path::new(XFER),
+                &a.pod,
+                &b.pod,
+                listen,
+                TCP_BYTES,
+                7,
+                Duration::from_secs(120),
+            )
+        });
+        wait_for_bytes(&gw_a);
+        let (_, new, _) = rotate(&gw_a);
+        let overlapped = !running.is_finished();
+        (running.join().expect("transfer thread"), new, overlapped)
+    });
+    result.unwrap_or_else(|e| panic!("the transfer across the rotation: {e:#}"));
+    assert!(
+        overlapped,
+        "the rotation ended while the transfer still ran"
+    );
+    assert_eq!(keys(&gw_a).0, new);
+    println!("a {TCP_BYTES}-byte TCP transfer arrived intact across a rotation");
+}
+
+/// Waits until a's tunnel has carried a few megabytes more (the transfer is under way).
+fn wait_for_bytes(gateway: &Gateway<'_>) {
+    let start: u64 = gateway
+        .dump()
+        .map(|d| d.peers.iter().map(|p| p.tx_bytes).sum())
+        .unwrap_or(0);
+    eventually(Duration::from_secs(20), || {
+        let now: u64 = gateway.dump()?.peers.iter().map(|p| p.tx_bytes).sum();
+        ensure!(now > start + 4 * 1024 * 1024, "transfer not under way");
+        Ok(())
+    })
+    .expect("the transfer starts");
+}
+
+#[test]
+fn a_plain_wireguard_peer_blocks_the_rotation_unless_handed_to_the_operator() {
+    require_root!();
+    let topo = Topology::clusters(2).expect("build topology");
+    let (a, b) = (&topo.clusters[0], &topo.clusters[1]);
+    let wg_b = WgUserspace::start(b, &[a.peer()]).expect("start wireguard-go b");
+    let gw_a = start_gateway(a, &[b]);
+    wait_reachable(&a.pod, b.pod_ip(), REACH).expect("pod a reaches pod b");
+    eventually(CHANNELS_UP, || {
+        let text = ok_stdout(&peerctl(&gw_a, &["status", "--output", "json"]))?;
+        let doc: serde_json::Value = serde_json::from_str(&text)?;
+        ensure!(
+            doc["channels"][0]["state"] == "plain",
+            "{}",
+            doc["channels"]
+        );
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\nlog:\n{}", gw_a.log()));
+
+    // The plan names the peer and the way out; --now refuses with one line.
+    let plan = ok_stdout(&peerctl(&gw_a, &["rotate", "--plan"])).expect("plan");
+    assert!(
+        plan.contains("cannot start") && plan.contains("--manual-peer b"),
+        "{plan}"
+    );
+    let refused = peerctl(&gw_a, &["rotate", "--now"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("peer b cannot be told the next key"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let plan =
+        ok_stdout(&peerctl(&gw_a, &["rotate", "--plan", "--manual-peer", "b"])).expect("plan");
+    assert!(
+        plan.contains("can start") && plan.contains("manual"),
+        "{plan}"
+    );
+
+    // Handed to the operator: the status gives the line to run on b.
+    let started = ok_stdout(&peerctl(&gw_a, &["rotate", "--now", "--manual-peer", "b"]))
+        .expect("start with a manual peer");
+    assert!(started.contains("started"), "{started}");
+    let line = eventually(Duration::from_secs(10), || {
+        let status = rotation_status(&gw_a)?;
+        let line = status["current"]["peers"][0]["manual_line"]
+            .as_str()
+            .map(str::to_owned);
+        line.with_context(|| format!("no manual line yet: {status}"))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\nlog:\n{}", gw_a.log()));
+    let text = ok_stdout(&peerctl(&gw_a, &["rotate", "--status"])).expect("status text");
+    assert!(text.contains("run on b: wg set"), "{text}");
+    let command = line.replace("<interface>", &b.iface);
+    let out =
+        b.gw.exec(&["sh", "-c", &command])
+            .expect("run the line on b");
+    assert!(
+        out.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let run = eventually(ROTATION, || {
+        let run = rotation_status(&gw_a)?["current"].clone();
+        ensure!(run["phase"] == "complete", "not complete: {run}");
+        Ok(run)
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\nlog:\n{}\nwireguard-go:\n{}", gw_a.log(), wg_b.log()));
+    let new = run["next_public_key"].as_str().expect("new key");
+    let dump = wg_b.dump().expect("wireguard-go dump");
+    assert_eq!(dump.peers.len(), 1, "{dump:?}");
+    assert_eq!(
+        dump.peers[0].public_key, new,
+        "wireguard-go knows a by its new key"
+    );
+    wait_reachable(&a.pod, b.pod_ip(), REACH).expect("pod a reaches pod b on the new key");
+    wait_reachable(&b.pod, a.pod_ip(), REACH).expect("pod b reaches pod a on the new key");
 }

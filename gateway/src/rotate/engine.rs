@@ -154,7 +154,6 @@ impl Engine {
             inconsistent: None,
             in_flight: BTreeSet::new(),
             last_sent: BTreeMap::new(),
-            promoted_at: None,
             answers,
             ids: 0,
             last_schedule: None,
@@ -196,8 +195,6 @@ struct Runner {
     in_flight: BTreeSet<String>,
     /// When each (action, peer) was last sent, to pace the retries.
     last_sent: BTreeMap<(&'static str, String), SystemTime>,
-    /// When the data plane switched to the new key.
-    promoted_at: Option<SystemTime>,
     answers: mpsc::Sender<Answer>,
     ids: u64,
     last_schedule: Option<SystemTime>,
@@ -254,7 +251,6 @@ impl Runner {
             Ok(Resume::Verify(rotation)) => {
                 tracing::warn!(rotation_id = %rotation.id(), "a key rotation was interrupted after its commit; verifying the new key again");
                 self.audit_step(&rotation, "resumed", "verify");
-                self.promoted_at = Some(crate::clock::now());
                 self.rotation = Some(rotation);
                 self.persist().await;
             }
@@ -291,7 +287,9 @@ impl Runner {
             .peers
             .iter()
             .filter_map(|peer| {
-                let public_key = PublicKey::from_base64(&peer.public_key).ok()?;
+                let shown = PublicKey::from_base64(&peer.public_key).ok()?;
+                // The snapshot may lag a peer's rotation that just completed.
+                let public_key = store.running_key(&peer.name, shown);
                 let hello = status.channels.iter().find(|c| c.peer == peer.name);
                 let channel = match hello.map(|c| c.state) {
                     Some(ChannelState::Up) => Channel::Up {
@@ -485,7 +483,6 @@ impl Runner {
         self.next_key = Some(next);
         self.in_flight.clear();
         self.last_sent.clear();
-        self.promoted_at = None;
         if !self.persist().await {
             self.rotation = None;
             self.next_key = None;
@@ -731,7 +728,6 @@ impl Runner {
             }
             Action::PromoteInPlane => Some(match device.promote_staged() {
                 Ok(()) => {
-                    self.promoted_at = Some(now);
                     self.key_moved(true, now).await;
                     Event::Promoted
                 }
@@ -742,8 +738,7 @@ impl Runner {
             }),
             Action::Initiate { peer } => {
                 let key = self.peer_key(&peer)?;
-                let since = self.promoted_at.unwrap_or(now);
-                if device.peer_on_current_key(&key, since) {
+                if device.peer_on_current_key(&key) {
                     return Some(Event::HandshakeUnderNew { peer });
                 }
                 if self.due(("initiate", peer.clone()), now) {
@@ -915,24 +910,21 @@ impl Runner {
 
     /// The key the device runs `peer` under.
     fn peer_key(&self, peer: &str) -> Option<PublicKey> {
-        let status = self.engine.board.latest()?;
-        let applied = status.peers.iter().find(|p| p.name == peer)?;
-        PublicKey::from_base64(&applied.public_key).ok()
+        super::responder::running_key(&self.engine.board, self.engine.responder.store(), peer)
     }
 
-    /// The `wg set` line that gives a manual peer our next key, keeping its allowed IPs and
-    /// endpoint for us.
+    /// The `wg set` line that gives a manual peer our next key: run on the peer (its
+    /// interface name is the one thing we do not know), it moves the allowed IPs the peer
+    /// gives our old key to the new key, then removes the old key. Our first handshake under
+    /// the new key gives the peer our endpoint.
     fn manual_line(&self, peer: &str) -> Option<String> {
         let rotation = self.rotation.as_ref()?;
         let status = self.engine.board.latest()?;
-        let ours = status.interface.address.clone();
-        let own_ip = ours.split('/').next().unwrap_or(&ours).to_owned();
-        let _ = status.peers.iter().find(|p| p.name == peer)?;
+        status.peers.iter().find(|p| p.name == peer)?;
         Some(format!(
-            "wg set <interface> peer {next} allowed-ips {own_ip}/32,<the routes you give this gateway> endpoint <this gateway's address>:{port} && wg set <interface> peer {old} remove",
+            "wg set <interface> peer {next} allowed-ips \"$(wg show <interface> allowed-ips | awk '$1 == \"{old}\" {{ $1 = \"\"; print }}' | xargs | tr ' ' ,)\" && wg set <interface> peer {old} remove",
             next = rotation.next_public(),
             old = rotation.old_public(),
-            port = status.interface.listen_port,
         ))
     }
 

@@ -229,11 +229,10 @@ impl Responder {
         }
     }
 
-    /// The key the device runs `peer` under, from the latest snapshot.
+    /// The key the device runs `peer` under: the latest snapshot's, which may lag a
+    /// rotation of the peer that just completed by one pass, so read through its state.
     fn running_key(&self, peer: &str) -> Option<PublicKey> {
-        let status = self.inner.board.latest()?;
-        let applied = status.peers.into_iter().find(|p| p.name == peer)?;
-        PublicKey::from_base64(&applied.public_key).ok()
+        running_key(&self.inner.board, &self.inner.store, peer)
     }
 
     fn audit(&self, peer: &str, kind: &str, outcome: &str, id: &RotationId) {
@@ -247,4 +246,14 @@ impl Responder {
             );
         }
     }
+}
+
+/// The key the device runs `peer` under: the latest snapshot's key, read through the peer's
+/// rotation state (a snapshot taken before the peer's rotation completed still names the
+/// key it rotated away from).
+pub fn running_key(board: &StatusBoard, store: &PeerStore, peer: &str) -> Option<PublicKey> {
+    let status = board.latest()?;
+    let applied = status.peers.into_iter().find(|p| p.name == peer)?;
+    let shown = PublicKey::from_base64(&applied.public_key).ok()?;
+    Some(store.running_key(peer, shown))
 }

@@ -278,16 +278,10 @@ impl DeviceHandle {
         self.lock().queue_initiation(*peer.as_bytes());
     }
 
-    /// Returns whether the peer's traffic runs on a session under our current key that was
-    /// made at or after `since`: the sign that it handshook under a key we promoted then.
-    pub fn peer_on_current_key(&self, peer: &PublicKey, since: std::time::SystemTime) -> bool {
-        let core = self.lock();
-        let handshook = core
-            .peers()
-            .find(|p| p.public == *peer.as_bytes())
-            .and_then(|p| p.last_handshake())
-            .is_some_and(|at| at >= since);
-        handshook && !core.uses_second_key(peer.as_bytes())
+    /// Returns whether the peer's traffic runs on a session under our current key: after a
+    /// promotion, the sign that it answered a handshake under the new key.
+    pub fn peer_on_current_key(&self, peer: &PublicKey) -> bool {
+        self.lock().session_on_current(peer.as_bytes())
     }
 
     /// Returns the next public key of the peer known as `current`, while it rotates.

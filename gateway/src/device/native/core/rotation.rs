@@ -334,6 +334,18 @@ impl Core {
             .is_some_and(|t| t.own != current)
     }
 
+    /// Returns whether the peer's traffic runs on a tunnel under our current key that has a
+    /// session: the peer answered a handshake under that key (sessions on the current key's
+    /// tunnels of a device that just promoted a key can only come from such a handshake).
+    pub fn session_on_current(&self, public: &[u8; 32]) -> bool {
+        let current = self.current;
+        self.by_key
+            .get(public)
+            .and_then(|i| self.slots.get(*i)?.as_ref())
+            .and_then(|p| p.tunnels[p.active as usize].as_ref())
+            .is_some_and(|t| t.own == current && t.tunn.time_since_last_handshake().is_some())
+    }
+
     /// Asks for [`Core::initiate`] with the peer at the next tick (from a caller that holds no
     /// socket: the gateway's rotation). Asking twice before the tick sends one initiation.
     pub fn queue_initiation(&mut self, public: [u8; 32]) {
