@@ -420,6 +420,7 @@ impl<S: PeerSource> Wiring<S> {
                     responder,
                     metrics: setup.metrics.clone(),
                     audit: audit.clone(),
+                    readiness: wiring.outputs.readiness.clone(),
                 }
                 .start();
                 let _ = setup.slot.set(control);

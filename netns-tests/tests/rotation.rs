@@ -201,7 +201,20 @@ fn three_clusters_rotate_in_turn_without_losing_a_packet_and_forgeries_are_refus
     let topo = Topology::clusters(3).expect("build topology");
     let (a, b, c) = (&topo.clusters[0], &topo.clusters[1], &topo.clusters[2]);
     let gw_a = start_gateway(a, &[b, c]);
-    let gw_b = start_gateway(b, &[a, c]);
+    let gw_b = {
+        let (mut setup, _) = Gateway::setup(b)
+            .expect("setup b")
+            .with_peers(&[a, c])
+            .expect("peers")
+            .with_audit("2s")
+            .expect("audit");
+        setup.extra_args = vec!["--control-hello-interval".to_owned(), "2s".to_owned()];
+        let mut gateway = setup.start().expect("start b");
+        gateway
+            .wait_ready(netns_tests::READY_TIMEOUT)
+            .expect("b ready");
+        gateway
+    };
     let gw_c = start_gateway(c, &[a, b]);
     for from in [a, b, c] {
         for to in [a, b, c] {
@@ -329,6 +342,29 @@ fn three_clusters_rotate_in_turn_without_losing_a_packet_and_forgeries_are_refus
     .expect("stale");
     assert_eq!((code, body.trim()), (409, r#"{"error":"stale_sequence"}"#));
     assert_eq!(keys(&gw_b), before, "no key changed");
+    // Each refusal is an audit record with its fixed word, and nothing of the message.
+    let audit = eventually(Duration::from_secs(5), || {
+        let text = std::fs::read_to_string(gw_b.dir().join("audit.jsonl"))?;
+        ensure!(text.contains("\"stale_sequence\""), "not audited yet");
+        Ok(text)
+    })
+    .expect("audit records");
+    let refusals: Vec<&str> = audit
+        .lines()
+        .filter(|line| line.contains("\"peer_rotation\""))
+        .collect();
+    assert!(
+        refusals.iter().any(|l| l.contains("\"sender_key\"")),
+        "{refusals:?}"
+    );
+    assert!(
+        refusals.iter().any(|l| l.contains("\"stale_sequence\"")),
+        "{refusals:?}"
+    );
+    assert!(
+        refusals.iter().any(|l| l.contains("\"acked\"")),
+        "the real announcements are audited too: {refusals:?}"
+    );
     assert!(refused_count(&gw_b) >= refused_before + 2.0);
     assert!(
         !gw_b.log().contains("00000000000000f0"),
@@ -457,4 +493,73 @@ fn a_plain_wireguard_peer_blocks_the_rotation_unless_handed_to_the_operator() {
     );
     wait_reachable(&a.pod, b.pod_ip(), REACH).expect("pod a reaches pod b on the new key");
     wait_reachable(&b.pod, a.pod_ip(), REACH).expect("pod b reaches pod a on the new key");
+}
+
+#[test]
+fn a_key_past_its_age_is_rotated_by_the_schedule_and_its_age_starts_over() {
+    require_root!();
+    let topo = Topology::clusters(2).expect("build topology");
+    let (a, b) = (&topo.clusters[0], &topo.clusters[1]);
+    let mut setup_a = Gateway::setup(a)
+        .expect("setup")
+        .with_peers(&[b])
+        .expect("peers");
+    // A key written 100 days ago, with the default 90-day maximum age and no jitter.
+    let key_path = setup_a.config.key_path.clone();
+    let out = Command::new("touch")
+        .args(["-d", "100 days ago"])
+        .arg(&key_path)
+        .output()
+        .expect("touch");
+    assert!(out.status.success());
+    setup_a.config.key_toml = Some(format!(
+        "source = \"file\"\npath = {}\nrotation_jitter = \"0s\"",
+        serde_json::Value::from(key_path.to_string_lossy())
+    ));
+    setup_a.extra_args = vec!["--control-hello-interval".to_owned(), "2s".to_owned()];
+    let mut gw_a = setup_a.start().expect("start a");
+    gw_a.wait_ready(netns_tests::READY_TIMEOUT)
+        .expect("a ready");
+    let gw_b = start_gateway(b, &[a]);
+    wait_reachable(&a.pod, b.pod_ip(), REACH)
+        .unwrap_or_else(|e| panic!("pod a reaches pod b: {e:#}\nlog a:\n{}", gw_a.log()));
+    let created = |gateway: &Gateway<'_>| {
+        let text = gateway.metrics().expect("metrics");
+        metric_value(
+            &text,
+            "zt_wireguard_private_key_created_timestamp_seconds",
+            &[],
+        )
+        .expect("key creation time")
+    };
+    let before = created(&gw_a);
+    assert!(
+        netns_tests::unix_time().as_secs_f64() - before > 99.0 * 86_400.0,
+        "the key is 100 days old"
+    );
+
+    let run = eventually(Duration::from_secs(90), || {
+        let run = rotation_status(&gw_a)?["current"].clone();
+        ensure!(
+            run["phase"] == "complete",
+            "no scheduled rotation yet: {run}"
+        );
+        Ok(run)
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\nlog:\n{}", gw_a.log()));
+    assert!(gw_a.log().contains("by=\"schedule\""), "{}", gw_a.log());
+    assert_eq!(
+        keys(&gw_a).0,
+        run["next_public_key"].as_str().expect("next")
+    );
+    let after = created(&gw_a);
+    assert!(
+        netns_tests::unix_time().as_secs_f64() - after < 120.0,
+        "the key's creation time moved to the new key: {after}"
+    );
+    // b's key is new: nothing is due there.
+    let b_status = rotation_status(&gw_b).expect("b status");
+    assert!(b_status["current"].is_null(), "{b_status}");
+    assert_eq!(b_status["schedule"], "not_due", "{b_status}");
+    wait_reachable(&a.pod, b.pod_ip(), REACH).expect("pod a reaches pod b on the new key");
 }

@@ -36,8 +36,11 @@ use crate::status::{
 /// How often the loop looks at the schedule, the peers' pending keys and the deadlines.
 const POLL: Duration = Duration::from_secs(1);
 
+/// How often it looks while a rotation of ours is in flight.
+const POLL_ROTATING: Duration = Duration::from_millis(100);
+
 /// How often the schedule is consulted.
-const SCHEDULE_EVERY: Duration = Duration::from_secs(60);
+const SCHEDULE_EVERY: Duration = Duration::from_secs(10);
 
 /// An operator's request, from the admin API.
 #[derive(Debug)]
@@ -132,6 +135,9 @@ pub struct Engine {
     pub metrics: Metrics,
     /// Every step is recorded.
     pub audit: Option<Audit>,
+    /// No rotation starts before the driver applied the declared peers once: a rotation
+    /// that does not know a peer would leave it behind on the old key.
+    pub readiness: std::sync::Arc<std::sync::RwLock<crate::core::health::Readiness>>,
 }
 
 /// A request to a peer finished: the peer, and the event it settles (`None`: retry later).
@@ -161,13 +167,18 @@ impl Engine {
             unsaved: false,
         };
         runner.resume_at_start().await;
-        let mut ticker = tokio::time::interval(POLL);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             runner.drive().await;
             runner.publish();
+            // A rotation in flight looks at the data plane often: a handshake under the new
+            // key shows there, not as a message.
+            let pause = if runner.in_flight() {
+                POLL_ROTATING
+            } else {
+                POLL
+            };
             tokio::select! {
-                _ = ticker.tick() => {
+                () = tokio::time::sleep(pause) => {
                     runner.engine.responder.reconcile().await;
                     runner.consult_schedule().await;
                 }
@@ -320,6 +331,14 @@ impl Runner {
     }
 
     fn schedule_input(&self, manual: &[String]) -> Option<ScheduleInput> {
+        let reconciled = self
+            .engine
+            .readiness
+            .read()
+            .is_ok_and(|r| r.peers_reconciled);
+        if !reconciled {
+            return None;
+        }
         let identity = self.engine.board.identity();
         Some(ScheduleInput {
             own_public_key: PublicKey::from_base64(&identity.public_key).ok()?,
@@ -334,7 +353,10 @@ impl Runner {
         let Some(input) = self.schedule_input(manual) else {
             return RotationPlan {
                 decision: "blocked".to_owned(),
-                blockers: vec!["the gateway's key is not known yet".to_owned()],
+                blockers: vec![
+                    "the gateway has not applied its declared peers yet: try again in a few seconds"
+                        .to_owned(),
+                ],
                 peers: Vec::new(),
                 due_unix: None,
             };
@@ -455,9 +477,10 @@ impl Runner {
                 plan.blockers.join("; ")
             ));
         }
-        let input = self
-            .schedule_input(manual)
-            .ok_or_else(|| "the gateway's key is not known yet".to_owned())?;
+        let input = self.schedule_input(manual).ok_or_else(|| {
+            "the gateway has not applied its declared peers yet: try again in a few seconds"
+                .to_owned()
+        })?;
         let next = PrivateKey::generate().map_err(|_| "the system RNG failed".to_owned())?;
         let mut id_bytes = [0u8; 8];
         getrandom::fill(&mut id_bytes).map_err(|_| "the system RNG failed".to_owned())?;
