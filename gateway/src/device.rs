@@ -199,6 +199,20 @@ pub trait Device {
     /// When the device or the routing table refused the change.
     async fn apply(&mut self, op: &Op, previous: Option<&PeerConfig>) -> Result<(), Error>;
 
+    /// Switches the device to `key` in one step, keeping every peer (the kernel backend's
+    /// rotation flip: its sessions restart under the new key). The native plane rotates by
+    /// [`Device::stage_key`] and [`Device::promote_key`] instead.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] on the native plane; the kernel's refusal.
+    async fn flip_private_key(&mut self, key: &PrivateKey) -> Result<(), Error> {
+        let _ = key;
+        Err(Error::Unsupported {
+            name: self.name().to_owned(),
+            what: "flipping the private key (the native plane stages and promotes)",
+        })
+    }
+
     /// Stages `key` as the device's next private key: handshakes addressed to it are answered
     /// besides those to the current key, and no session changes. Staging again replaces the
     /// staged key.

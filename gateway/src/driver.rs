@@ -131,6 +131,11 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
         &self.device
     }
 
+    /// Returns the device, for a rotation's request on a device the loop owns.
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.device
+    }
+
     /// Returns the source.
     pub fn source(&self) -> &S {
         &self.source

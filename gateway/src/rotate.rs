@@ -8,10 +8,12 @@
 
 pub mod engine;
 pub mod peer_store;
+pub mod plane;
 pub mod responder;
 pub mod slots;
 
 pub use engine::{Command, Control, Engine};
 pub use peer_store::PeerStore;
+pub use plane::{KernelRequest, Plane};
 pub use responder::Responder;
 pub use slots::KeySlots;

@@ -368,16 +368,6 @@ struct RotationSetup {
     metrics: Metrics,
 }
 
-impl RotationSetup {
-    /// Says in the status why this gateway cannot rotate its key.
-    fn unavailable(&self, board: &StatusBoard, why: &str) {
-        board.publish_rotation(crate::status::RotationStatus {
-            available: false,
-            detail: Some(why.to_owned()),
-            ..Default::default()
-        });
-    }
-}
 
 impl<S: PeerSource> Wiring<S> {
     /// Creates the device of `backend`, then serves. The key is dropped (and wiped) as soon as
@@ -403,48 +393,70 @@ impl<S: PeerSource> Wiring<S> {
                     audit.clone(),
                 );
                 wiring.control.rotation = Some(responder.clone());
-                let slots = wiring
-                    .rotation
-                    .slots
-                    .take()
-                    .context("the key slots were already taken")?;
-                let setup = &wiring.rotation;
-                let (control, engine) = crate::rotate::Engine {
-                    cluster: setup.cluster.clone(),
-                    tunnel: setup.tunnel,
-                    control_port: setup.control_port,
-                    config: setup.config.clone(),
-                    slots,
-                    device: handle,
-                    board: wiring.outputs.status.clone(),
-                    responder,
-                    metrics: setup.metrics.clone(),
-                    audit: audit.clone(),
-                    readiness: wiring.outputs.readiness.clone(),
-                }
-                .start();
-                let _ = setup.slot.set(control);
-                let served = wiring.serve(device, signals).await;
+                let engine = wiring.start_rotation(
+                    crate::rotate::Plane::Native(handle),
+                    Some(responder),
+                )?;
+                let served = wiring.serve(device, None, signals).await;
                 engine.abort();
                 served
             }
             Backend::Kernel => {
                 let device = KernelDevice::create(&self.settings, &loaded.key).await;
                 drop(loaded);
-                self.rotation.unavailable(
-                    &self.outputs.status,
-                    "the kernel backend holds one private key: key rotation runs on the \
-                     userspace backend (see docs/kernel-backend.md)",
-                );
-                self.serve(device.map_err(|e| stopped(audit.as_ref(), e))?, signals)
-                    .await
+                let device = device.map_err(|e| stopped(audit.as_ref(), e))?;
+                // The kernel knows a peer by one key: it cannot take a peer's next key, so it
+                // does not serve the rotation messages; it rotates its own key by a flip.
+                let (requests, inbox) = tokio::sync::mpsc::channel(4);
+                let mut wiring = self;
+                let engine =
+                    wiring.start_rotation(crate::rotate::Plane::Kernel(requests), None)?;
+                let served = wiring.serve(device, Some(inbox), signals).await;
+                engine.abort();
+                served
             }
         }
     }
 
+    /// Starts this gateway's rotation service on `plane` and hands the admin API its handle.
+    fn start_rotation(
+        &mut self,
+        plane: crate::rotate::Plane,
+        responder: Option<crate::rotate::Responder>,
+    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        let slots = self
+            .rotation
+            .slots
+            .take()
+            .context("the key slots were already taken")?;
+        let setup = &self.rotation;
+        let (control, engine) = crate::rotate::Engine {
+            cluster: setup.cluster.clone(),
+            tunnel: setup.tunnel,
+            control_port: setup.control_port,
+            config: setup.config.clone(),
+            slots,
+            plane,
+            store: setup.store.clone(),
+            board: self.outputs.status.clone(),
+            responder,
+            metrics: setup.metrics.clone(),
+            audit: self.audit.clone(),
+            readiness: self.outputs.readiness.clone(),
+        }
+        .start();
+        let _ = setup.slot.set(control);
+        Ok(engine)
+    }
+
     /// Runs the driver on `device` until a signal (or the loss of the lease), then removes the
     /// interface and releases the lease.
-    async fn serve<D: Device>(mut self, device: D, signals: &mut Signals) -> anyhow::Result<()> {
+    async fn serve<D: Device>(
+        mut self,
+        device: D,
+        mut kernel_requests: Option<tokio::sync::mpsc::Receiver<crate::rotate::KernelRequest>>,
+        signals: &mut Signals,
+    ) -> anyhow::Result<()> {
         let settings = self.settings;
         if let Ok(mut r) = self.outputs.readiness.write() {
             r.device_up = true;
@@ -478,8 +490,15 @@ impl<S: PeerSource> Wiring<S> {
                     None => std::future::pending().await,
                 }
             };
+            let requested = async {
+                match kernel_requests.as_mut() {
+                    Some(inbox) => inbox.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = ticker.tick() => driver.tick(crate::clock::now()).await,
+                Some(request) = requested => serve_kernel_request(driver.device_mut(), request).await,
                 _ = signals.sigterm.recv() => break Stop::Signal("SIGTERM"),
                 _ = signals.sigint.recv() => break Stop::Signal("SIGINT"),
                 end = lost => break Stop::Lease(end),
@@ -527,6 +546,20 @@ impl<S: PeerSource> Wiring<S> {
                 "stopped: the lease could not be renewed within {} s ({why}); a standby may take over, and two gateways must not run one key",
                 lease::RENEW_DEADLINE.as_secs()
             ),
+        }
+    }
+}
+
+/// Performs a rotation's request on the kernel device (the main loop owns it).
+async fn serve_kernel_request<D: Device>(device: &mut D, request: crate::rotate::KernelRequest) {
+    match request {
+        crate::rotate::KernelRequest::Flip { key, reply } => {
+            let flipped = device.flip_private_key(&key).await;
+            drop(key);
+            let _ = reply.send(flipped.map_err(|e| format!("{:#}", anyhow::Error::from(e))));
+        }
+        crate::rotate::KernelRequest::Report { reply } => {
+            let _ = reply.send(device.report().await.ok());
         }
     }
 }

@@ -447,3 +447,113 @@ fn guest_kernel_psk_bad_peer_and_crash_recovery() {
         );
     }
 }
+
+/// Runs `peerctl` against `gateway`'s admin socket.
+fn peerctl(gateway: &Gateway<'_>, args: &[&str]) -> anyhow::Result<String> {
+    let socket = gateway.config().admin_socket.to_string_lossy().into_owned();
+    let out = std::process::Command::new(netns_tests::peerctl_bin()?)
+        .args(args)
+        .args(["--socket", &socket])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "peerctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+#[test]
+fn guest_kernel_gateway_rotates_its_key_by_a_flip_losing_under_a_second() {
+    guest_only!();
+    require_root!();
+    let topo = Topology::clusters(2).expect("build topology");
+    let (a, b) = (&topo.clusters[0], &topo.clusters[1]);
+    let mut setup_a = Gateway::setup(a)
+        .expect("setup a")
+        .backend(KERNEL)
+        .with_peers(&[b])
+        .expect("peers");
+    setup_a.extra_args = vec!["--control-hello-interval".to_owned(), "2s".to_owned()];
+    let mut gw_a = setup_a.start().expect("start a");
+    gw_a.wait_ready(GUEST_READY).expect("kernel gateway a ready");
+    let mut setup_b = Gateway::setup(b)
+        .expect("setup b")
+        .backend(NATIVE)
+        .with_peers(&[a])
+        .expect("peers");
+    setup_b.extra_args = vec!["--control-hello-interval".to_owned(), "2s".to_owned()];
+    let mut gw_b = setup_b.start().expect("start b");
+    gw_b.wait_ready(GUEST_READY).expect("native gateway b ready");
+    wait_reachable(&a.pod, b.pod_ip(), REACH).expect("pod a reaches pod b");
+    wait_reachable(&b.pod, a.pod_ip(), REACH).expect("pod b reaches pod a");
+    // The kernel gateway does not take a peer's next key; b does, and says so.
+    eventually(SETTLE, || {
+        let doc: serde_json::Value =
+            serde_json::from_str(&peerctl(&gw_a, &["status", "--output", "json"])?)?;
+        let channel = &doc["channels"][0];
+        ensure!(
+            channel["state"] == "up"
+                && channel["capabilities"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|cap| cap == "rotate.announce")),
+            "b's channel: {channel}"
+        );
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\nlog a:\n{}", gw_a.log()));
+
+    let pairs = [(&a.pod, a.pod_ip(), &b.pod, b.pod_ip())];
+    // The same streams without a rotation first: what emulation alone loses.
+    let baseline = netns_tests::Streams::start(&pairs, 1000, 40_410).expect("streams");
+    stream_for(Duration::from_secs(10));
+    let baseline = baseline.stop(Duration::from_secs(3)).expect("stop the streams");
+    eprintln!(
+        "kernel flip: 10 s without a rotation at 1000 packets/s:\n{}",
+        netns_tests::format_stats(&baseline)
+    );
+    let streams = netns_tests::Streams::start(&pairs, 1000, 40_400).expect("streams");
+    stream_for(Duration::from_secs(3));
+    let started = peerctl(&gw_a, &["rotate", "--now"]).expect("rotate a");
+    assert!(started.contains("started"), "{started}");
+    let run = eventually(Duration::from_secs(120), || {
+        let status: serde_json::Value =
+            serde_json::from_str(&peerctl(&gw_a, &["rotate", "--status", "--json"])?)?;
+        let run = status["current"].clone();
+        ensure!(run["finished_unix"].is_u64(), "still running: {run}");
+        Ok(run)
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\nlog a:\n{}\nlog b:\n{}", gw_a.log(), gw_b.log()));
+    assert_eq!(run["phase"], "complete", "{run}\nlog a:\n{}", gw_a.log());
+    stream_for(Duration::from_secs(3));
+    let stats = streams.stop(Duration::from_secs(3)).expect("stop the streams");
+    let text = gw_a.metrics().expect("metrics");
+    let took = metric_value(&text, "zt_wireguard_rotation_last_duration_seconds", &[])
+        .expect("duration");
+    eprintln!(
+        "kernel flip: rotation took {took:.3} s; streams at 1000 packets/s:\n{}",
+        netns_tests::format_stats(&stats)
+    );
+    for (direction, s) in &stats {
+        assert!(
+            s.lost < 1000,
+            "{direction}: {} packets lost across the flip, a second or more at 1000 packets/s",
+            s.lost
+        );
+    }
+    let new = run["next_public_key"].as_str().expect("new key");
+    assert_eq!(gw_a.dump().expect("a dump").public_key, new, "the kernel runs the new key");
+    let b_peers = gw_b.dump().expect("b dump").peers;
+    assert_eq!(b_peers[0].public_key, new, "b knows a by its new key");
+    traffic_both_ways(a, b);
+    stop_removes_the_interface(a, &mut gw_a);
+    stop_removes_the_interface(b, &mut gw_b);
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the streams run for a fixed time around the rotation; no event marks it"
+)]
+fn stream_for(time: Duration) {
+    std::thread::sleep(time);
+}

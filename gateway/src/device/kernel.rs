@@ -9,6 +9,8 @@
 //! The kernel holds one private key: staging a second one is [`Error::Unsupported`]. Its
 //! rotation strategy (a pre-staged flip) is in `docs/kernel-backend.md`.
 
+mod genl;
+
 use std::time::UNIX_EPOCH;
 
 use defguard_wireguard_rs::host::Host;
@@ -160,6 +162,13 @@ impl Device for KernelDevice {
 
     async fn stage_key(&mut self, _key: &PrivateKey) -> Result<(), Error> {
         Err(self.unsupported("staging a second private key"))
+    }
+
+    async fn flip_private_key(&mut self, key: &PrivateKey) -> Result<(), Error> {
+        genl::set_private_key(&self.name, key.expose_bytes()).map_err(|e| Error::Kernel {
+            name: self.name.clone(),
+            reason: format!("cannot set the private key: {e}"),
+        })
     }
 
     async fn promote_key(&mut self) -> Result<(), Error> {

@@ -18,6 +18,8 @@ use ztgw_rotation::machine::{Action, Event, Participant, Phase, Rotation, Timing
 use ztgw_rotation::resume::{self, Resume, StoredState};
 use ztgw_rotation::schedule::{self, Blocker, Channel, Decision, PeerReadiness, ScheduleInput};
 
+use super::peer_store::PeerStore;
+use super::plane::Plane;
 use super::responder::Responder;
 use super::slots::KeySlots;
 use crate::audit::Audit;
@@ -26,7 +28,6 @@ use crate::control::channel::Failure;
 use crate::control::client::{self, Target};
 use crate::control::envelope::{Body, EndBody};
 use crate::core::key::PublicKey;
-use crate::device::native::handle::DeviceHandle;
 use crate::metrics::Metrics;
 use crate::status::{
     ChannelState, PlanPeer, RotationPeer, RotationPlan, RotationRun, RotationStatus, StatusBoard,
@@ -125,12 +126,15 @@ pub struct Engine {
     pub config: RotationConfig,
     /// The key store's slots.
     pub slots: KeySlots,
-    /// The native data plane.
-    pub device: DeviceHandle,
+    /// The data plane.
+    pub plane: Plane,
     /// Peers, channels, our key; where the rotation status goes.
     pub board: StatusBoard,
-    /// The peers' side, reconciled every second.
-    pub responder: Responder,
+    /// The peers' rotation states.
+    pub store: PeerStore,
+    /// The peers' side, reconciled every second; `None` on a plane that cannot take a
+    /// peer's next key (the kernel).
+    pub responder: Option<Responder>,
     /// Rotation metrics.
     pub metrics: Metrics,
     /// Every step is recorded.
@@ -159,6 +163,7 @@ impl Engine {
             next_key: None,
             inconsistent: None,
             in_flight: BTreeSet::new(),
+            promoted_at: None,
             last_sent: BTreeMap::new(),
             answers,
             ids: 0,
@@ -179,7 +184,9 @@ impl Engine {
             };
             tokio::select! {
                 () = tokio::time::sleep(pause) => {
-                    runner.engine.responder.reconcile().await;
+                    if let Some(responder) = &runner.engine.responder {
+                        responder.reconcile().await;
+                    }
                     runner.consult_schedule().await;
                 }
                 Some(command) = inbox.recv() => runner.command(command).await,
@@ -204,6 +211,8 @@ struct Runner {
     inconsistent: Option<String>,
     /// Peers with a request in flight.
     in_flight: BTreeSet<String>,
+    /// When the data plane switched to the new key (or this run resumed a switched one).
+    promoted_at: Option<SystemTime>,
     /// When each (action, peer) was last sent, to pace the retries.
     last_sent: BTreeMap<(&'static str, String), SystemTime>,
     answers: mpsc::Sender<Answer>,
@@ -287,7 +296,7 @@ impl Runner {
         let Some(status) = self.engine.board.latest() else {
             return Vec::new();
         };
-        let store = self.engine.responder.store();
+        let store = &self.engine.store;
         let due_after = self
             .engine
             .config
@@ -684,7 +693,7 @@ impl Runner {
 
     /// Performs one action; returns the event it settled at once, if any.
     async fn perform(&mut self, action: Action, now: SystemTime) -> Option<Event> {
-        let device = self.engine.device.clone();
+        let plane = self.engine.plane.clone();
         match action {
             Action::StoreNext => {
                 let Some(next) = &self.next_key else {
@@ -703,7 +712,7 @@ impl Runner {
                 let Some(next) = &self.next_key else {
                     return Some(Event::StageFailed);
                 };
-                Some(match device.stage_key(next) {
+                Some(match plane.stage(next) {
                     Ok(()) => Event::Staged,
                     Err(e) => {
                         tracing::warn!(error = %e, "the data plane refused the next key");
@@ -749,8 +758,11 @@ impl Runner {
                     }
                 })
             }
-            Action::PromoteInPlane => Some(match device.promote_staged() {
+            Action::PromoteInPlane => {
+                let next = self.next_key.clone()?;
+                Some(match plane.promote(&next).await {
                 Ok(()) => {
+                    self.promoted_at = Some(now);
                     self.key_moved(true, now).await;
                     Event::Promoted
                 }
@@ -758,22 +770,21 @@ impl Runner {
                     tracing::warn!(error = %e, "the data plane did not switch to the new key");
                     Event::PromoteFailed
                 }
-            }),
+            })
+            }
             Action::Initiate { peer } => {
                 let key = self.peer_key(&peer)?;
-                if device.peer_on_current_key(&key) {
+                let since = self.promoted_at.unwrap_or(now);
+                if plane.handshook(&key, since).await {
                     return Some(Event::HandshakeUnderNew { peer });
                 }
                 if self.due(("initiate", peer.clone()), now) {
-                    device.initiate(&key);
+                    plane.initiate(&key);
                 }
                 None
             }
             Action::DropPreviousInPlane => {
-                if let Err(e) = device.drop_previous() {
-                    // After a restart the plane holds the new key only.
-                    tracing::debug!(error = %e, "no previous key in the data plane");
-                }
+                plane.drop_previous();
                 Some(Event::PreviousDropped)
             }
             Action::TellComplete { peer } => {
@@ -816,26 +827,24 @@ impl Runner {
                 }
             }
             Action::DemoteInPlane => {
-                let demoted = device.demote_current().and_then(|()| device.unstage_key());
-                if let Err(e) = demoted {
-                    // After a restart the plane holds only the new key: load the old one,
-                    // which the restored key file holds now.
-                    tracing::debug!(error = %e, "demoting from the key file");
-                    match self.engine.slots.read().await {
-                        Ok(slots) => device.set_private_key(&slots.current.key),
-                        Err(e) => {
-                            tracing::warn!(error = %format!("{e:#}"), "cannot read the restored key; retrying");
-                            return None;
-                        }
+                // The store is restored first: its current key is the old one.
+                let slots = &self.engine.slots;
+                let old = async || match slots.read().await {
+                    Ok(held) => Some(held.current.key),
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "cannot read the restored key; retrying");
+                        None
                     }
+                };
+                if let Err(e) = plane.demote(old).await {
+                    tracing::warn!(error = %e, "the data plane did not go back to the old key; retrying");
+                    return None;
                 }
                 self.key_moved(false, now).await;
                 Some(Event::Demoted)
             }
             Action::UnstageInPlane => {
-                if let Err(e) = device.unstage_key() {
-                    tracing::debug!(error = %e, "nothing staged in the data plane");
-                }
+                plane.unstage();
                 Some(Event::Unstaged)
             }
             Action::Wait { .. } | Action::Finished => None,
@@ -933,7 +942,7 @@ impl Runner {
 
     /// The key the device runs `peer` under.
     fn peer_key(&self, peer: &str) -> Option<PublicKey> {
-        super::responder::running_key(&self.engine.board, self.engine.responder.store(), peer)
+        super::responder::running_key(&self.engine.board, &self.engine.store, peer)
     }
 
     /// The `wg set` line that gives a manual peer our next key: run on the peer (its
@@ -991,7 +1000,7 @@ impl Runner {
             current,
             due_unix,
             schedule: self.schedule_note.clone(),
-            peers: self.engine.responder.statuses(),
+            peers: self.engine.store.statuses(),
         });
     }
 

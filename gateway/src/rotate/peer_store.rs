@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use ztgw_rotation::responder::{Declared, PeerRotationState, declared};
 
 use crate::core::key::PublicKey;
+use crate::status::PeerKeyStatus;
 
 /// The largest state file read back.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -163,6 +164,29 @@ impl PeerStore {
             Err(poisoned) => poisoned.into_inner(),
         };
         held.iter().map(|(n, k)| (n.clone(), *k)).collect()
+    }
+
+    /// The peers' rotation states for the status document.
+    pub fn statuses(&self) -> Vec<PeerKeyStatus> {
+        let declared = self.declared_keys();
+        self.all()
+            .into_iter()
+            .map(|(name, state)| {
+                let active = *state.active_public_key();
+                let declared_public_key = declared
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, key)| *key)
+                    .filter(|key| *key != active)
+                    .map(|key| key.to_string());
+                PeerKeyStatus {
+                    name,
+                    active_public_key: active.to_string(),
+                    next_public_key: state.next_public_key().map(ToString::to_string),
+                    declared_public_key,
+                }
+            })
+            .collect()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, PeerRotationState>> {

@@ -14,7 +14,7 @@ use super::peer_store::PeerStore;
 use crate::audit::Audit;
 use crate::core::key::PublicKey;
 use crate::device::native::handle::DeviceHandle;
-use crate::status::{PeerKeyStatus, StatusBoard};
+use crate::status::StatusBoard;
 
 /// The refusal word when the gateway cannot take the message now (its store or its data
 /// plane refused); the sender retries, and its deadline decides.
@@ -187,36 +187,6 @@ impl Responder {
                 tracing::debug!(peer = %peer, error = %e, "cannot give the data plane a peer's pending next key yet");
             }
         }
-    }
-
-    /// The peers' rotation states for the status document.
-    pub fn statuses(&self) -> Vec<PeerKeyStatus> {
-        let declared = self.declared_keys();
-        self.inner
-            .store
-            .all()
-            .into_iter()
-            .map(|(name, state)| {
-                let active = *state.active_public_key();
-                let declared_public_key = declared
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, key)| *key)
-                    .filter(|key| *key != active)
-                    .map(|key| key.to_string());
-                PeerKeyStatus {
-                    name,
-                    active_public_key: active.to_string(),
-                    next_public_key: state.next_public_key().map(ToString::to_string),
-                    declared_public_key,
-                }
-            })
-            .collect()
-    }
-
-    /// The declaration keys the driver last saw, by peer name.
-    fn declared_keys(&self) -> Vec<(String, PublicKey)> {
-        self.inner.store.declared_keys()
     }
 
     /// The state of `peer`, rebased when the device runs it under a key the state does not
