@@ -523,7 +523,17 @@ fn guest_kernel_gateway_rotates_its_key_by_a_flip_losing_under_a_second() {
         ensure!(run["finished_unix"].is_u64(), "still running: {run}");
         Ok(run)
     })
-    .unwrap_or_else(|e| panic!("{e:#}\nlog a:\n{}\nlog b:\n{}", gw_a.log(), gw_b.log()));
+    .unwrap_or_else(|e| {
+        let show = |c: &Cluster| c.gw.run(&["wg", "show"]).unwrap_or_else(|e| e.to_string());
+        panic!(
+            "{e:#}\nwg a:\n{}\nwg b:\n{}\nping a->b: {:?}\nlog a:\n{}\nlog b:\n{}",
+            show(a),
+            show(b),
+            ping(&a.pod, b.pod_ip(), 3),
+            gw_a.log(),
+            gw_b.log()
+        )
+    });
     assert_eq!(run["phase"], "complete", "{run}\nlog a:\n{}", gw_a.log());
     stream_for(Duration::from_secs(3));
     let stats = streams.stop(Duration::from_secs(3)).expect("stop the streams");

@@ -100,6 +100,38 @@ fn snapshot_serializes_exactly_as_the_documented_example() {
         },
     ]);
 
+    board.publish_rotation(RotationStatus {
+        available: true,
+        detail: None,
+        current: Some(RotationRun {
+            id: "5f1c0a7e9b2d4c31".to_owned(),
+            sequence: 1_763_890_000,
+            phase: "complete".to_owned(),
+            started_unix: 1_763_890_000,
+            phase_since_unix: 1_763_890_001,
+            finished_unix: Some(1_763_890_001),
+            old_public_key: "0fQ3n6uBl5GQkDcGO0tTtMQ1iLdLDfwRoBqj8X8xXWM=".to_owned(),
+            next_public_key: "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=".to_owned(),
+            rollback_reason: None,
+            peers: vec![RotationPeer {
+                name: "lux-k8s".to_owned(),
+                acked: true,
+                handshake: true,
+                told_end: true,
+                manual: false,
+                manual_line: None,
+            }],
+        }),
+        due_unix: Some(1_771_234_567),
+        schedule: Some("not_due".to_owned()),
+        peers: vec![PeerKeyStatus {
+            name: "lux-k8s".to_owned(),
+            active_public_key: "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=".to_owned(),
+            next_public_key: None,
+            declared_public_key: Some("Q2nHTYRvnGzoq3SVR5r6YJBqNqMWxUbPfeJjvMYRqWY=".to_owned()),
+        }],
+    });
+
     let status = board.latest().expect("published");
     assert_eq!(
         serde_json::to_value(&status).expect("serialize"),
