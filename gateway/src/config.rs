@@ -105,7 +105,8 @@ pub struct Config {
     /// `[peers]`.
     pub peers: PeersConfig,
     /// `peers.state_path`: where this gateway keeps, durably, what it holds of its peers'
-    /// key rotations (default `/var/lib/zt-gateway/peer-rotations.json`).
+    /// key rotations (default `/var/lib/zt-gateway/peer-rotations.json`). Directory source
+    /// only: the Kubernetes source keeps them in the peers' `WireGuardPeer` status.
     pub peer_state: PathBuf,
     /// `[http]`.
     pub http: HttpConfig,

@@ -3,7 +3,9 @@
 //! Every check that can fail runs before anything is created (key, peers directory or
 //! Kubernetes API configuration, UDP port, HTTP listeners, admin token, admin socket), so a
 //! failed start leaves no interface and no socket behind. With the Kubernetes peer source the interface comes up only
-//! once this gateway holds the lease (see [`crate::lease`]).
+//! once this gateway holds the lease (see [`crate::lease`]), and the peers' rotation states
+//! are read from their resources' status then, so that a standby sees the holder's last
+//! writes.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::{Arc, RwLock};
@@ -111,7 +113,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Some((listener, token))
         }
     };
-    let peer_store = crate::rotate::PeerStore::open(&config.peer_state)?;
+    // With the Kubernetes source the peers' states are in their resources' status, read once
+    // this gateway holds the lease (below).
+    let file_store = match &peers {
+        Peers::Directory(_) => Some(crate::rotate::PeerStore::open(&config.peer_state)?),
+        Peers::Kubernetes { .. } => None,
+    };
     let (admin_listener, admin_guard) = admin::bind_socket(&config.http.admin_socket)?;
     if let Some(window) = config.liveness.receive_window {
         tracing::warn!(
@@ -192,31 +199,39 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Limits::DEFAULT,
         ));
     }
-    let rotation = RotationSetup {
+    let slots = Some(match &config.key {
+        crate::config::KeyConfig::File { path } => {
+            crate::rotate::KeySlots::File(kms_client::slots::FileKeySlots::new(path.clone()))
+        }
+        crate::config::KeyConfig::Kms(kms) => {
+            let observed = metrics.clone();
+            let store = kms_client::infisical::InfisicalStore::new(kms.store.clone())
+                .context("cannot set up the KMS client")?
+                .with_observer(Arc::new(move |operation, ok| {
+                    observed.observe_kms(operation, ok)
+                }));
+            crate::rotate::KeySlots::Kms {
+                store: Box::new(store),
+                name: kms.secret_name.clone(),
+            }
+        }
+    });
+    let (rotation_config, cluster, tunnel, control_port, rotation_metrics) = (
+        config.rotation.clone(),
+        config.cluster_name.clone(),
+        config.interface.address,
+        config.control.port,
+        metrics.clone(),
+    );
+    let rotation = move |store| RotationSetup {
         slot: rotation_slot,
-        store: peer_store,
-        config: config.rotation.clone(),
-        slots: Some(match &config.key {
-            crate::config::KeyConfig::File { path } => {
-                crate::rotate::KeySlots::File(kms_client::slots::FileKeySlots::new(path.clone()))
-            }
-            crate::config::KeyConfig::Kms(kms) => {
-                let observed = metrics.clone();
-                let store = kms_client::infisical::InfisicalStore::new(kms.store.clone())
-                    .context("cannot set up the KMS client")?
-                    .with_observer(Arc::new(move |operation, ok| {
-                        observed.observe_kms(operation, ok)
-                    }));
-                crate::rotate::KeySlots::Kms {
-                    store: Box::new(store),
-                    name: kms.secret_name.clone(),
-                }
-            }
-        }),
-        cluster: config.cluster_name.clone(),
-        tunnel: config.interface.address,
-        control_port: config.control.port,
-        metrics: metrics.clone(),
+        store,
+        config: rotation_config,
+        slots,
+        cluster,
+        tunnel,
+        control_port,
+        metrics: rotation_metrics,
     };
     let control = crate::control::Service {
         config: config.control,
@@ -241,6 +256,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut signals = Signals { sigterm, sigint };
     match peers {
         Peers::Directory(source) => {
+            let store = file_store.context("the directory source's peer store was opened above")?;
             let wiring = Wiring {
                 settings: config.interface.clone(),
                 source,
@@ -252,7 +268,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 admin_guard,
                 control,
                 audit,
-                rotation,
+                rotation: rotation(store),
             };
             wiring.start(config.backend, loaded, &mut signals).await
         }
@@ -261,7 +277,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             // The watch starts at once, so a standby that takes over already knows the peers.
             let source = KubeSource::start(client.clone(), &namespace);
             let mut lock = LeaseLock::new(
-                client,
+                client.clone(),
                 &namespace,
                 &config.interface.name,
                 lease::identity(),
@@ -283,6 +299,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     return Ok(());
                 }
             }
+            // Read only now: a standby that waited for the lease has not seen the holder's
+            // writes.
+            let store = match crate::rotate::PeerStore::open_kube(client, &namespace).await {
+                Ok(store) => store,
+                Err(e) => {
+                    lock.release().await;
+                    if let Some(audit) = &audit {
+                        audit.stop("the peers' rotation states could not be read");
+                    }
+                    return Err(e).context("cannot read the peers' rotation states");
+                }
+            };
             let wiring = Wiring {
                 settings: config.interface.clone(),
                 source,
@@ -294,7 +322,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 admin_guard,
                 control,
                 audit,
-                rotation,
+                rotation: rotation(store),
             };
             wiring.start(config.backend, loaded, &mut signals).await
         }
@@ -368,7 +396,6 @@ struct RotationSetup {
     metrics: Metrics,
 }
 
-
 impl<S: PeerSource> Wiring<S> {
     /// Creates the device of `backend`, then serves. The key is dropped (and wiped) as soon as
     /// the device holds it.
@@ -393,10 +420,8 @@ impl<S: PeerSource> Wiring<S> {
                     audit.clone(),
                 );
                 wiring.control.rotation = Some(responder.clone());
-                let engine = wiring.start_rotation(
-                    crate::rotate::Plane::Native(handle),
-                    Some(responder),
-                )?;
+                let engine =
+                    wiring.start_rotation(crate::rotate::Plane::Native(handle), Some(responder))?;
                 let served = wiring.serve(device, None, signals).await;
                 engine.abort();
                 served
@@ -409,8 +434,7 @@ impl<S: PeerSource> Wiring<S> {
                 // does not serve the rotation messages; it rotates its own key by a flip.
                 let (requests, inbox) = tokio::sync::mpsc::channel(4);
                 let mut wiring = self;
-                let engine =
-                    wiring.start_rotation(crate::rotate::Plane::Kernel(requests), None)?;
+                let engine = wiring.start_rotation(crate::rotate::Plane::Kernel(requests), None)?;
                 let served = wiring.serve(device, Some(inbox), signals).await;
                 engine.abort();
                 served

@@ -476,7 +476,8 @@ fn guest_kernel_gateway_rotates_its_key_by_a_flip_losing_under_a_second() {
         .expect("peers");
     setup_a.extra_args = vec!["--control-hello-interval".to_owned(), "2s".to_owned()];
     let mut gw_a = setup_a.start().expect("start a");
-    gw_a.wait_ready(GUEST_READY).expect("kernel gateway a ready");
+    gw_a.wait_ready(GUEST_READY)
+        .expect("kernel gateway a ready");
     let mut setup_b = Gateway::setup(b)
         .expect("setup b")
         .backend(NATIVE)
@@ -484,7 +485,8 @@ fn guest_kernel_gateway_rotates_its_key_by_a_flip_losing_under_a_second() {
         .expect("peers");
     setup_b.extra_args = vec!["--control-hello-interval".to_owned(), "2s".to_owned()];
     let mut gw_b = setup_b.start().expect("start b");
-    gw_b.wait_ready(GUEST_READY).expect("native gateway b ready");
+    gw_b.wait_ready(GUEST_READY)
+        .expect("native gateway b ready");
     wait_reachable(&a.pod, b.pod_ip(), REACH).expect("pod a reaches pod b");
     wait_reachable(&b.pod, a.pod_ip(), REACH).expect("pod b reaches pod a");
     // The kernel gateway does not take a peer's next key; b does, and says so.
@@ -507,7 +509,9 @@ fn guest_kernel_gateway_rotates_its_key_by_a_flip_losing_under_a_second() {
     // The same streams without a rotation first: what emulation alone loses.
     let baseline = netns_tests::Streams::start(&pairs, 1000, 40_410).expect("streams");
     stream_for(Duration::from_secs(10));
-    let baseline = baseline.stop(Duration::from_secs(3)).expect("stop the streams");
+    let baseline = baseline
+        .stop(Duration::from_secs(3))
+        .expect("stop the streams");
     eprintln!(
         "kernel flip: 10 s without a rotation at 1000 packets/s:\n{}",
         netns_tests::format_stats(&baseline)
@@ -536,10 +540,12 @@ fn guest_kernel_gateway_rotates_its_key_by_a_flip_losing_under_a_second() {
     });
     assert_eq!(run["phase"], "complete", "{run}\nlog a:\n{}", gw_a.log());
     stream_for(Duration::from_secs(3));
-    let stats = streams.stop(Duration::from_secs(3)).expect("stop the streams");
+    let stats = streams
+        .stop(Duration::from_secs(3))
+        .expect("stop the streams");
     let text = gw_a.metrics().expect("metrics");
-    let took = metric_value(&text, "zt_wireguard_rotation_last_duration_seconds", &[])
-        .expect("duration");
+    let took =
+        metric_value(&text, "zt_wireguard_rotation_last_duration_seconds", &[]).expect("duration");
     eprintln!(
         "kernel flip: rotation took {took:.3} s; streams at 1000 packets/s:\n{}",
         netns_tests::format_stats(&stats)
@@ -552,7 +558,11 @@ fn guest_kernel_gateway_rotates_its_key_by_a_flip_losing_under_a_second() {
         );
     }
     let new = run["next_public_key"].as_str().expect("new key");
-    assert_eq!(gw_a.dump().expect("a dump").public_key, new, "the kernel runs the new key");
+    assert_eq!(
+        gw_a.dump().expect("a dump").public_key,
+        new,
+        "the kernel runs the new key"
+    );
     let b_peers = gw_b.dump().expect("b dump").peers;
     assert_eq!(b_peers[0].public_key, new, "b knows a by its new key");
     traffic_both_ways(a, b);

@@ -3,6 +3,8 @@
 //! enforced by the API server's own validation, `kubectl` and `peerctl` work with it, and two
 //! gateways, each running as the ServiceAccount of `manifests/base` with the shipped Role, read
 //! their peers and preshared keys, report status by server-side apply and hold their Lease.
+//! The peers' rotation states live in their `WireGuardPeer` status: through the store as the
+//! gateway's ServiceAccount, and end to end when a peer rotates its key.
 //! A permission the Role lacks fails these tests.
 //!
 //! The fault cases a real server cannot be made to produce on demand (cut watches, 410 after
@@ -404,4 +406,341 @@ fn a_standby_gateway_takes_the_real_lease_over_when_the_first_is_killed() {
         "the gateway was refused something: {}",
         second.log()
     );
+}
+
+/// How long a condition rewritten in the background may take to show.
+const REWRITE: Duration = Duration::from_secs(30);
+
+#[test]
+fn peer_rotation_states_live_in_the_wireguardpeer_status_as_the_gateway_account() {
+    require_root!();
+    require_kube!();
+    let topo = Topology::clusters(1).expect("build topology");
+    let a = &topo.clusters[0];
+    let api = RealApiServer::start(&a.gw, a.underlay_ip()).expect("real API server");
+    api.install_gateway_rbac(&a.iface).expect("RBAC");
+    let peer = a.peer();
+    api.put_peer(&peer, None).expect("peer");
+    // The peer source's status writer (field manager zt-gateway) has reported the peer.
+    let ready = serde_json::json!({
+        "apiVersion": "zt.hanzo.ai/v1alpha1",
+        "kind": "WireGuardPeer",
+        "metadata": {"name": peer.name, "namespace": NAMESPACE},
+        "status": {"conditions": [{
+            "type": "Ready", "status": "True", "reason": "Applied",
+            "message": "the peer is configured on the WireGuard interface",
+            "lastTransitionTime": "2026-01-01T00:00:00Z",
+        }]},
+    });
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), ready.to_string()).expect("write");
+    api.kubectl(&[
+        "apply",
+        "--server-side",
+        "--subresource=status",
+        "--field-manager=zt-gateway",
+        "-f",
+        &file.path().to_string_lossy(),
+    ])
+    .expect("the source's status");
+    let kubeconfig = api.gateway_kubeconfig().expect("gateway token");
+
+    // The API server listens in the cluster's namespace: the client runs there.
+    let outcome = a.gw.run_in(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("runtime")?
+            .block_on(rotation_states_round_trip(&api, &kubeconfig, &peer))
+    });
+    outcome.unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// Stores a pending and then a completed rotation of `peer` through the store, as the
+/// gateway's ServiceAccount, and checks what the API server holds after each; then the
+/// operator updates the declaration and the condition follows.
+async fn rotation_states_round_trip(
+    api: &RealApiServer<'_>,
+    kubeconfig: &std::path::Path,
+    peer: &netns_tests::PeerSpec,
+) -> anyhow::Result<()> {
+    use gateway::core::key::PublicKey;
+    use gateway::rotate::PeerStore;
+    use gateway::rotate::peer_store::status::{FIELD_MANAGER, KEY_CURRENT};
+    use ztgw_rotation::RotationId;
+    use ztgw_rotation::machine::AnnounceBody;
+    use ztgw_rotation::responder::{self, PeerRotationState};
+
+    let old = PublicKey::from_base64(&peer.public_key).context("the peer's key")?;
+    let new = PublicKey::from_bytes(PrivateKey::generate().context("random")?.public_key());
+    let ours = PublicKey::from_bytes(PrivateKey::generate().context("random")?.public_key());
+    let id = RotationId::new("00000000000000aa").context("id")?;
+    let announce = AnnounceBody {
+        rotation_id: id.clone(),
+        sequence: 3,
+        next_public_key: new,
+        sender_key: old,
+        receiver_key: ours,
+    };
+    let (pending, _ack) = responder::on_announce(&PeerRotationState::new(old), &announce, &ours)
+        .map_err(|r| anyhow::anyhow!("announce refused: {r}"))?;
+    let completed = responder::on_complete(&pending, &id)
+        .map_err(|r| anyhow::anyhow!("complete refused: {r}"))?;
+    let client = gateway::cluster::connect(Some(kubeconfig)).await?;
+    let name = peer.name.as_str();
+
+    let store = PeerStore::open_kube(client.clone(), NAMESPACE).await?;
+    ensure!(store.get(name).is_none(), "a state before any was stored");
+    store.set_declared([(name.to_owned(), old)].into());
+    store.put(name, pending.clone()).await?;
+    let reopened = PeerStore::open_kube(client.clone(), NAMESPACE).await?;
+    ensure!(
+        reopened.get(name).as_ref() == Some(&pending),
+        "the pending state was not loaded again"
+    );
+    let stored = api.peer(name)?;
+    let status = &stored["status"];
+    ensure!(status["activePublicKey"] == old.to_base64(), "{status}");
+    ensure!(status["nextPublicKey"] == new.to_base64(), "{status}");
+    ensure!(
+        condition(&stored, KEY_CURRENT)
+            == Some(("True".to_owned(), "DeclarationCurrent".to_owned())),
+        "{status}"
+    );
+    ensure!(
+        condition(&stored, "Ready") == Some(("True".to_owned(), "Applied".to_owned())),
+        "the source's condition went: {status}"
+    );
+    let managed = stored["metadata"]["managedFields"]
+        .as_array()
+        .context("managedFields")?;
+    let fields_of = |manager: &str| {
+        managed
+            .iter()
+            .find(|m| m["manager"] == manager && m["subresource"] == "status")
+            .map(|m| m["fieldsV1"].to_string())
+            .unwrap_or_default()
+    };
+    let ours_fields = fields_of(FIELD_MANAGER);
+    for field in [
+        "f:rotation",
+        "f:activePublicKey",
+        "f:nextPublicKey",
+        "k:{\\\"type\\\":\\\"KeyCurrent\\\"}",
+    ] {
+        ensure!(ours_fields.contains(field), "{field} not ours: {managed:?}");
+    }
+    let source_fields = fields_of("zt-gateway");
+    ensure!(
+        source_fields.contains("Ready") && !source_fields.contains("KeyCurrent"),
+        "the source's manager: {managed:?}"
+    );
+
+    store.put(name, completed.clone()).await?;
+    let reopened = PeerStore::open_kube(client, NAMESPACE).await?;
+    ensure!(
+        reopened.get(name).as_ref() == Some(&completed),
+        "the completed state was not loaded again"
+    );
+    let stored = api.peer(name)?;
+    let status = &stored["status"];
+    ensure!(status["activePublicKey"] == new.to_base64(), "{status}");
+    ensure!(
+        status.get("nextPublicKey").is_none(),
+        "nextPublicKey left: {status}"
+    );
+    ensure!(
+        stored["spec"]["publicKey"] == old.to_base64(),
+        "the declaration was rewritten"
+    );
+    ensure!(
+        condition(&stored, KEY_CURRENT)
+            == Some(("False".to_owned(), "DeclarationOutdated".to_owned())),
+        "{status}"
+    );
+    let message = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == KEY_CURRENT))
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or_default();
+    ensure!(
+        message.contains(&format!("set spec.publicKey to {new}")),
+        "{message}"
+    );
+    ensure!(
+        condition(&stored, "Ready").is_some(),
+        "the source's condition went: {status}"
+    );
+
+    // The operator declares the key the peer rotated to; the driver's next pass records it.
+    let mut updated = peer.clone();
+    updated.public_key = new.to_base64();
+    api.put_peer(&updated, None)?;
+    store.set_declared([(name.to_owned(), new)].into());
+    let mut waited = Duration::ZERO;
+    loop {
+        let stored = api.peer(name)?;
+        if condition(&stored, KEY_CURRENT)
+            == Some(("True".to_owned(), "DeclarationCurrent".to_owned()))
+        {
+            break;
+        }
+        ensure!(
+            waited < REWRITE,
+            "the condition did not follow the declaration: {}",
+            stored["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        waited += Duration::from_millis(200);
+    }
+    Ok(())
+}
+
+/// A rotation takes a few seconds here; this bounds a stuck one.
+const ROTATION: Duration = Duration::from_secs(60);
+
+#[test]
+fn a_peer_rotation_is_recorded_in_its_wireguardpeer_status_and_survives_a_restart() {
+    require_root!();
+    require_kube!();
+    let topo = Topology::clusters(2).expect("build topology");
+    let (a, b) = (&topo.clusters[0], &topo.clusters[1]);
+    let api_a = RealApiServer::start(&a.gw, a.underlay_ip()).expect("API server a");
+    let api_b = RealApiServer::start(&b.gw, b.underlay_ip()).expect("API server b");
+    api_a.install_gateway_rbac(&a.iface).expect("RBAC a");
+    api_b.install_gateway_rbac(&b.iface).expect("RBAC b");
+    api_a.put_peer(&b.peer(), None).expect("peer b in a");
+    api_b.put_peer(&a.peer(), None).expect("peer a in b");
+    let mut gw_a = start_rotating(a, &api_a);
+    let gw_b = start_rotating(b, &api_b);
+    wait_reachable(&a.pod, b.pod_ip(), REACH).expect("pod a reaches pod b");
+
+    // b rotates its key; a records it in b's WireGuardPeer before it acknowledges.
+    let (old, new) = rotate(&gw_b);
+    assert_eq!(old, b.public_key());
+    let peer = eventually(STATUS, || {
+        let peer = api_a.peer(&b.name)?;
+        ensure!(
+            condition(&peer, "KeyCurrent")
+                == Some(("False".to_owned(), "DeclarationOutdated".to_owned())),
+            "not recorded yet: {}",
+            peer["status"]
+        );
+        Ok(peer)
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", gw_a.log()));
+    let status = &peer["status"];
+    assert_eq!(status["activePublicKey"], new.as_str(), "{status}");
+    assert!(status.get("nextPublicKey").is_none(), "{status}");
+    assert_eq!(status["rotation"]["active_public_key"], new.as_str());
+    assert_eq!(peer["spec"]["publicKey"], old.as_str(), "spec rewritten");
+    assert!(
+        status
+            .to_string()
+            .contains(&format!("set spec.publicKey to {new}")),
+        "{status}"
+    );
+    assert_eq!(
+        condition(&peer, "Ready"),
+        Some(("True".to_owned(), "Applied".to_owned())),
+        "{status}"
+    );
+
+    // A restarted a (its state file is new and empty) runs b under the new key from the
+    // status, although the declaration still names the old one.
+    gw_a.stop(Duration::from_secs(10)).expect("gateway a stops");
+    drop(gw_a);
+    let gw_a = start_rotating(a, &api_a);
+    wait_reachable(&a.pod, b.pod_ip(), REACH)
+        .unwrap_or_else(|e| panic!("pod a reaches pod b after a restart: {e:#}\n{}", gw_a.log()));
+    let dump = gw_a.dump().expect("wg dump");
+    let keys: Vec<&str> = dump.peers.iter().map(|p| p.public_key.as_str()).collect();
+    assert_eq!(keys, [new.as_str()], "a runs b under its new key");
+
+    // The operator updates the declaration; the condition follows.
+    let mut updated = b.peer();
+    updated.public_key = new.clone();
+    api_a.put_peer(&updated, None).expect("update peer b in a");
+    eventually(STATUS, || {
+        let peer = api_a.peer(&b.name)?;
+        ensure!(
+            condition(&peer, "KeyCurrent")
+                == Some(("True".to_owned(), "DeclarationCurrent".to_owned())),
+            "not current yet: {}",
+            peer["status"]
+        );
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", gw_a.log()));
+    for gateway in [&gw_a, &gw_b] {
+        assert!(
+            !gateway.log().to_lowercase().contains("forbidden"),
+            "the gateway was refused something: {}",
+            gateway.log()
+        );
+    }
+}
+
+/// Starts `cluster`'s gateway on `api` with a short control-channel hello interval, and
+/// waits until it is ready.
+fn start_rotating<'c>(cluster: &'c Cluster, api: &RealApiServer<'_>) -> Gateway<'c> {
+    let mut setup = start(cluster, api);
+    setup.extra_args = vec!["--control-hello-interval".to_owned(), "2s".to_owned()];
+    let mut gateway = setup.start().expect("start gateway");
+    gateway
+        .wait_ready(READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("gateway ready: {e:#}\n{}", gateway.log()));
+    gateway
+}
+
+/// Rotates `gateway`'s key with `peerctl rotate --now` once its peers' channels carry the
+/// rotation messages, and waits for the end; returns the old and the new key.
+fn rotate(gateway: &Gateway<'_>) -> (String, String) {
+    let socket = gateway.config().admin_socket.to_string_lossy().into_owned();
+    let peerctl = |args: &[&str]| -> anyhow::Result<String> {
+        let output = std::process::Command::new(peerctl_bin()?)
+            .args(args)
+            .args(["--socket", &socket])
+            .output()
+            .context("run peerctl")?;
+        ensure!(
+            output.status.success(),
+            "peerctl {args:?} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).context("peerctl output")
+    };
+    // A rotation started before the channel is up would have no peer to announce to.
+    eventually(ROTATION, || {
+        let doc: Value = serde_json::from_str(&peerctl(&["status", "--output", "json"])?)?;
+        let channels = doc["channels"].as_array().context("channels")?;
+        ensure!(
+            channels.iter().any(|c| c["state"] == "up"
+                && c["capabilities"]
+                    .as_array()
+                    .is_some_and(|caps| caps.iter().any(|cap| cap == "rotate.announce"))),
+            "no channel up with rotation yet: {channels:?}"
+        );
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", gateway.log()));
+    eventually(ROTATION, || {
+        let started = peerctl(&["rotate", "--now"])?;
+        ensure!(started.contains("started"), "{started}");
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", gateway.log()));
+    let run = eventually(ROTATION, || {
+        let status: Value = serde_json::from_str(&peerctl(&["rotate", "--status", "--json"])?)?;
+        let run = status["current"].clone();
+        ensure!(run["finished_unix"].is_u64(), "still running: {run}");
+        Ok(run)
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", gateway.log()));
+    assert_eq!(run["phase"], "complete", "{run}\n{}", gateway.log());
+    (
+        run["old_public_key"].as_str().expect("old").to_owned(),
+        run["next_public_key"].as_str().expect("next").to_owned(),
+    )
 }

@@ -117,7 +117,14 @@ pub struct WireGuardPeerStatus {
     /// Bytes sent to the peer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tx_bytes: Option<u64>,
-    /// `Ready` (accepted and applied, or why not) and `Connected` (recent handshake).
+    /// What the gateway holds of the peer's key rotations (its active key, a pending next
+    /// key, the last sequence taken, the keys it rotated away from): the gateway's own record,
+    /// written before it acknowledges a rotation message. Not for editing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "rotation_schema")]
+    pub rotation: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `Ready` (accepted and applied, or why not), `Connected` (recent handshake) and
+    /// `KeyCurrent` (whether `spec.publicKey` names the key the peer runs under).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
@@ -131,6 +138,16 @@ fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Sch
         serde_json::json!(["type"]),
     );
     schema
+}
+
+/// A JSON object the API server keeps as written, replaced whole by each apply.
+fn rotation_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "nullable": true,
+        "x-kubernetes-preserve-unknown-fields": true,
+        "x-kubernetes-map-type": "atomic",
+    })
 }
 
 impl WireGuardPeerSpec {

@@ -761,16 +761,16 @@ impl Runner {
             Action::PromoteInPlane => {
                 let next = self.next_key.clone()?;
                 Some(match plane.promote(&next).await {
-                Ok(()) => {
-                    self.promoted_at = Some(now);
-                    self.key_moved(true, now).await;
-                    Event::Promoted
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "the data plane did not switch to the new key");
-                    Event::PromoteFailed
-                }
-            })
+                    Ok(()) => {
+                        self.promoted_at = Some(now);
+                        self.key_moved(true, now).await;
+                        Event::Promoted
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the data plane did not switch to the new key");
+                        Event::PromoteFailed
+                    }
+                })
             }
             Action::Initiate { peer } => {
                 let key = self.peer_key(&peer)?;

@@ -72,18 +72,29 @@ impl Plane {
     /// Makes the old key current again. The native plane demotes (its sessions under the
     /// old key are kept), or takes `old` when it holds the new key only (after a restart);
     /// the kernel flips back to `old`.
-    pub async fn demote(&self, old: impl AsyncFnOnce() -> Option<PrivateKey>) -> Result<(), String> {
+    pub async fn demote(
+        &self,
+        old: impl AsyncFnOnce() -> Option<PrivateKey>,
+    ) -> Result<(), String> {
         match self {
             Plane::Native(device) => {
-                if device.demote_current().and_then(|()| device.unstage_key()).is_ok() {
+                if device
+                    .demote_current()
+                    .and_then(|()| device.unstage_key())
+                    .is_ok()
+                {
                     return Ok(());
                 }
-                let key = old().await.ok_or_else(|| "the old key cannot be read".to_owned())?;
+                let key = old()
+                    .await
+                    .ok_or_else(|| "the old key cannot be read".to_owned())?;
                 device.set_private_key(&key);
                 Ok(())
             }
             Plane::Kernel(requests) => {
-                let key = old().await.ok_or_else(|| "the old key cannot be read".to_owned())?;
+                let key = old()
+                    .await
+                    .ok_or_else(|| "the old key cannot be read".to_owned())?;
                 flip(requests, &key).await
             }
         }
@@ -113,7 +124,11 @@ impl Plane {
             Plane::Native(device) => device.peer_on_current_key(peer),
             Plane::Kernel(requests) => {
                 let (reply, answer) = oneshot::channel();
-                if requests.send(KernelRequest::Report { reply }).await.is_err() {
+                if requests
+                    .send(KernelRequest::Report { reply })
+                    .await
+                    .is_err()
+                {
                     return false;
                 }
                 let Ok(Some(report)) = answer.await else {

@@ -78,7 +78,7 @@ impl Responder {
             }
         };
         if next != state {
-            inner.store.put(peer, next).map_err(|e| {
+            inner.store.put(peer, next).await.map_err(|e| {
                 tracing::warn!(peer, error = %e, "cannot store a peer's announced key");
                 UNAVAILABLE
             })?;
@@ -88,7 +88,7 @@ impl Responder {
             .accept_peer_next_key(&running, &body.next_public_key)
         {
             tracing::warn!(peer, error = %e, "the data plane refused a peer's next key");
-            if let Err(e) = inner.store.put(peer, state) {
+            if let Err(e) = inner.store.put(peer, state).await {
                 tracing::warn!(peer, error = %e, "cannot restore a peer's rotation state");
             }
             self.audit(peer, "rotate.announce", UNAVAILABLE, &body.rotation_id);
@@ -140,7 +140,7 @@ impl Responder {
         if next == state {
             return Ok(());
         }
-        inner.store.put(peer, next.clone()).map_err(|e| {
+        inner.store.put(peer, next.clone()).await.map_err(|e| {
             tracing::warn!(peer, error = %e, "cannot store the end of a peer's rotation");
             UNAVAILABLE
         })?;

@@ -24,13 +24,13 @@ fn announced(state: &PeerRotationState, next: PublicKey, sequence: u64) -> PeerR
         .0
 }
 
-#[test]
-fn a_state_survives_a_reopen_in_a_0600_file() {
+#[tokio::test]
+async fn a_state_survives_a_reopen_in_a_0600_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("state/peer-rotations.json");
     let store = PeerStore::open(&path).expect("open");
     let state = announced(&PeerRotationState::new(key(1)), key(2), 7);
-    store.put("b", state.clone()).expect("put");
+    store.put("b", state.clone()).await.expect("put");
     let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let reopened = PeerStore::open(&path).expect("reopen");
@@ -38,8 +38,8 @@ fn a_state_survives_a_reopen_in_a_0600_file() {
     assert_eq!(reopened.get("c"), None);
 }
 
-#[test]
-fn a_peer_that_rotated_runs_under_its_new_key_until_the_declaration_names_another() {
+#[tokio::test]
+async fn a_peer_that_rotated_runs_under_its_new_key_until_the_declaration_names_another() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = PeerStore::open(&dir.path().join("s.json")).expect("open");
     assert_eq!(
@@ -50,7 +50,7 @@ fn a_peer_that_rotated_runs_under_its_new_key_until_the_declaration_names_anothe
     let pending = announced(&PeerRotationState::new(key(1)), key(2), 7);
     let id = RotationId::new("00000000000000aa").expect("id");
     let done = responder::on_complete(&pending, &id).expect("complete");
-    store.put("b", done).expect("put");
+    store.put("b", done).await.expect("put");
     assert_eq!(
         store.running_key("b", key(1)),
         key(2),

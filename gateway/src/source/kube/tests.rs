@@ -347,6 +347,27 @@ async fn status_is_written_at_once_on_changes_and_at_most_every_30s_otherwise() 
 }
 
 #[tokio::test]
+async fn the_status_writer_leaves_the_rotation_fields_to_the_peer_store() {
+    let mut h = Harness::start().await;
+    h.fake.put_peer(NS, "b", spec("b", "10.2.0.0/16")).await;
+    h.until("b applied and reported", |h| {
+        h.status_of("b").get("conditions").is_some()
+    })
+    .await;
+    let status = h.status_of("b");
+    for field in ["activePublicKey", "nextPublicKey", "rotation"] {
+        assert!(status.get(field).is_none(), "{field} in {status}");
+    }
+    let kinds: Vec<&str> = status["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .filter_map(|c| c["type"].as_str())
+        .collect();
+    assert_eq!(kinds, ["Ready", "Connected"]);
+}
+
+#[tokio::test]
 async fn a_peer_the_device_refuses_is_not_ready_and_the_gateway_not_reconciled() {
     let mut h = Harness::start().await;
     h.device.refuse(key("b"), true);
