@@ -463,8 +463,12 @@ fn peerctl(gateway: &Gateway<'_>, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8(out.stdout)?)
 }
 
+/// Not in the default guest filter: under software emulation the guest alone loses up to 5 %
+/// of a 1,000 packets/s stream without any rotation, so the loss across the flip is not
+/// measurable there with a fixed bound (docs/kernel-backend.md). Run it with
+/// `ZTGW_VM_FILTER=vmopt_kernel_gateway_rotates`.
 #[test]
-fn guest_kernel_gateway_rotates_its_key_by_a_flip_losing_under_a_second() {
+fn vmopt_kernel_gateway_rotates_its_key_by_a_flip_losing_under_a_second() {
     guest_only!();
     require_root!();
     let topo = Topology::clusters(2).expect("build topology");
