@@ -197,7 +197,15 @@ fn hello_is_exchanged_and_hostile_requests_are_refused_and_counted() {
 
     // Hello both ways, shown by peerctl status (JSON and table).
     let b_seen_by_a = wait_channel(&gw_a, b, "up");
-    assert_eq!(b_seen_by_a["capabilities"], serde_json::json!(["hello"]));
+    assert_eq!(
+        b_seen_by_a["capabilities"],
+        serde_json::json!([
+            "hello",
+            "rotate.announce",
+            "rotate.complete",
+            "rotate.abort"
+        ])
+    );
     assert_eq!(b_seen_by_a["public_key"], b.public_key().as_str());
     assert_eq!(b_seen_by_a["address"], "10.10.0.2");
     let a_seen_by_b = wait_channel(&gw_b, a, "up");
