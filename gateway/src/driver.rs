@@ -254,6 +254,22 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
             }
         }
         self.remember_running(&outcome.accepted, &failures);
+        // What is published (and read by readiness and the rotation schedule) is the device
+        // after the changes, not before them.
+        let mut fresh = true;
+        let report = if changes.is_empty() {
+            report
+        } else {
+            match self.device.report().await {
+                Ok(after) => after,
+                Err(e) => {
+                    self.metrics.reconcile_errors.inc();
+                    tracing::warn!(error = %format!("{e:#}"), "cannot read the device after the changes; retrying");
+                    fresh = false;
+                    report
+                }
+            }
+        };
         self.labels = outcome
             .accepted
             .iter()
@@ -272,6 +288,7 @@ impl<D: Device, S: PeerSource> Driver<D, S> {
         let outcomes = outcomes(&outcome, &failures, &self.applied, &report);
         self.source.publish(&outcomes, now).await;
         if failures.is_empty()
+            && fresh
             && let Ok(mut readiness) = self.readiness.write()
         {
             readiness.peers_reconciled = true;

@@ -357,7 +357,10 @@ impl Core {
     /// Starts a handshake with the peer under the current key, on its tunnel there (created
     /// if it has none): how a device that promoted a key moves a peer to it while its
     /// sessions on the previous key keep carrying data. The peer's answer makes that tunnel
-    /// the active one. Returns whether an initiation went out.
+    /// the active one. Each call sends a fresh initiation, even while one is unanswered:
+    /// the caller paces its retries, and the timers of a tunnel that is not the active one
+    /// send nothing (the first initiation may reach a peer not yet told the key). Returns
+    /// whether an initiation went out.
     pub fn initiate(
         &mut self,
         public: &[u8; 32],
@@ -377,7 +380,7 @@ impl Core {
         let (Some(to), Some(tunnel)) = (peer.endpoint, peer.tunnels[at as usize].as_mut()) else {
             return false;
         };
-        let TunnResult::WriteToNetwork(init) = tunnel.tunn.format_handshake_initiation(buf, false)
+        let TunnResult::WriteToNetwork(init) = tunnel.tunn.format_handshake_initiation(buf, true)
         else {
             return false;
         };

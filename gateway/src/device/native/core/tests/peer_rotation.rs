@@ -72,6 +72,44 @@ fn a_whole_peer_rotation_loses_no_packet_and_moves_traffic_after_confirmation() 
 }
 
 #[test]
+fn an_initiation_lost_before_the_peer_knew_the_key_is_sent_again_when_asked() {
+    // A manual peer: a promotes before b is told its next key, so the first initiation
+    // under the new key reaches a b that cannot answer it.
+    let mut pair = Pair::connected();
+    let (_, a_old) = key(1);
+    let (a_next_priv, a_next) = key(9);
+    pair.a.stage_key(a_next_priv).expect("a stages");
+    pair.a.promote_staged().expect("a promotes");
+    assert!(
+        pair.a
+            .initiate(&pair.b_pub, &mut pair.buf, Duration::ZERO, &mut pair.a_out)
+    );
+    let lost = pair.take_from_a();
+    pair.deliver_to_b(&lost);
+    assert!(pair.b_out.sent.is_empty(), "b does not know a's next key");
+
+    pair.b
+        .accept_peer_next_key(&a_old, a_next)
+        .expect("b accepts");
+    assert!(
+        pair.a
+            .initiate(&pair.b_pub, &mut pair.buf, Duration::ZERO, &mut pair.a_out),
+        "a second initiation goes out while the first is unanswered"
+    );
+    let init = pair.take_from_a();
+    assert_eq!((init[0], init.len()), (1, 148));
+    pair.deliver_to_b(&init);
+    let response = pair.take_from_b();
+    assert_eq!(response[0], 2, "b answers under a's next key");
+    pair.deliver_to_a(&response);
+    assert!(
+        pair.a.session_on_current(&pair.b_pub),
+        "a is on its new key"
+    );
+    pair.flow();
+}
+
+#[test]
 fn a_forgotten_next_key_is_an_unknown_peer_and_the_old_key_keeps_working() {
     let mut pair = Pair::connected();
     let (_, a_old) = key(1);
