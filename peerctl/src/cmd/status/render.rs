@@ -145,7 +145,7 @@ fn channel_row(channel: &Channel, now_unix: u64) -> Vec<String> {
     let capabilities = if channel.capabilities.is_empty() {
         "-".to_owned()
     } else {
-        escaped(&channel.capabilities.join(","))
+        escaped(&grouped(&channel.capabilities))
     };
     vec![
         channel.cluster.clone(),
@@ -156,6 +156,30 @@ fn channel_row(channel: &Channel, now_unix: u64) -> Vec<String> {
             |at| format!("{} ago", duration(now_unix.saturating_sub(at))),
         ),
     ]
+}
+
+/// Joins capabilities with commas, those of one family (`rotate.announce`, `rotate.abort`)
+/// as one entry (`rotate.{announce,abort}`), in the order the peer gave them.
+fn grouped(capabilities: &[String]) -> String {
+    let mut families: Vec<(&str, Vec<&str>)> = Vec::new();
+    for capability in capabilities {
+        let (family, member) = capability
+            .split_once('.')
+            .map_or((capability.as_str(), ""), |(f, m)| (f, m));
+        match families.iter_mut().find(|(f, _)| *f == family) {
+            Some((_, members)) => members.push(member),
+            None => families.push((family, vec![member])),
+        }
+    }
+    families
+        .iter()
+        .map(|(family, members)| match members.as_slice() {
+            [""] => (*family).to_owned(),
+            [one] => format!("{family}.{one}"),
+            many => format!("{family}.{{{}}}", many.join(",")),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Writes left-aligned columns two spaces apart; the last column is not padded.

@@ -194,3 +194,22 @@ fn channel_states_read_as_words_and_plain_peers_as_plain_wireguard() {
     let table = render::table(&model::parse(&value.to_string()).expect("parse"));
     assert!(!table.contains("CHANNEL"), "{table}");
 }
+
+#[test]
+fn capabilities_of_one_family_share_an_entry_and_the_row_fits_the_width() {
+    let mut doc: serde_json::Value = serde_json::from_str(&documented_example()).expect("json");
+    doc["channels"][0]["capabilities"] = serde_json::json!([
+        "hello",
+        "rotate.announce",
+        "rotate.complete",
+        "rotate.abort"
+    ]);
+    let table = render::table(&model::parse(&doc.to_string()).expect("parse"));
+    assert!(
+        table.contains("  hello,rotate.{announce,complete,abort}  10s ago\n"),
+        "{table}"
+    );
+    for line in table.lines() {
+        assert!(line.chars().count() <= WIDTH, "too wide: {line:?}");
+    }
+}
