@@ -53,6 +53,9 @@ pub struct StreamStats {
     /// the start to the first arrival, between consecutive arrivals, and from the last
     /// arrival to the sender's stop.
     pub max_gap_ms: u64,
+    /// The longest run of consecutive sequence numbers that never arrived: an outage, in
+    /// packets (at 1,000 packets/s, in milliseconds), apart from losses scattered elsewhere.
+    pub longest_loss: u64,
     /// Sends the kernel refused (no buffer, unreachable, ...); each is also counted as sent.
     pub send_errors: u64,
 }
@@ -61,11 +64,12 @@ impl fmt::Display for StreamStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "sent {}, received {}, lost {}, duplicates {}, reordered {}, max gap {} ms, \
-             send errors {}",
+            "sent {}, received {}, lost {} (longest run {}), duplicates {}, reordered {}, \
+             max gap {} ms, send errors {}",
             self.sent,
             self.received,
             self.lost,
+            self.longest_loss,
             self.duplicates,
             self.reordered,
             self.max_gap_ms,

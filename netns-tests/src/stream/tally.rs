@@ -77,7 +77,23 @@ impl Tally {
             duplicates: self.duplicates,
             reordered: self.reordered,
             max_gap_ms: u64::try_from(max_gap.as_millis()).unwrap_or(u64::MAX),
+            longest_loss: self.longest_loss(sent.min(MAX_SEQ)),
             send_errors: 0,
         }
+    }
+
+    /// Returns the longest run of consecutive sequence numbers below `sent` not received.
+    fn longest_loss(&self, sent: u64) -> u64 {
+        let (mut longest, mut run) = (0, 0);
+        for seq in 0..sent {
+            let word = self.seen.get((seq / 64) as usize).copied().unwrap_or(0);
+            if word & (1u64 << (seq % 64)) == 0 {
+                run += 1;
+                longest = longest.max(run);
+            } else {
+                run = 0;
+            }
+        }
+        longest
     }
 }

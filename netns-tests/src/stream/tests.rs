@@ -50,6 +50,13 @@ fn missing_sequence_numbers_count_as_lost() {
 }
 
 #[test]
+fn the_longest_run_of_missing_sequence_numbers_is_the_outage() {
+    let stats = tally(&[(0, 1), (2, 3), (6, 7), (7, 8)], 10, 10);
+
+    assert_eq!((stats.lost, stats.longest_loss), (6, 3));
+}
+
+#[test]
 fn a_late_datagram_is_reordered_not_lost() {
     let stats = tally(&[(0, 1), (2, 2), (1, 3), (3, 4)], 4, 4);
 
