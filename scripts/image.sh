@@ -180,6 +180,7 @@ podman "${store[@]}" run -d --name "$name" --network none "${limits[@]}" \
   --user 0 --cap-drop all --cap-add NET_ADMIN --security-opt no-new-privileges --read-only \
   --device /dev/net/tun \
   --tmpfs /var/run/wireguard:size=1m --tmpfs /run/zt-gateway:size=1m \
+  --tmpfs /var/lib/zt-gateway:size=1m,mode=0700 \
   -v "$conf:/etc/zt-gateway:ro" \
   "$image" --config /etc/zt-gateway/gateway.toml >/dev/null ||
   fail "the gateway container did not start"

@@ -35,13 +35,14 @@ pub mod status;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The file cannot be read or written.
-    #[error("peer rotation state {path}: {source}")]
+    // The cause is in the message, not a source (as `Api`): the responder logs the display,
+    // and a chain printed in full would name it twice.
+    #[error("peer rotation state {path} ([peers] state_path): {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is larger than [`MAX_FILE_BYTES`] or is not a state document.
     #[error(
@@ -132,9 +133,9 @@ impl PeerStore {
     /// # Errors
     /// [`StoreError`] when the file cannot be read or is damaged.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let io = |source| StoreError::Io {
+        let io = |cause| StoreError::Io {
             path: path.to_owned(),
-            source,
+            cause,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.exists()
@@ -368,11 +369,11 @@ fn write_file(path: &Path, states: &BTreeMap<String, PeerRotationState>) -> Resu
     };
     let bytes = serde_json::to_vec_pretty(&document).map_err(|e| StoreError::Io {
         path: path.to_owned(),
-        source: std::io::Error::other(e),
+        cause: std::io::Error::other(e),
     })?;
-    kms_client::write_private(path, &bytes).map_err(|source| StoreError::Io {
+    kms_client::write_private(path, &bytes).map_err(|cause| StoreError::Io {
         path: path.to_owned(),
-        source,
+        cause,
     })
 }
 

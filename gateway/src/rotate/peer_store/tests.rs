@@ -84,3 +84,18 @@ fn a_damaged_or_oversized_file_is_refused_without_its_content() {
     let err = PeerStore::open(&path).expect_err("bad name");
     assert!(err.to_string().contains("resource name"), "{err}");
 }
+
+#[test]
+fn a_state_directory_that_cannot_be_made_is_named_with_its_setting_and_one_cause() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A regular file where the directory should be: refused for root too.
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, b"").expect("write");
+    let path = blocker.join("state/peer-rotations.json");
+    let err = PeerStore::open(&path).expect_err("no directory");
+    assert!(matches!(err, StoreError::Io { .. }));
+    let shown = format!("{:#}", anyhow::Error::new(err));
+    assert!(shown.contains("[peers] state_path"), "{shown}");
+    let cause = std::io::Error::from_raw_os_error(20).to_string(); // ENOTDIR
+    assert_eq!(shown.matches(&cause).count(), 1, "{shown}");
+}
