@@ -28,6 +28,10 @@ pub const FIXED_RATE_SHARE: f64 = 0.5;
 /// Echo requests per idle RTT measurement, one every [`PING_INTERVAL_MS`].
 pub const IDLE_PINGS: u32 = 200;
 
+/// Seconds the tunnel is left idle (up, nothing sent through it) while its processes' memory
+/// and CPU time are read.
+pub const IDLE_SECONDS: u32 = 10;
+
 /// Interval between echo requests, idle and under load (100 per second).
 pub const PING_INTERVAL_MS: u32 = 10;
 
@@ -335,6 +339,40 @@ pub fn parse_cpu_ticks(stat: &str) -> Result<u64> {
     Ok(tick(14)? + tick(15)?)
 }
 
+/// Reads a thread's time on the CPU, in nanoseconds, from the text of
+/// `/proc/<pid>/task/<tid>/schedstat` (its first field).
+///
+/// # Errors
+/// Fails when the first field is missing or not a number.
+pub fn parse_schedstat_ns(text: &str) -> Result<u64> {
+    text.split_whitespace()
+        .next()
+        .context("empty schedstat")?
+        .parse()
+        .context("bad run time in schedstat")
+}
+
+/// Reads the resident set size, in KiB, from the text of `/proc/<pid>/status` (`VmRSS:`).
+///
+/// # Errors
+/// Fails when the line is missing or not in kB.
+pub fn parse_rss_kib(status: &str) -> Result<u64> {
+    let line = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .context("no VmRSS line in /proc/<pid>/status")?;
+    let value = line
+        .trim()
+        .strip_suffix("kB")
+        .context("VmRSS is not in kB")?;
+    value.trim().parse().context("bad VmRSS value")
+}
+
+/// The share of one core, in percent, that `cpu_ns` of CPU time over `wall_ns` is.
+pub fn core_percent(cpu_ns: u64, wall_ns: u64) -> Option<f64> {
+    (wall_ns > 0).then(|| cpu_ns as f64 / wall_ns as f64 * 100.0)
+}
+
 /// CPU seconds per GB (10^9 bytes) carried; `None` when nothing was carried.
 pub fn cpu_seconds_per_gb(ticks: u64, ticks_per_second: u64, bytes: u64) -> Option<f64> {
     if bytes == 0 || ticks_per_second == 0 {
@@ -384,6 +422,10 @@ pub struct Samples {
     pub load_echo_loss: Vec<f64>,
     /// The rate of that TCP run, Gbit/s received.
     pub load_gbps: Vec<f64>,
+    /// Idle: the resident set of the largest tunnel process, MB (10^6 bytes).
+    pub idle_rss_mb: Vec<f64>,
+    /// Idle: the CPU time of the busiest tunnel process, percent of one core.
+    pub idle_cpu_percent: Vec<f64>,
 }
 
 impl Samples {
@@ -405,6 +447,8 @@ impl Samples {
             load_p99_ms: median(&self.load_p99_ms),
             load_echo_loss: median(&self.load_echo_loss),
             load_gbps: median(&self.load_gbps),
+            idle_rss_mb: median(&self.idle_rss_mb),
+            idle_cpu_percent: median(&self.idle_cpu_percent),
         }
     }
 }
@@ -443,4 +487,8 @@ pub struct Summary {
     pub load_echo_loss: Option<f64>,
     /// The rate of that TCP run, Gbit/s received.
     pub load_gbps: Option<f64>,
+    /// Idle: the resident set of the largest tunnel process, MB (10^6 bytes).
+    pub idle_rss_mb: Option<f64>,
+    /// Idle: the CPU time of the busiest tunnel process, percent of one core.
+    pub idle_cpu_percent: Option<f64>,
 }

@@ -12,7 +12,8 @@
 //! build again); Debian's wireguard-go on both sides, boringtun-cli on both sides (`ZTGW_BORINGTUN_BIN`, else `boringtun-cli` on the `PATH`;
 //! skipped when missing), and the raw veth underlay between the two gateway namespaces.
 //!
-//! Per plane and repetition: idle ping RTT; iperf3 TCP with 1 stream (counting the CPU time of
+//! Per plane, once: the tunnel left idle for `IDLE_SECONDS`, the tunnel processes' largest
+//! resident set and busiest CPU time. Per plane and repetition: idle ping RTT; iperf3 TCP with 1 stream (counting the CPU time of
 //! the tunnel processes on both sides) and 4 streams; UDP at the maximum rate with 64 B and
 //! 1,400 B packets; ping RTT during a 1-stream TCP run. Then UDP 1,400 B at half the first
 //! measured plane's (normally native's) maximum rate, the same rate for every plane. It prints
@@ -32,10 +33,11 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail, ensure};
 use netns_tests::bench::report::{FixedRate, Outcome, PlaneResult, Report};
 use netns_tests::bench::{
-    FIXED_RATE_SHARE, IDLE_PINGS, LARGE_PACKET, LOAD_WARMUP_ECHOES, PING_INTERVAL_MS, PingRun,
-    Plane, SMALL_PACKET, Samples, Summary, TcpRun, UDP_OVERHEAD, UdpRun, cpu_model,
-    cpu_seconds_per_gb, median, offered_bits_per_second, parse_cpu_ticks, parse_iperf_tcp,
-    parse_iperf_udp, parse_ping, parse_planes, percentile,
+    FIXED_RATE_SHARE, IDLE_PINGS, IDLE_SECONDS, LARGE_PACKET, LOAD_WARMUP_ECHOES, PING_INTERVAL_MS,
+    PingRun, Plane, SMALL_PACKET, Samples, Summary, TcpRun, UDP_OVERHEAD, UdpRun, core_percent,
+    cpu_model, cpu_seconds_per_gb, median, offered_bits_per_second, parse_cpu_ticks,
+    parse_iperf_tcp, parse_iperf_udp, parse_ping, parse_planes, parse_rss_kib, parse_schedstat_ns,
+    percentile,
 };
 use netns_tests::{
     Gateway, Netns, Offloads, Proc, READY_TIMEOUT, Topology, WgProgram, WgUserspace, eventually,
@@ -223,7 +225,7 @@ fn describe_machine(settings: &Settings) -> String {
     };
     format!(
         "Machine:\n\n\
-         - CPU: {} ({cores} cores available)\n\
+         - CPU: {} ({cores} cores available to this run: `taskset` limits them)\n\
          - kernel: {}\n\
          - wireguard-go: {}\n\
          - wireguard-go-current: {current}\n\
@@ -294,6 +296,16 @@ fn measure(plane: Plane, settings: &Settings, fixed: &mut Option<FixedRate>) -> 
         .chain(devices.iter().map(WgUserspace::pid))
         .collect();
     wait_reachable(client, target, REACH).context("the pods do not reach each other")?;
+    let mut samples = Samples::default();
+    if !pids.is_empty() {
+        let (rss_mb, cpu_percent) = idle(&pids)?;
+        eprintln!(
+            "  {} idle: largest RSS {rss_mb:.1} MB, busiest CPU {cpu_percent:.3} % of a core",
+            plane.name()
+        );
+        samples.idle_rss_mb.push(rss_mb);
+        samples.idle_cpu_percent.push(cpu_percent);
+    }
     // Killed on drop; clients retry until it listens.
     let _server: Proc = server.spawn(&["iperf3", "-s"], &[])?;
     let run = Run {
@@ -307,7 +319,6 @@ fn measure(plane: Plane, settings: &Settings, fixed: &mut Option<FixedRate>) -> 
         eprintln!("  {}: offloads on: {offloads}", plane.name());
     }
 
-    let mut samples = Samples::default();
     for rep in 1..=settings.reps {
         eprintln!("  {} repetition {rep}/{}", plane.name(), settings.reps);
         let idle = run.ping(IDLE_PINGS)?.rtts_after(0);
@@ -398,6 +409,53 @@ fn check_offloads(device: &WgUserspace<'_>, run: Run<'_>) -> Result<Offloads> {
         "the wireguard-go-current plane is only meaningful with its offloads on: refused",
     )?;
     Ok(offloads)
+}
+
+/// Leaves the tunnel idle for [`IDLE_SECONDS`] and returns the largest resident set (MB)
+/// and the busiest CPU time (percent of one core) among the processes `pids`.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "idleness is a fixed stretch of wall time with nothing happening: no event marks its end"
+)]
+fn idle(pids: &[u32]) -> Result<(f64, f64)> {
+    let before: Vec<u64> = pids
+        .iter()
+        .map(|&pid| run_time_ns(pid))
+        .collect::<Result<_>>()?;
+    let started = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(u64::from(IDLE_SECONDS)));
+    let wall = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let mut rss_mb = 0f64;
+    let mut cpu_percent = 0f64;
+    for (&pid, before) in pids.iter().zip(before) {
+        let used = run_time_ns(pid)?.saturating_sub(before);
+        cpu_percent = cpu_percent.max(core_percent(used, wall).unwrap_or_default());
+        let path = format!("/proc/{pid}/status");
+        let status = std::fs::read_to_string(&path)
+            .with_context(|| format!("failed to read {path}: has the tunnel process exited?"))?;
+        rss_mb = rss_mb.max(parse_rss_kib(&status)? as f64 * 1024.0 / 1e6);
+    }
+    Ok((rss_mb, cpu_percent))
+}
+
+/// The time on the CPU, in nanoseconds, of every thread the process `pid` has now
+/// (`/proc/<pid>/task/*/schedstat`; finer than the clock ticks of `/proc/<pid>/stat`).
+fn run_time_ns(pid: u32) -> Result<u64> {
+    let tasks = format!("/proc/{pid}/task");
+    let entries = std::fs::read_dir(&tasks)
+        .with_context(|| format!("failed to read {tasks}: has the tunnel process exited?"))?;
+    let mut total = 0u64;
+    for entry in entries {
+        let path = entry
+            .context("reading a task entry")?
+            .path()
+            .join("schedstat");
+        // A thread that ended between the listing and the read is not counted.
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            total = total.saturating_add(parse_schedstat_ns(&text)?);
+        }
+    }
+    Ok(total)
 }
 
 /// The sum of utime and stime, in clock ticks, of every process in `pids`.
