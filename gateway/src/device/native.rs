@@ -127,6 +127,18 @@ impl<'a> IoSink<'a> {
         self.batch.flush(self.udp);
         self.writer.flush(self.tun);
     }
+
+    /// Sends or writes what would not leave room for another call's output, so that the
+    /// next call does not do it with the core locked. `tun_room`: the most packets one call
+    /// writes to the TUN device.
+    fn relieve(&mut self, tun_room: usize) {
+        if self.batch.nearly_full() {
+            self.batch.flush(self.udp);
+        }
+        if self.writer.nearly_full(tun_room) {
+            self.writer.flush(self.tun);
+        }
+    }
 }
 
 impl Sink for IoSink<'_> {
@@ -154,12 +166,19 @@ fn tun_loop(core: &Mutex<Core>, tun: &Tun, udp: &Udp, stop: &AtomicBool) {
                 return;
             }
         }
-        // Drain what is queued, so small packets to one peer leave as one GSO run too.
+        // Drain what is queued, so small packets to one peer leave as one GSO run too. The
+        // core is locked once per read, for the crypto only: the sends happen after.
         for _ in 0..TUN_READS_PER_BATCH {
             let now = clock::monotonic();
+            let mut guard: Option<MutexGuard<'_, Core>> = None;
             let read = tun.read_batch(&mut reader, |packet| {
-                lock(core).from_tun(packet, &mut out, now, &mut sink);
+                guard
+                    .get_or_insert_with(|| lock(core))
+                    .from_tun(packet, &mut out, now, &mut sink);
             });
+            drop(guard);
+            // Encrypting writes nothing to the TUN device.
+            sink.relieve(0);
             let Err(e) = read else { continue };
             match e.kind() {
                 std::io::ErrorKind::WouldBlock => break,
@@ -187,30 +206,41 @@ fn udp_loop(core: &Mutex<Core>, tun: &Tun, udp: &Udp, stop: &AtomicBool) {
     let mut last_tick = Duration::ZERO;
     let mut reported_invalid = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let mut guard: Option<MutexGuard<'_, Core>> = None;
-        let received = udp.recv_batch(&mut receiver, |src, datagram| {
+        // Wait for the first message, then take what else is queued. The core is locked once
+        // per message (a GRO batch of up to 64 datagrams), for the crypto only: the TUN
+        // writes and the sends happen after.
+        for round in 0..udp::RECV_BATCH {
+            let message = match udp.recv(&mut receiver, round == 0) {
+                Ok(Some(message)) => message,
+                Ok(None) => continue,
+                Err(e) => {
+                    if round == 0
+                        && !matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock
+                                | std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::Interrupted
+                        )
+                    {
+                        tracing::trace!(error = %e, "UDP receive failed");
+                    }
+                    break;
+                }
+            };
             let now = clock::monotonic();
-            guard
-                .get_or_insert_with(|| lock(core))
-                .from_udp(src, datagram, &mut out, now, &mut sink);
-        });
-        match received {
-            Ok(()) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => tracing::trace!(error = %e, "UDP receive failed"),
+            let mut locked = lock(core);
+            for datagram in message.datagrams() {
+                locked.from_udp(message.source, datagram, &mut out, now, &mut sink);
+            }
+            drop(locked);
+            sink.relieve(udp::MAX_SEGMENTS);
         }
         let now = clock::monotonic();
         if now.saturating_sub(last_tick) >= TICK {
             last_tick = now;
-            let core = guard.get_or_insert_with(|| lock(core));
-            core.tick(now, clock::now(), &mut out, &mut sink);
-            let invalid = core.counters.invalid;
+            let mut locked = lock(core);
+            locked.tick(now, clock::now(), &mut out, &mut sink);
+            let invalid = locked.counters.invalid;
             if invalid != reported_invalid {
                 tracing::info!(
                     dropped_invalid = invalid,
@@ -219,7 +249,6 @@ fn udp_loop(core: &Mutex<Core>, tun: &Tun, udp: &Udp, stop: &AtomicBool) {
                 reported_invalid = invalid;
             }
         }
-        drop(guard);
         sink.flush();
     }
 }

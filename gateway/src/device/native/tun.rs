@@ -163,6 +163,12 @@ impl Writer {
         }
     }
 
+    /// Whether another call's packets (up to `room` of them) might not fit without a write:
+    /// the caller writes now, before it locks the core again.
+    pub fn nearly_full(&self, room: usize) -> bool {
+        self.count + room > self.packets.len()
+    }
+
     /// Writes the queued packets, coalescing those of one flow.
     pub fn flush(&mut self, tun: &Tun) {
         if self.count == 0 {

@@ -21,7 +21,7 @@ const SOCKET_BUFFER: usize = 7 * 1024 * 1024;
 /// The largest UDP payload one GSO send or one GRO receive carries.
 pub const MAX_SUPER_DATAGRAM: usize = 65_507;
 /// Most segments the kernel accepts in one GSO send (`UDP_MAX_SEGMENTS` on older kernels).
-const MAX_SEGMENTS: usize = 64;
+pub const MAX_SEGMENTS: usize = 64;
 /// Messages taken per batch.
 pub const RECV_BATCH: usize = 16;
 
@@ -135,6 +135,57 @@ impl Udp {
         }
     }
 
+    /// Receives one message: waits up to the socket's timeout when `wait`, else takes only
+    /// what is queued. `Ok(None)` for a message without a usable source address (dropped).
+    ///
+    /// # Errors
+    /// The receive error (`WouldBlock` when nothing came).
+    pub fn recv<'r>(
+        &self,
+        receiver: &'r mut Receiver,
+        wait: bool,
+    ) -> std::io::Result<Option<Received<'r>>> {
+        let flags = if wait {
+            MsgFlags::empty()
+        } else {
+            MsgFlags::MSG_DONTWAIT
+        };
+        let (bytes, source, segment) = {
+            let mut iov = [IoSliceMut::new(receiver.buffer.as_mut_slice())];
+            let message = recvmsg::<SockaddrStorage>(
+                self.socket.as_raw_fd(),
+                &mut iov,
+                Some(&mut receiver.cmsg),
+                flags,
+            )
+            .map_err(std::io::Error::from)?;
+            let mut segment = message.bytes;
+            if let Ok(cmsgs) = message.cmsgs() {
+                for cmsg in cmsgs {
+                    if let ControlMessageOwned::UdpGroSegments(size) = cmsg
+                        && let Ok(size) = usize::try_from(size)
+                        && size > 0
+                    {
+                        segment = size;
+                    }
+                }
+            }
+            (
+                message.bytes,
+                message.address.and_then(socket_addr),
+                segment,
+            )
+        };
+        let (Some(source), Some(data)) = (source, receiver.buffer.get(..bytes)) else {
+            return Ok(None);
+        };
+        Ok(Some(Received {
+            source,
+            data,
+            segment,
+        }))
+    }
+
     /// Receives up to [`RECV_BATCH`] messages: waits for the first up to the socket's
     /// timeout, then takes what else is queued without waiting. For each datagram (a message
     /// coalesced by GRO is split at its segment size) calls `each(source, datagram)`.
@@ -147,50 +198,15 @@ impl Udp {
         mut each: impl FnMut(SocketAddr, &[u8]),
     ) -> std::io::Result<()> {
         for round in 0..RECV_BATCH {
-            let flags = if round == 0 {
-                MsgFlags::empty()
-            } else {
-                MsgFlags::MSG_DONTWAIT
-            };
-            let (bytes, source, segment) = {
-                let mut iov = [IoSliceMut::new(receiver.buffer.as_mut_slice())];
-                let message = match recvmsg::<SockaddrStorage>(
-                    self.socket.as_raw_fd(),
-                    &mut iov,
-                    Some(&mut receiver.cmsg),
-                    flags,
-                ) {
-                    Ok(message) => message,
-                    Err(e) if round == 0 => return Err(std::io::Error::from(e)),
-                    Err(_) => return Ok(()),
-                };
-                let mut segment = message.bytes;
-                if let Ok(cmsgs) = message.cmsgs() {
-                    for cmsg in cmsgs {
-                        if let ControlMessageOwned::UdpGroSegments(size) = cmsg
-                            && let Ok(size) = usize::try_from(size)
-                            && size > 0
-                        {
-                            segment = size;
-                        }
+            match self.recv(receiver, round == 0) {
+                Ok(Some(message)) => {
+                    for datagram in message.datagrams() {
+                        each(message.source, datagram);
                     }
                 }
-                (
-                    message.bytes,
-                    message.address.and_then(socket_addr),
-                    segment,
-                )
-            };
-            let Some(source) = source else { continue };
-            let Some(data) = receiver.buffer.get(..bytes) else {
-                continue;
-            };
-            if data.is_empty() {
-                // An empty datagram is still one (and garbage): the core counts it.
-                each(source, data);
-            }
-            for datagram in data.chunks(segment.max(1)) {
-                each(source, datagram);
+                Ok(None) => {}
+                Err(e) if round == 0 => return Err(e),
+                Err(_) => return Ok(()),
             }
         }
         Ok(())
@@ -239,9 +255,44 @@ impl Default for Receiver {
     }
 }
 
+/// One received message, borrowed from the [`Receiver`]'s buffer.
+#[derive(Debug)]
+pub struct Received<'r> {
+    /// Where it came from.
+    pub source: SocketAddr,
+    data: &'r [u8],
+    segment: usize,
+}
+
+impl<'r> Received<'r> {
+    /// Its datagrams: a message coalesced by GRO split at its segment size; an empty
+    /// datagram is still one (garbage, which the core counts).
+    pub fn datagrams(&self) -> impl Iterator<Item = &'r [u8]> {
+        let data = self.data;
+        let empty = data.is_empty().then_some(data);
+        empty.into_iter().chain(data.chunks(self.segment.max(1)))
+    }
+}
+
+/// Most GSO runs a [`Batch`] holds before it must send: the caller sends at a moment of its
+/// choosing (outside the core's lock) once [`Batch::nearly_full`] says so.
+const MAX_RUNS: usize = 8;
+
+/// Runs one call that encrypts a TUN read or handles a received message may start: a
+/// 64 KiB TCP super-packet seals into two, and a handshake message may make one more.
+const RUNS_PER_CALL: usize = 3;
+
 /// Collects outgoing datagrams into GSO runs: consecutive datagrams to the same peer with the
-/// same length (the last of a run may be shorter) go out in one `sendmsg`.
+/// same length (the last of a run may be shorter) go out in one `sendmsg`. Several runs are
+/// held, so that nothing is sent while the core is locked unless [`MAX_RUNS`] are full.
 pub struct Batch {
+    /// The runs, `runs[..active]` in use; the last of those is the open one.
+    runs: Vec<Run>,
+    active: usize,
+}
+
+/// One GSO run.
+struct Run {
     data: Vec<u8>,
     to: Option<SocketAddr>,
     segment: usize,
@@ -253,8 +304,7 @@ pub struct Batch {
 impl std::fmt::Debug for Batch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batch")
-            .field("segment", &self.segment)
-            .field("count", &self.count)
+            .field("active", &self.active)
             .finish_non_exhaustive()
     }
 }
@@ -266,33 +316,76 @@ impl Default for Batch {
 }
 
 impl Batch {
-    /// Returns an empty batch with room for one full GSO send.
+    /// Returns an empty batch; a run's buffer (one full GSO send) is allocated when first
+    /// used.
     pub fn new() -> Self {
         Self {
-            data: Vec::with_capacity(MAX_SUPER_DATAGRAM),
-            to: None,
-            segment: 0,
-            count: 0,
-            closed: false,
+            runs: Vec::with_capacity(MAX_RUNS),
+            active: 0,
         }
     }
 
-    /// Adds a datagram, first sending what is batched if it cannot join the run.
+    /// Adds a datagram: to the open run if it can join it, else to a new run, first sending
+    /// everything if [`MAX_RUNS`] are in use.
     pub fn push(&mut self, udp: &Udp, to: SocketAddr, datagram: &[u8]) {
-        if !self.fits(to, datagram.len()) {
-            self.flush(udp);
+        let joins = self
+            .active
+            .checked_sub(1)
+            .and_then(|open| self.runs.get(open))
+            .is_some_and(|run| run.fits(to, datagram.len()));
+        if !joins {
+            if self.active == MAX_RUNS {
+                self.flush(udp);
+            }
+            if self.active == self.runs.len() {
+                self.runs.push(Run {
+                    data: Vec::with_capacity(MAX_SUPER_DATAGRAM),
+                    to: None,
+                    segment: 0,
+                    count: 0,
+                    closed: false,
+                });
+            }
+            self.active += 1;
         }
-        if self.count == 0 {
-            self.to = Some(to);
-            self.segment = datagram.len();
+        let Some(run) = self.runs.get_mut(self.active - 1) else {
+            return;
+        };
+        if run.count == 0 {
+            run.to = Some(to);
+            run.segment = datagram.len();
         }
-        self.data.extend_from_slice(datagram);
-        self.count += 1;
-        if datagram.len() < self.segment {
-            self.closed = true;
+        run.data.extend_from_slice(datagram);
+        run.count += 1;
+        if datagram.len() < run.segment {
+            run.closed = true;
         }
     }
 
+    /// Whether another call's datagrams might not fit without a send: the caller sends
+    /// now, before it locks the core again.
+    pub fn nearly_full(&self) -> bool {
+        self.active + RUNS_PER_CALL > MAX_RUNS
+    }
+
+    /// Sends what is batched, run by run in the order they were made.
+    pub fn flush(&mut self, udp: &Udp) {
+        for run in self.runs.iter_mut().take(self.active) {
+            if let Some(to) = run.to.take()
+                && run.count > 0
+            {
+                udp.send_segments(to, &run.data, run.segment, run.count);
+            }
+            run.data.clear();
+            run.count = 0;
+            run.segment = 0;
+            run.closed = false;
+        }
+        self.active = 0;
+    }
+}
+
+impl Run {
     fn fits(&self, to: SocketAddr, len: usize) -> bool {
         self.count == 0
             || (self.to == Some(to)
@@ -301,19 +394,6 @@ impl Batch {
                 && len > 0
                 && self.count < MAX_SEGMENTS
                 && self.data.len() + len <= MAX_SUPER_DATAGRAM)
-    }
-
-    /// Sends what is batched.
-    pub fn flush(&mut self, udp: &Udp) {
-        if let Some(to) = self.to.take()
-            && self.count > 0
-        {
-            udp.send_segments(to, &self.data, self.segment, self.count);
-        }
-        self.data.clear();
-        self.count = 0;
-        self.segment = 0;
-        self.closed = false;
     }
 }
 
@@ -345,6 +425,59 @@ mod tests {
             let n = peer.recv(&mut buf).expect("datagram");
             assert_eq!(n, *size, "datagram {i}");
             assert!(buf[..n].iter().all(|b| usize::from(*b) == i));
+        }
+    }
+
+    #[test]
+    fn runs_to_several_peers_are_held_until_flushed_and_sent_in_order() {
+        let (udp, first) = udp_pair();
+        let second = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind peer");
+        second
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let (to_first, to_second) = (
+            first.local_addr().expect("addr"),
+            second.local_addr().expect("addr"),
+        );
+        first
+            .set_nonblocking(true)
+            .expect("nonblocking for the check below");
+        let mut batch = Batch::new();
+        for i in 0..5u8 {
+            let to = if i % 2 == 0 { to_first } else { to_second };
+            batch.push(&udp, to, &[i; 64]);
+        }
+        assert!(
+            !batch.nearly_full(),
+            "five runs of eight leave room for a call's three"
+        );
+        let mut buf = [0u8; 2048];
+        assert!(
+            first.recv(&mut buf).is_err(),
+            "nothing leaves before the flush"
+        );
+        batch.push(&udp, to_second, &[5; 64]);
+        assert!(batch.nearly_full());
+        batch.flush(&udp);
+        first.set_nonblocking(false).expect("blocking");
+        for (peer, expected) in [(&first, [0u8, 2, 4]), (&second, [1, 3, 5])] {
+            for byte in expected {
+                let n = peer.recv(&mut buf).expect("datagram");
+                assert_eq!(n, 64);
+                assert!(buf[..n].iter().all(|b| *b == byte), "datagram {byte}");
+            }
+        }
+        // Past the last run, a push sends everything first and keeps going.
+        for i in 0..(MAX_RUNS + 1) {
+            let to = if i % 2 == 0 { to_first } else { to_second };
+            batch.push(&udp, to, &[7; 32]);
+        }
+        batch.flush(&udp);
+        let mut got = 0;
+        while got < MAX_RUNS + 1 {
+            let peer = if got % 2 == 0 { &first } else { &second };
+            assert_eq!(peer.recv(&mut buf).expect("datagram"), 32);
+            got += 1;
         }
     }
 
