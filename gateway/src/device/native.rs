@@ -40,6 +40,8 @@ const TICK: Duration = Duration::from_millis(250);
 const RECV_TIMEOUT: Duration = Duration::from_millis(100);
 /// Most TUN reads (packets or offloaded super-packets) taken before what they made is sent.
 const TUN_READS_PER_BATCH: usize = 64;
+/// Most TUN reads the udp thread takes after writing, for the answers its packets made.
+const REPLY_READS: usize = 4;
 /// Scratch space for one encrypted or decrypted packet (a TUN MTU up to 65535 plus
 /// WireGuard's overhead).
 const BUF_SIZE: usize = 65536 + 148;
@@ -84,13 +86,32 @@ impl NativeHandle {
                 .spawn(f)
                 .map(drop)
         };
+        let reading = Arc::new(Mutex::new(tun::Reader::new()));
         {
-            let (core, tun, udp, stop) = (core.clone(), tun.clone(), udp.clone(), stop.clone());
-            spawn("tun", Box::new(move || tun_loop(&core, &tun, &udp, &stop)))?;
+            let (core, tun, reading, udp, stop) = (
+                core.clone(),
+                tun.clone(),
+                reading.clone(),
+                udp.clone(),
+                stop.clone(),
+            );
+            spawn(
+                "tun",
+                Box::new(move || tun_loop(&core, &tun, &reading, &udp, &stop)),
+            )?;
         }
         {
-            let (core, tun, udp, stop) = (core.clone(), tun.clone(), udp.clone(), stop.clone());
-            spawn("udp", Box::new(move || udp_loop(&core, &tun, &udp, &stop)))?;
+            let (core, tun, reading, udp, stop) = (
+                core.clone(),
+                tun.clone(),
+                reading.clone(),
+                udp.clone(),
+                stop.clone(),
+            );
+            spawn(
+                "udp",
+                Box::new(move || udp_loop(&core, &tun, &reading, &udp, &stop)),
+            )?;
         }
         Ok(Self {
             stop,
@@ -151,8 +172,43 @@ impl Sink for IoSink<'_> {
     }
 }
 
-fn tun_loop(core: &Mutex<Core>, tun: &Tun, udp: &Udp, stop: &AtomicBool) {
-    let mut reader = tun::Reader::new();
+/// Reads one packet or super-packet from the TUN device and encrypts it into `sink`, the
+/// core locked for the crypto only; then sends what would not leave room for the next read.
+fn read_and_seal(
+    core: &Mutex<Core>,
+    tun: &Tun,
+    reader: &mut tun::Reader,
+    out: &mut [u8],
+    sink: &mut IoSink<'_>,
+) -> std::io::Result<()> {
+    let now = clock::monotonic();
+    let mut guard: Option<MutexGuard<'_, Core>> = None;
+    let read = tun.read_batch(reader, |packet| {
+        guard
+            .get_or_insert_with(|| lock(core))
+            .from_tun(packet, out, now, sink);
+    });
+    drop(guard);
+    // Encrypting writes nothing to the TUN device.
+    sink.relieve(0);
+    read
+}
+
+/// Locks the TUN device's reading side. A thread that panicked while holding it left the
+/// reader's buffers only: they are still usable.
+fn lock_reader(reading: &Mutex<tun::Reader>) -> MutexGuard<'_, tun::Reader> {
+    reading
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn tun_loop(
+    core: &Mutex<Core>,
+    tun: &Tun,
+    reading: &Mutex<tun::Reader>,
+    udp: &Udp,
+    stop: &AtomicBool,
+) {
     let mut out = vec![0u8; BUF_SIZE];
     let mut sink = IoSink::new(udp, tun);
     while !stop.load(Ordering::Relaxed) {
@@ -166,20 +222,14 @@ fn tun_loop(core: &Mutex<Core>, tun: &Tun, udp: &Udp, stop: &AtomicBool) {
                 return;
             }
         }
-        // Drain what is queued, so small packets to one peer leave as one GSO run too. The
-        // core is locked once per read, for the crypto only: the sends happen after.
+        // Whoever holds the reader reads, encrypts and sends before letting go, so packets
+        // leave in the order they were read.
+        let mut reader = lock_reader(reading);
+        // Drain what is queued, so small packets to one peer leave as one GSO run too.
         for _ in 0..TUN_READS_PER_BATCH {
-            let now = clock::monotonic();
-            let mut guard: Option<MutexGuard<'_, Core>> = None;
-            let read = tun.read_batch(&mut reader, |packet| {
-                guard
-                    .get_or_insert_with(|| lock(core))
-                    .from_tun(packet, &mut out, now, &mut sink);
-            });
-            drop(guard);
-            // Encrypting writes nothing to the TUN device.
-            sink.relieve(0);
-            let Err(e) = read else { continue };
+            let Err(e) = read_and_seal(core, tun, &mut reader, &mut out, &mut sink) else {
+                continue;
+            };
             match e.kind() {
                 std::io::ErrorKind::WouldBlock => break,
                 std::io::ErrorKind::Interrupted | std::io::ErrorKind::InvalidInput => {}
@@ -199,7 +249,13 @@ fn tun_loop(core: &Mutex<Core>, tun: &Tun, udp: &Udp, stop: &AtomicBool) {
     }
 }
 
-fn udp_loop(core: &Mutex<Core>, tun: &Tun, udp: &Udp, stop: &AtomicBool) {
+fn udp_loop(
+    core: &Mutex<Core>,
+    tun: &Tun,
+    reading: &Mutex<tun::Reader>,
+    udp: &Udp,
+    stop: &AtomicBool,
+) {
     let mut receiver = udp::Receiver::new();
     let mut out = vec![0u8; BUF_SIZE];
     let mut sink = IoSink::new(udp, tun);
@@ -209,6 +265,7 @@ fn udp_loop(core: &Mutex<Core>, tun: &Tun, udp: &Udp, stop: &AtomicBool) {
         // Wait for the first message, then take what else is queued. The core is locked once
         // per message (a GRO batch of up to 64 datagrams), for the crypto only: the TUN
         // writes and the sends happen after.
+        let mut wrote = false;
         for round in 0..udp::RECV_BATCH {
             let message = match udp.recv(&mut receiver, round == 0) {
                 Ok(Some(message)) => message,
@@ -234,6 +291,7 @@ fn udp_loop(core: &Mutex<Core>, tun: &Tun, udp: &Udp, stop: &AtomicBool) {
             }
             drop(locked);
             sink.relieve(udp::MAX_SEGMENTS);
+            wrote = true;
         }
         let now = clock::monotonic();
         if now.saturating_sub(last_tick) >= TICK {
@@ -250,5 +308,16 @@ fn udp_loop(core: &Mutex<Core>, tun: &Tun, udp: &Udp, stop: &AtomicBool) {
             }
         }
         sink.flush();
+        // What was just written may have made the local stack answer at once (an echo
+        // reply, a TCP acknowledgement): send it from here rather than wait for the tun
+        // thread to wake, unless that thread is reading already.
+        if wrote && let Ok(mut reader) = reading.try_lock() {
+            for _ in 0..REPLY_READS {
+                if read_and_seal(core, tun, &mut reader, &mut out, &mut sink).is_err() {
+                    break;
+                }
+            }
+            sink.flush();
+        }
     }
 }
