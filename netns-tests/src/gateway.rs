@@ -83,6 +83,7 @@ impl<'c> GatewaySetup<'c> {
             admin_listen: None,
             admin_token_file: None,
             peers_toml: None,
+            peer_state_path: true,
             audit_toml: None,
         };
         Ok(Self {

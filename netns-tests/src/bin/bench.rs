@@ -13,12 +13,13 @@
 //! skipped when missing), and the raw veth underlay between the two gateway namespaces.
 //!
 //! Per plane, once: the tunnel left idle for `IDLE_SECONDS`, the tunnel processes' largest
-//! resident set and busiest CPU time. Per plane and repetition: idle ping RTT; iperf3 TCP with 1 stream (counting the CPU time of
-//! the tunnel processes on both sides) and 4 streams; UDP at the maximum rate with 64 B and
-//! 1,400 B packets; ping RTT during a 1-stream TCP run. Then UDP 1,400 B at half the first
-//! measured plane's (normally native's) maximum rate, the same rate for every plane. It prints
-//! the machine, then medians as markdown tables with ratios against wireguard-go, the native
-//! plane against wireguard-go-current, and whether each target of the native plane is met. The parsing and the arithmetic live in
+//! resident set and busiest CPU time. Per plane and repetition: idle ping RTT; iperf3 TCP
+//! with 1 stream (counting the CPU time of the tunnel processes on both sides) and 4 streams;
+//! UDP at the maximum rate with 64 B and 1,400 B packets; ping RTT during a 1-stream TCP run.
+//! Then UDP 1,400 B at half the first measured plane's (normally native's) maximum rate, the
+//! same rate for every plane. It prints the machine, then medians as markdown tables with
+//! ratios against wireguard-go, the native plane against wireguard-go-current, and whether
+//! each target of the native plane is met. The parsing and the arithmetic live in
 //! `netns_tests::bench`.
 //!
 //! Options: `BENCH_REPS` (default 3), `BENCH_SECONDS` per iperf3 run (default 5),
@@ -268,6 +269,8 @@ fn measure(plane: Plane, settings: &Settings, fixed: &mut Option<FixedRate>) -> 
             };
             for (cluster, peer) in [(a, b), (b, a)] {
                 let mut setup = Gateway::setup(cluster)?.with_peers(&[peer])?;
+                // The previous build predates `[peers] state_path`.
+                setup.config.peer_state_path = binary.is_none();
                 setup.binary.clone_from(&binary);
                 let mut gateway = setup.start()?;
                 gateway.wait_ready(READY_TIMEOUT)?;

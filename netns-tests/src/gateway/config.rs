@@ -36,6 +36,9 @@ pub struct GatewayConfig {
     pub peers_toml: Option<String>,
     /// The whole `[audit]` section body; no section (audit log off) when `None`.
     pub audit_toml: Option<String>,
+    /// Whether `[peers] state_path` is written beside the key (default); builds from before
+    /// peer rotation states refuse the field.
+    pub peer_state_path: bool,
 }
 
 impl GatewayConfig {
@@ -78,7 +81,7 @@ impl GatewayConfig {
                         quote(&self.peers_path.to_string_lossy())
                     )
                 });
-                if !peers.contains("state_path") {
+                if self.peer_state_path && !peers.contains("state_path") {
                     let state = self.key_path.with_file_name("peer-rotations.json");
                     peers.push_str(&format!(
                         "\nstate_path = {}",
