@@ -80,38 +80,27 @@ impl NativeHandle {
         core.set_mtu(usize::try_from(mtu).unwrap_or(usize::MAX));
         let core = Arc::new(Mutex::new(core));
         let stop = Arc::new(AtomicBool::new(false));
-        let spawn = |thread: &str, f: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new()
-                .name(format!("native-{thread}"))
-                .spawn(f)
-                .map(drop)
-        };
         let reading = Arc::new(Mutex::new(tun::Reader::new()));
-        {
-            let (core, tun, reading, udp, stop) = (
+        let loops: [(&str, IoLoop); 2] = [("tun", tun_loop), ("udp", udp_loop)];
+        for (thread, io_loop) in loops {
+            let shared = (
                 core.clone(),
                 tun.clone(),
                 reading.clone(),
                 udp.clone(),
                 stop.clone(),
             );
-            spawn(
-                "tun",
-                Box::new(move || tun_loop(&core, &tun, &reading, &udp, &stop)),
-            )?;
-        }
-        {
-            let (core, tun, reading, udp, stop) = (
-                core.clone(),
-                tun.clone(),
-                reading.clone(),
-                udp.clone(),
-                stop.clone(),
-            );
-            spawn(
-                "udp",
-                Box::new(move || udp_loop(&core, &tun, &reading, &udp, &stop)),
-            )?;
+            let spawned = std::thread::Builder::new()
+                .name(format!("native-{thread}"))
+                .spawn(move || {
+                    let (core, tun, reading, udp, stop) = shared;
+                    io_loop(&core, &tun, &reading, &udp, &stop);
+                });
+            if let Err(e) = spawned {
+                // A thread already started stops at its next wake-up.
+                stop.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
         }
         Ok(Self {
             stop,
@@ -171,6 +160,10 @@ impl Sink for IoSink<'_> {
         self.writer.push(self.tun, packet);
     }
 }
+
+/// One of the device's IO threads: the core, the TUN device, its shared reader, the socket
+/// and the stop flag.
+type IoLoop = fn(&Mutex<Core>, &Tun, &Mutex<tun::Reader>, &Udp, &AtomicBool);
 
 /// Reads one packet or super-packet from the TUN device and encrypts it into `sink`, the
 /// core locked for the crypto only; then sends what would not leave room for the next read.
