@@ -187,14 +187,6 @@ fn read_and_seal(
     read
 }
 
-/// Locks the TUN device's reading side. A thread that panicked while holding it left the
-/// reader's buffers only: they are still usable.
-fn lock_reader(reading: &Mutex<tun::Reader>) -> MutexGuard<'_, tun::Reader> {
-    reading
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 fn tun_loop(
     core: &Mutex<Core>,
     tun: &Tun,
@@ -217,7 +209,7 @@ fn tun_loop(
         }
         // Whoever holds the reader reads, encrypts and sends before letting go, so packets
         // leave in the order they were read.
-        let mut reader = lock_reader(reading);
+        let mut reader = lock(reading);
         // Drain what is queued, so small packets to one peer leave as one GSO run too.
         for _ in 0..TUN_READS_PER_BATCH {
             let Err(e) = read_and_seal(core, tun, &mut reader, &mut out, &mut sink) else {

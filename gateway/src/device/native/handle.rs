@@ -329,10 +329,11 @@ fn upsert(core: &mut Core, config: &PeerConfig) -> Result<(), Error> {
     Ok(())
 }
 
-/// Locks the core. A panic while holding the lock leaves the tables consistent enough to
-/// keep forwarding.
-pub(super) fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
-    core.lock()
+/// Locks the core (or the TUN reader). A panic while holding the lock leaves the core's
+/// tables consistent enough to keep forwarding, and the reader's buffers usable.
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 

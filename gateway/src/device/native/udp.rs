@@ -192,6 +192,7 @@ impl Udp {
     ///
     /// # Errors
     /// The error of the first receive (`WouldBlock` on timeout).
+    #[cfg(test)]
     pub fn recv_batch(
         &self,
         receiver: &mut Receiver,
