@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::datagram::{DATAGRAM_LEN, decode, encode};
 use super::tally::{MAX_SEQ, Tally};
-use super::{StreamStats, check_in_order, check_no_loss, deadline};
+use super::{Pace, StreamStats, burst_deadline, check_in_order, check_no_loss, deadline};
 
 const STREAM: u64 = 0x0123_4567_89ab_cdef;
 
@@ -121,6 +121,26 @@ fn sequence_numbers_past_the_limit_are_ignored() {
     let stats = tally(&[(0, 1), (MAX_SEQ, 2), (u64::MAX, 3)], 1, 3);
 
     assert_eq!((stats.received, stats.lost, stats.reordered), (1, 0, 0));
+}
+
+#[test]
+fn a_burst_leaves_at_its_first_datagram_s_deadline_and_keeps_the_average_rate() {
+    let pace = Pace {
+        rate_pps: 1000,
+        burst: 10,
+    };
+    assert_eq!(burst_deadline(0, pace), Duration::ZERO);
+    assert_eq!(burst_deadline(9, pace), Duration::ZERO);
+    assert_eq!(burst_deadline(10, pace), ms(10));
+    assert_eq!(burst_deadline(19, pace), ms(10));
+    assert_eq!(burst_deadline(10_000, pace), Duration::from_secs(10));
+    let single = Pace {
+        rate_pps: 1000,
+        burst: 1,
+    };
+    for seq in [0, 1, 7, 10_001] {
+        assert_eq!(burst_deadline(seq, single), deadline(seq, 1000));
+    }
 }
 
 #[test]
