@@ -109,8 +109,8 @@ impl Streams {
     }
 
     /// As [`Streams::start`], at the same average rate, but each sender wakes once per
-    /// `burst` datagrams and sends them back to back (at 1,000 packets/s and a burst of 10:
-    /// 10 datagrams every 10 ms). Where the machine, not the tunnel, is short of CPU (an
+    /// `burst` datagrams and sends them back to back (at 1,000 packets/s and a burst of 50:
+    /// 50 datagrams every 50 ms). Where the machine, not the tunnel, is short of CPU (an
     /// emulated guest), a sender waking 1,000 times a second is a load of its own; losses
     /// are still counted per datagram.
     ///
